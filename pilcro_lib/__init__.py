@@ -1,0 +1,18 @@
+"""pilcro_lib: importance landscapes, the P-objective and low-rank locally connected layers.
+
+The shared library behind the PILCRO book. Modules, one idea each:
+
+- ``utils``: seeding, device choice, provenance, argument checks
+- ``data``: real datasets (MNIST, Fashion-MNIST, CIFAR-10, CelebA) and the shipped sample
+- ``synthetic``: generated, seeded tasks (position tasks, pasted objects, translated variants)
+- ``models``: the reference small net and a CIFAR-style ResNet-18
+- ``train``: ``fit`` / ``evaluate`` with checkpoints and bit-exact resume
+- ``results``: runs keyed by their config, collected into tables
+- ``landscape``: importance landscapes and flatness figures
+- ``paths``: the analytic path-count map of a network's skeleton
+- ``objective``: the P-objective regulariser (our formulation)
+- ``layers``: locally connected, low-rank locally connected and CoordConv layers
+- ``plotting``: figure helpers shared by the notebooks
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,413 @@
+"""Locally connected (LC), low-rank locally connected (LRLC) and CoordConv layers.
+
+A convolution applies one filter bank at every output position; a locally connected layer
+applies a different bank at each position. The low-rank layer sits in between: ``K`` shared
+basis banks, mixed at each output position ``(h, w)`` by combining weights
+``alpha[h, w, k]`` normalised over ``k`` (our formulation of the layer of Elsayed et al., 2020):
+
+    y[b, f, h, w] = sum_k alpha[h, w, k] * conv(x, bank_k)[b, f, h, w] + bias[f, h, w]
+
+It is computed as **one** convolution with ``K * F`` output channels followed by a weighted
+sum over ``K``; the per-position kernel ``sum_k alpha[h, w, k] * bank_k`` is only built by
+:meth:`LowRankLocallyConnected2d.equivalent_kernel` (tests and pictures).
+
+Shapes: inputs ``[N, C, H, W]``; outputs ``[N, F, H_out, W_out]``;
+``H_out = (H + pad_top + pad_bottom - kh) // stride + 1`` (same for ``W``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from pilcro_lib.utils import check_choice, check_positive_int
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+COMBINING_MODES = ("row_col", "free", "row", "col", "input")
+NORMALIZATIONS = ("softmax", "l2", "none")
+_TORCH_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+_HEAD_DILATIONS = (1, 2, 4, 8)
+
+Size2 = int | tuple[int, int]
+Padding = int | tuple[int, int] | str
+
+
+def _pair(name: str, value: Size2) -> tuple[int, int]:
+    """``value`` as a pair of positive ints (an int is used for both), else an error naming ``name``."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return check_positive_int(name, value[0]), check_positive_int(name, value[1])
+    v = check_positive_int(name, value)
+    return v, v
+
+
+def _padding_amounts(padding: Padding, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Padding as ``(left, right, top, bottom)`` from an int, a pair, ``"valid"`` or ``"same"``."""
+    if isinstance(padding, str):
+        check_choice("padding", padding, ("valid", "same"))
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if stride != (1, 1):
+            raise ValueError(f"padding='same' needs stride=1, got stride={stride}")
+        (kh, kw) = kernel
+        return (kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2
+    if isinstance(padding, Sequence):
+        if len(padding) != 2:
+            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        ph, pw = (check_positive_int("padding", p, minimum=0) for p in padding)
+    else:
+        ph = pw = check_positive_int("padding", padding, minimum=0)
+    return pw, pw, ph, ph
+
+
+class _SpatialLayer(nn.Module):
+    """Shared bookkeeping of layers whose parameters depend on the output position.
+
+    Checks the arguments, pads inputs explicitly (``padding_mode``) and checks at forward time
+    that the input has the ``input_size`` the layer was built for.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Size2,
+        input_size: Size2,
+        stride: Size2,
+        padding: Padding,
+        padding_mode: str,
+    ) -> None:
+        super().__init__()
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.out_channels = check_positive_int("out_channels", out_channels)
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.input_size = _pair("input_size", input_size)
+        self.stride = _pair("stride", stride)
+        self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
+        self.padding = padding
+        self.pad = _padding_amounts(padding, self.kernel_size, self.stride)
+        left, right, top, bottom = self.pad
+        padded = (self.input_size[0] + top + bottom, self.input_size[1] + left + right)
+        if self.kernel_size[0] > padded[0] or self.kernel_size[1] > padded[1]:
+            raise ValueError(
+                f"kernel_size={self.kernel_size} is larger than the padded input {padded} "
+                f"(input_size={self.input_size}, padding={padding!r})"
+            )
+        if padding_mode in ("reflect", "circular") and max(self.pad) > 0:
+            limit = min(self.input_size) - (padding_mode == "reflect")
+            if max(self.pad) > limit:
+                raise ValueError(f"padding={padding!r} is too large for padding_mode={padding_mode!r} on input_size={self.input_size}")
+        self.output_size = (
+            (padded[0] - self.kernel_size[0]) // self.stride[0] + 1,
+            (padded[1] - self.kernel_size[1]) // self.stride[1] + 1,
+        )
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"expected input of shape [N, C, H, W], got {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"input has {x.shape[1]} channels but in_channels={self.in_channels}")
+        if tuple(x.shape[-2:]) != self.input_size:
+            raise ValueError(f"input spatial size {tuple(x.shape[-2:])} does not match input_size={self.input_size}")
+
+    def _pad(self, x: Tensor) -> Tensor:
+        """``x`` padded by ``self.pad`` with ``padding_mode`` (no copy when there is no padding)."""
+        if max(self.pad) == 0:
+            return x
+        return F.pad(x, self.pad, mode=_TORCH_PAD_MODE[self.padding_mode])
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, input_size={self.input_size}, "
+            f"output_size={self.output_size}, stride={self.stride}, padding={self.padding!r}, padding_mode={self.padding_mode!r}"
+        )
+
+
+def _he_uniform_(weight: Tensor, fan_in: int) -> Tensor:
+    """He (Kaiming) uniform initialisation in place: U(-b, b), b = sqrt(6 / fan_in)."""
+    bound = math.sqrt(6.0 / fan_in)
+    with torch.no_grad():
+        return weight.uniform_(-bound, bound)
+
+
+class LocallyConnected2d(_SpatialLayer):
+    """A 2-D layer with an unshared ``F x C x kh x kw`` kernel (and bias) at every output position.
+
+    Parameters: ``weight`` ``[L, C*kh*kw, F]`` (``L = H_out * W_out``, positions row-major, the
+    middle axis ordered ``(c, i, j)`` as in ``F.unfold``) and ``bias`` ``[F, H_out, W_out]``:
+    ``H_out*W_out*F*(C*kh*kw + 1)`` numbers with bias. He-uniform (fan-in) weights, zero bias.
+    Forward: ``F.unfold`` then one batched matmul over positions (``'nkl,lko->nol'``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Size2,
+        input_size: Size2,
+        *,
+        stride: Size2 = 1,
+        padding: Padding = 0,
+        padding_mode: str = "zeros",
+        bias: bool = True,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, input_size, stride, padding, padding_mode)
+        kh, kw = self.kernel_size
+        positions = self.output_size[0] * self.output_size[1]
+        fan_in = in_channels * kh * kw
+        self.weight = nn.Parameter(_he_uniform_(torch.empty(positions, fan_in, out_channels), fan_in))
+        self.bias = nn.Parameter(torch.zeros(out_channels, *self.output_size)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, C, H, W]`` -> ``[N, F, H_out, W_out]``."""
+        self._check_input(x)
+        cols = F.unfold(self._pad(x), self.kernel_size, stride=self.stride)  # [N, C*kh*kw, L]
+        out = torch.einsum("nkl,lko->nol", cols, self.weight)  # [N, F, L]
+        out = out.reshape(x.shape[0], self.out_channels, *self.output_size)
+        return out if self.bias is None else out + self.bias
+
+    def kernel(self) -> Tensor:
+        """The per-position kernels as ``[H_out, W_out, F, C, kh, kw]`` (a view of ``weight``)."""
+        h, w = self.output_size
+        return self.weight.view(h, w, self.in_channels, *self.kernel_size, self.out_channels).permute(0, 1, 5, 2, 3, 4)
+
+    @torch.no_grad()
+    def load_kernel(self, kernel: Tensor, bias: Tensor | None = None) -> None:
+        """Set the weights from ``[H_out, W_out, F, C, kh, kw]`` kernels (and bias ``[F, H_out, W_out]``)."""
+        expected = (*self.output_size, self.out_channels, self.in_channels, *self.kernel_size)
+        if tuple(kernel.shape) != expected:
+            raise ValueError(f"kernel must have shape {expected}, got {tuple(kernel.shape)}")
+        self.kernel().copy_(kernel)
+        if bias is not None:
+            if self.bias is None:
+                raise ValueError("bias given but the layer was built with bias=False")
+            self.bias.copy_(bias)
+
+
+class InputCombiningHead(nn.Module):
+    """Input-dependent combining logits: ``[N, C, H, W]`` -> ``[N, K, H_out, W_out]``.
+
+    A 1x1 conv to ``K`` channels; its spatial mean; 3x3 depthwise convs of that at dilations
+    1, 2, 4, 8 (those whose 3x3 footprint fits the input), all resized bilinearly to the output
+    size and concatenated; 1x1 conv to ``3K`` + ReLU; 1x1 conv to ``6K`` + sigmoid; 1x1 conv
+    to ``K``. The last conv starts at zero weight and bias ``init_logit``, so the logits start
+    constant and the layer starts as a plain convolution.
+    """
+
+    def __init__(self, in_channels: int, rank: int, input_size: tuple[int, int], output_size: tuple[int, int], init_logit: float) -> None:
+        super().__init__()
+        self.output_size = output_size
+        self.reduce = nn.Conv2d(in_channels, rank, 1)
+        self.dilated = nn.ModuleList(
+            nn.Conv2d(rank, rank, 3, padding=d, dilation=d, groups=rank) for d in _HEAD_DILATIONS if 2 * d + 1 <= min(input_size)
+        )
+        features = rank * (2 + len(self.dilated))
+        self.mlp = nn.Sequential(
+            nn.Conv2d(features, 3 * rank, 1), nn.ReLU(), nn.Conv2d(3 * rank, 6 * rank, 1), nn.Sigmoid(), nn.Conv2d(6 * rank, rank, 1)
+        )
+        with torch.no_grad():
+            self.mlp[-1].weight.zero_()
+            self.mlp[-1].bias.fill_(init_logit)
+
+    def _resize(self, t: Tensor) -> Tensor:
+        if tuple(t.shape[-2:]) == self.output_size:
+            return t
+        return F.interpolate(t, size=self.output_size, mode="bilinear", align_corners=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, C, H, W]`` -> logits ``[N, K, H_out, W_out]``."""
+        a = self.reduce(x)
+        parts = [a, a.mean(dim=(-2, -1), keepdim=True).expand_as(a), *(conv(a) for conv in self.dilated)]
+        return self.mlp(torch.cat([self._resize(p) for p in parts], dim=1))
+
+
+class LowRankLocallyConnected2d(_SpatialLayer):
+    """Low-rank locally connected layer: ``rank`` basis banks mixed per output position.
+
+    combining: how the logits ``[H_out, W_out, K]`` are parametrised:
+      ``row_col`` ``row[h, k] + col[w, k]`` (``K*(H_out+W_out)`` numbers, the default);
+      ``free`` one per position (``K*H_out*W_out``); ``row`` / ``col`` one axis only;
+      ``input`` computed from the layer's input by :class:`InputCombiningHead` (per example).
+    normalize: over ``k``: ``softmax``, ``l2`` (unit L2 norm) or ``none``.
+    Initialisation: constant logits (softmax: 0 -> weights ``1/K``; l2: 1 -> ``1/sqrt(K)``;
+    none: ``1/K``), so the layer starts as a convolution with the mean (softmax, none) or
+    ``sqrt(K)`` times the mean (l2) of the bases; bases He-uniform (fan-in ``C*kh*kw``).
+    spatial_bias: shared across channels, structured like the combining weights
+    (``row_bias[h] + col_bias[w]``, one axis for ``row``/``col``, a free ``[H_out, W_out]`` for
+    ``free``/``input``); bias: per channel ``[F]``. Both start at zero.
+    Parameters: ``weight`` ``[K*F, C, kh, kw]`` (bank ``k`` is ``weight[k*F:(k+1)*F]``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Size2,
+        input_size: Size2,
+        rank: int,
+        *,
+        stride: Size2 = 1,
+        padding: Padding = 0,
+        padding_mode: str = "zeros",
+        combining: str = "row_col",
+        normalize: str = "softmax",
+        spatial_bias: bool = True,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, input_size, stride, padding, padding_mode)
+        self.rank = check_positive_int("rank", rank)
+        self.combining = check_choice("combining", combining, COMBINING_MODES)
+        self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
+        kh, kw = self.kernel_size
+        h, w = self.output_size
+        fan_in = in_channels * kh * kw
+        self.weight = nn.Parameter(_he_uniform_(torch.empty(rank * out_channels, in_channels, kh, kw), fan_in))
+        init = {"softmax": 0.0, "l2": 1.0, "none": 1.0 / rank}[normalize]
+        rows = combining in ("row_col", "row")
+        cols = combining in ("row_col", "col")
+        share = init / 2 if combining == "row_col" else init
+        self.row_logits = nn.Parameter(torch.full((h, rank), share)) if rows else None
+        self.col_logits = nn.Parameter(torch.full((w, rank), share)) if cols else None
+        self.logits = nn.Parameter(torch.full((h, w, rank), init)) if combining == "free" else None
+        self.head = InputCombiningHead(in_channels, rank, self.input_size, self.output_size, init) if combining == "input" else None
+        unshared = combining in ("free", "input")
+        self.row_bias = nn.Parameter(torch.zeros(h)) if spatial_bias and rows else None
+        self.col_bias = nn.Parameter(torch.zeros(w)) if spatial_bias and cols else None
+        self.spatial_bias = nn.Parameter(torch.zeros(h, w)) if spatial_bias and unshared else None
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def bases(self) -> Tensor:
+        """The basis banks ``[K, F, C, kh, kw]`` (a view of ``weight``)."""
+        return self.weight.view(self.rank, self.out_channels, self.in_channels, *self.kernel_size)
+
+    def _normalize(self, logits: Tensor) -> Tensor:
+        """Normalise ``[..., K]`` logits over the last axis."""
+        if self.normalize == "softmax":
+            return torch.softmax(logits, dim=-1)
+        if self.normalize == "l2":
+            return F.normalize(logits, p=2.0, dim=-1, eps=1e-12)
+        return logits
+
+    def _shared_logits(self) -> Tensor:
+        h, w = self.output_size
+        if self.logits is not None:
+            return self.logits
+        logits = torch.zeros(h, w, self.rank, dtype=self.weight.dtype, device=self.weight.device)
+        if self.row_logits is not None:
+            logits = logits + self.row_logits[:, None, :]
+        if self.col_logits is not None:
+            logits = logits + self.col_logits[None, :, :]
+        return logits
+
+    def combining_weights(self, inputs: Tensor | None = None) -> Tensor:
+        """Normalised combining weights: ``[H_out, W_out, K]``, or ``[N, H_out, W_out, K]`` for
+        ``combining='input'`` (which needs the layer's ``inputs`` ``[N, C, H, W]``)."""
+        if self.head is None:
+            if inputs is not None:
+                raise ValueError(f"inputs are only used with combining='input', not combining={self.combining!r}")
+            return self._normalize(self._shared_logits())
+        if inputs is None:
+            raise ValueError("combining='input' computes its weights from the input: pass inputs [N, C, H, W]")
+        self._check_input(inputs)
+        return self._normalize(self.head(inputs).permute(0, 2, 3, 1))
+
+    def _spatial_bias(self) -> Tensor | None:
+        """The bias added at each output ``[F, H_out, W_out]`` (broadcastable), or ``None``."""
+        parts = []
+        if self.spatial_bias is not None:
+            parts.append(self.spatial_bias)
+        if self.row_bias is not None:
+            parts.append(self.row_bias[:, None])
+        if self.col_bias is not None:
+            parts.append(self.col_bias[None, :])
+        if self.bias is not None:
+            parts.append(self.bias[:, None, None])
+        if not parts:
+            return None
+        total = parts[0]
+        for p in parts[1:]:
+            total = total + p
+        return total
+
+    def equivalent_bias(self) -> Tensor:
+        """The total bias ``[F, H_out, W_out]`` (spatial + channel; zeros if the layer has none)."""
+        b = self._spatial_bias()
+        zeros = torch.zeros(self.out_channels, *self.output_size, dtype=self.weight.dtype, device=self.weight.device)
+        return zeros if b is None else zeros + b
+
+    def equivalent_kernel(self, inputs: Tensor | None = None) -> Tensor:
+        """Per-position kernels ``sum_k alpha[h, w, k] * bank_k``: ``[H_out, W_out, F, C, kh, kw]``
+        (with a leading ``N`` for ``combining='input'``, which needs ``inputs``)."""
+        alpha = self.combining_weights(inputs)
+        return torch.einsum("...k,kfcij->...fcij", alpha, self.bases())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, C, H, W]`` -> ``[N, F, H_out, W_out]``: one conv with ``K*F`` outputs, then combine."""
+        self._check_input(x)
+        n = x.shape[0]
+        y = F.conv2d(self._pad(x), self.weight, stride=self.stride)  # [N, K*F, H_out, W_out]
+        y = y.view(n, self.rank, self.out_channels, *self.output_size)
+        if self.head is None:
+            alpha = self.combining_weights().permute(2, 0, 1)  # [K, H_out, W_out]
+            out = torch.einsum("nkfhw,khw->nfhw", y, alpha)
+        else:
+            alpha = self.combining_weights(x).permute(0, 3, 1, 2)  # [N, K, H_out, W_out]
+            out = torch.einsum("nkfhw,nkhw->nfhw", y, alpha)
+        b = self._spatial_bias()
+        return out if b is None else out + b
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, rank={self.rank}, combining={self.combining!r}, normalize={self.normalize!r}"
+
+
+class CoordConv2d(nn.Module):
+    """A convolution whose input gets two extra channels: the row and column coordinates in [-1, 1].
+
+    ``[N, C, H, W]`` -> ``[N, F, H_out, W_out]``; the conv is an ``nn.Conv2d`` with
+    ``C + 2`` input channels (its default initialisation), so ``(C+2)*F*kh*kw (+F)`` parameters.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Size2,
+        *,
+        stride: Size2 = 1,
+        padding: Padding = 0,
+        padding_mode: str = "zeros",
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        check_positive_int("in_channels", in_channels)
+        check_choice("padding_mode", padding_mode, PADDING_MODES)
+        self.conv = nn.Conv2d(
+            in_channels + 2, out_channels, _pair("kernel_size", kernel_size), stride=_pair("stride", stride), padding=padding, padding_mode=padding_mode, bias=bias
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        rows = torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device)[:, None].expand(h, w)
+        cols = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device)[None, :].expand(h, w)
+        coords = torch.stack([rows, cols]).expand(n, 2, h, w)
+        return self.conv(torch.cat([x, coords], dim=1))
+
+
+def parameter_count(module: nn.Module) -> int:
+    """Number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def forward_flops(module: nn.Module, inputs: Tensor) -> int:
+    """Floating-point operations (a multiply-add counts 2) of one forward pass on ``inputs``,
+    as counted by ``torch.utils.flop_counter`` (convolutions, matmuls and einsums)."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        module(inputs)
+    return int(counter.get_total_flops())

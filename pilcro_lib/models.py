@@ -1,0 +1,154 @@
+"""The networks of the book: the reference small net of the LRLC experiments and a CIFAR-style ResNet-18."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from pilcro_lib.utils import check_choice
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDINGS = ("valid", "same", "full")
+LAYER_TYPES = ("conv",)
+HEADS = ("gap", "flatten")
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std``, so models take images in [0, 1]. ``[B, C, H, W]`` -> same."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def padding_amount(padding: str, kernel_size: int) -> int:
+    """Pixels of padding per side for a stride-1 ``kernel_size`` conv: valid 0, same (k-1)/2, full k-1."""
+    check_choice("padding", padding, PADDINGS)
+    if padding == "same" and kernel_size % 2 == 0:
+        raise ValueError(f"padding='same' needs an odd kernel_size, got {kernel_size}")
+    return {"valid": 0, "same": (kernel_size - 1) // 2, "full": kernel_size - 1}[padding]
+
+
+def output_size(input_size: int, kernel_size: int, padding: int, stride: int = 1) -> int:
+    """Spatial output size of a convolution along one axis."""
+    return (input_size + 2 * padding - kernel_size) // stride + 1
+
+
+def make_layer(
+    kind: str,
+    in_channels: int,
+    out_channels: int,
+    input_size: int,
+    *,
+    kernel_size: int = 3,
+    rank: int = 4,
+    padding: str = "valid",
+    padding_mode: str = "zeros",
+    bias: bool = False,
+) -> nn.Module:
+    """One spatial layer of the reference net; ``input_size`` is the side of its square input."""
+    check_choice("kind", kind, LAYER_TYPES)
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
+    pad = padding_amount(padding, kernel_size)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=pad, padding_mode=padding_mode, bias=bias)
+
+
+def reference_net(
+    layer_types: Sequence[str] = ("conv", "conv", "conv"),
+    *,
+    in_channels: int = 1,
+    num_classes: int = 10,
+    input_size: int = 28,
+    width: int = 64,
+    rank: int = 4,
+    padding: str = "valid",
+    padding_mode: str = "zeros",
+    head: str = "gap",
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> nn.Sequential:
+    """The 3-layer net of the LRLC reference experiments: ``[layer, BatchNorm, ReLU] x 3``, pooling, linear.
+
+    Input ``[B, in_channels, input_size, input_size]`` in [0, 1] (normalised inside when
+    ``normalization=(mean, std)``); output logits ``[B, num_classes]``. Each entry of
+    ``layer_types`` is one of :data:`LAYER_TYPES`. ``head``: ``gap`` (global average pooling) or
+    ``flatten``.
+    """
+    check_choice("head", head, HEADS)
+    if len(layer_types) < 1:
+        raise ValueError("layer_types must name at least one layer")
+    layers: list[nn.Module] = [] if normalization is None else [Normalize(*normalization)]
+    channels, size = in_channels, input_size
+    for kind in layer_types:
+        layer = make_layer(kind, channels, width, size, rank=rank, padding=padding, padding_mode=padding_mode)
+        size = output_size(size, 3, padding_amount(padding, 3))
+        if size < 1:
+            raise ValueError(f"input_size={input_size} is too small for {len(layer_types)} layers with padding={padding!r}")
+        channels = getattr(layer, "out_channels", width)
+        layers += [layer, nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1), nn.ReLU()]
+    if head == "gap":
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
+    else:
+        layers += [nn.Flatten(), nn.Linear(channels * size * size, num_classes)]
+    return nn.Sequential(*layers)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs with BatchNorm, plus an identity or 1x1 projection shortcut."""
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1, padding_mode: str = "zeros"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False, padding_mode=padding_mode)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False, padding_mode=padding_mode)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != channels:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+def cifar_resnet18(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    padding_mode: str = "zeros",
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    width: int = 64,
+) -> nn.Sequential:
+    """CIFAR-style ResNet-18: 3x3 stem without max-pool, stages of 2 basic blocks at widths
+    ``width * (1, 2, 4, 8)`` with strides ``(1, 2, 2, 2)``, global average pooling, linear.
+
+    Input ``[B, in_channels, H, W]`` in [0, 1]; output ``[B, num_classes]``. ``padding_mode``
+    applies to every 3x3 conv.
+    """
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
+    layers: list[nn.Module] = [] if normalization is None else [Normalize(*normalization)]
+    layers += [
+        nn.Conv2d(in_channels, width, 3, 1, 1, bias=False, padding_mode=padding_mode),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+    ]
+    channels = width
+    for i, stride in enumerate((1, 2, 2, 2)):
+        out = width * 2**i
+        layers += [BasicBlock(channels, out, stride, padding_mode), BasicBlock(out, out, 1, padding_mode)]
+        channels = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

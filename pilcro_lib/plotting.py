@@ -1,0 +1,55 @@
+"""Figure helpers: white backgrounds (readable in dark mode), labelled axes, a colour bar on every heat map."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 4.0, height: float = 3.4, **kwargs):
+    """``plt.subplots`` with a white face colour and a size of ``width x height`` inches per panel."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), facecolor="white", squeeze=False, **kwargs)
+    return fig, axes
+
+
+def _as_array(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def heatmap(ax: Axes, array, *, title: str | None = None, vmin: float | None = None, vmax: float | None = None,
+            cmap: str = "viridis", cbar_label: str | None = None, axis_labels: bool = True):
+    """Draw a 2-D map ``[H, W]`` on ``ax`` with a colour bar; returns the image."""
+    im = ax.imshow(_as_array(array), vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest")
+    cbar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if cbar_label:
+        cbar.set_label(cbar_label)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if axis_labels:
+        ax.set_xlabel("column (px)")
+        ax.set_ylabel("row (px)")
+    return im
+
+
+def landscape_grid(maps: dict[str, object], *, shared_scale: bool = True, ncols: int = 4,
+                   cbar_label: str = "normalised importance", cmap: str = "viridis", suptitle: str | None = None) -> Figure:
+    """One heat map per entry of ``maps`` (name -> ``[H, W]``), on a shared colour scale by default."""
+    arrays = {k: _as_array(v) for k, v in maps.items()}
+    vmin = min(a.min() for a in arrays.values()) if shared_scale else None
+    vmax = max(a.max() for a in arrays.values()) if shared_scale else None
+    ncols = min(ncols, len(arrays))
+    nrows = math.ceil(len(arrays) / ncols)
+    fig, axes = new_figure(nrows, ncols, width=3.4, height=3.0)
+    for ax, (name, a) in zip(axes.flat, arrays.items()):
+        heatmap(ax, a, title=name, vmin=vmin, vmax=vmax, cmap=cmap, cbar_label=cbar_label, axis_labels=False)
+    for ax in list(axes.flat)[len(arrays):]:
+        ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,383 @@
+"""Tests of pilcro_lib.layers against independent references: nn.Conv2d, a naive loop over
+output positions, closed-form parameter and FLOP counts, gradcheck."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pilcro_lib.layers import (
+    COMBINING_MODES,
+    NORMALIZATIONS,
+    CoordConv2d,
+    LocallyConnected2d,
+    LowRankLocallyConnected2d,
+    forward_flops,
+    parameter_count,
+)
+
+SHARED_MODES = ("row_col", "free", "row", "col")
+NUMPY_PAD = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _randomize(layer: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every parameter random values (so biases and logits are not at their constant init)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return layer
+
+
+def _conv_reference(x, weight, bias, *, stride=1, padding=0, padding_mode="zeros"):
+    """nn.Conv2d with the given weight/bias: the independent reference for a shared kernel."""
+    f, c, kh, kw = weight.shape
+    conv = nn.Conv2d(c, f, (kh, kw), stride=stride, padding=padding, padding_mode=padding_mode, bias=bias is not None)
+    conv = conv.to(weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+    return conv(x)
+
+
+def _naive_lc(x, kernel, bias, stride, padding, padding_mode):
+    """Locally connected layer as a python loop over output positions (numpy padding)."""
+    xn = x.detach().numpy()
+    pad = ((0, 0), (0, 0), (padding, padding), (padding, padding))
+    xp = np.pad(xn, pad, mode=NUMPY_PAD[padding_mode])
+    h_out, w_out, f, c, kh, kw = kernel.shape
+    k = kernel.detach().numpy()
+    out = np.zeros((x.shape[0], f, h_out, w_out))
+    for i in range(h_out):
+        for j in range(w_out):
+            patch = xp[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
+            out[:, :, i, j] = np.einsum("ncab,fcab->nf", patch, k[i, j]) + bias.detach().numpy()[:, i, j]
+    return torch.from_numpy(out)
+
+
+# ---------------------------------------------------------------- locally connected
+
+
+@pytest.mark.parametrize(
+    ("stride", "padding", "padding_mode"),
+    [(1, 0, "zeros"), (2, 1, "zeros"), (1, 2, "reflect"), (2, 1, "replicate"), (1, 1, "circular"), (3, 2, "zeros")],
+)
+def test_lc_matches_naive_loop(stride, padding, padding_mode):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
+    lc = _randomize(LocallyConnected2d(3, 4, (3, 2), (7, 6), stride=stride, padding=padding, padding_mode=padding_mode).double())
+    ref = _naive_lc(x, lc.kernel(), lc.bias, stride, padding, padding_mode)
+    out = lc(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_lc_with_identical_kernels_is_a_conv():
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 9, 9)
+    lc = LocallyConnected2d(3, 5, 3, 9, padding=1)
+    w, b = torch.randn(5, 3, 3, 3), torch.randn(5)
+    lc.load_kernel(w.expand(9, 9, 5, 3, 3, 3), b[:, None, None].expand(5, 9, 9))
+    torch.testing.assert_close(lc(x), _conv_reference(x, w, b, padding=1), rtol=1e-5, atol=1e-5)
+
+
+def test_lc_same_padding_keeps_size():
+    lc = LocallyConnected2d(2, 3, 4, (6, 5), padding="same")
+    assert lc(torch.randn(1, 2, 6, 5)).shape == (1, 3, 6, 5)
+
+
+# ---------------------------------------------------------------- low-rank identities
+
+
+@pytest.mark.parametrize("normalize", ["softmax", "l2"])
+@pytest.mark.parametrize("combining", SHARED_MODES)
+def test_rank1_lrlc_is_conv_with_its_bank(combining, normalize):
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 8, 8)
+    layer = LowRankLocallyConnected2d(3, 4, 3, 8, 1, padding=1, padding_mode="reflect", combining=combining,
+                                      normalize=normalize, spatial_bias=False)
+    _randomize(layer)
+    if normalize == "l2":  # a positive logit normalises to weight 1 at rank 1
+        for p in (layer.row_logits, layer.col_logits, layer.logits):
+            if p is not None:
+                p.data.abs_()
+    ref = _conv_reference(x, layer.bases()[0], layer.bias, padding=1, padding_mode="reflect")
+    torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 5])
+@pytest.mark.parametrize("combining", COMBINING_MODES)
+def test_initial_lrlc_is_conv_with_mean_bank(rank, combining):
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 10, 9)
+    layer = LowRankLocallyConnected2d(3, 4, 3, (10, 9), rank, stride=2, combining=combining)
+    ref = _conv_reference(x, layer.bases().mean(0), layer.bias, stride=2)
+    torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_uniform_weights_any_logits_constant_over_k():
+    """Logits that vary over positions but not over k still give the mean bank under softmax."""
+    torch.manual_seed(4)
+    x = torch.randn(3, 2, 7, 7)
+    layer = LowRankLocallyConnected2d(2, 3, 3, 7, 4, spatial_bias=False)
+    with torch.no_grad():
+        layer.row_logits.copy_(torch.randn(5, 1).expand(5, 4))
+        layer.col_logits.copy_(torch.randn(5, 1).expand(5, 4))
+        layer.bias.normal_()
+    torch.testing.assert_close(layer(x), _conv_reference(x, layer.bases().mean(0), layer.bias), rtol=1e-5, atol=1e-5)
+
+
+def test_l2_init_is_sqrt_rank_times_mean_bank():
+    layer = LowRankLocallyConnected2d(2, 3, 3, 6, 4, normalize="l2")
+    alpha = layer.combining_weights()
+    torch.testing.assert_close(alpha, torch.full_like(alpha, 0.5))
+    torch.testing.assert_close(layer.equivalent_kernel()[1, 2], 2 * layer.bases().mean(0))
+
+
+@pytest.mark.parametrize(
+    ("combining", "normalize", "stride", "padding", "padding_mode"),
+    [
+        ("row_col", "softmax", 1, 0, "zeros"),
+        ("row_col", "l2", 2, 1, "replicate"),
+        ("free", "none", 1, 1, "circular"),
+        ("row", "softmax", 1, 2, "reflect"),
+        ("col", "l2", 2, 0, "zeros"),
+        ("free", "softmax", 1, "same", "zeros"),
+    ],
+)
+def test_lrlc_equals_lc_with_equivalent_kernel(combining, normalize, stride, padding, padding_mode):
+    torch.manual_seed(5)
+    x = torch.randn(3, 4, 9, 8)
+    kwargs = dict(stride=stride, padding=padding, padding_mode=padding_mode)
+    lrlc = _randomize(LowRankLocallyConnected2d(4, 5, 3, (9, 8), 3, combining=combining, normalize=normalize, **kwargs))
+    lc = LocallyConnected2d(4, 5, 3, (9, 8), **kwargs)
+    with torch.no_grad():
+        lc.load_kernel(lrlc.equivalent_kernel(), lrlc.equivalent_bias())
+    assert (lrlc(x) - lc(x)).abs().max() < 1e-5
+
+
+def test_input_dependent_lrlc_equals_per_example_lc():
+    torch.manual_seed(6)
+    x = torch.randn(3, 2, 12, 12)
+    lrlc = _randomize(LowRankLocallyConnected2d(2, 4, 3, 12, 3, combining="input"))
+    kernels = lrlc.equivalent_kernel(x)
+    assert kernels.shape == (3, 10, 10, 4, 2, 3, 3)
+    out = lrlc(x)
+    lc = LocallyConnected2d(2, 4, 3, 12)
+    for n in range(3):
+        with torch.no_grad():
+            lc.load_kernel(kernels[n], lrlc.equivalent_bias())
+        assert (out[n : n + 1] - lc(x[n : n + 1])).abs().max() < 1e-5
+    # the weights really depend on the input
+    assert (kernels[0] - kernels[1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("spatial_bias", [True, False])
+def test_row_col_equals_free_with_softmax_of_sum(spatial_bias):
+    torch.manual_seed(7)
+    x = torch.randn(2, 3, 8, 7)
+    rc = _randomize(LowRankLocallyConnected2d(3, 4, 3, (8, 7), 3, spatial_bias=spatial_bias))
+    free = LowRankLocallyConnected2d(3, 4, 3, (8, 7), 3, combining="free", normalize="none", spatial_bias=spatial_bias)
+    with torch.no_grad():
+        free.weight.copy_(rc.weight)
+        free.bias.copy_(rc.bias)
+        free.logits.copy_(torch.softmax(rc.row_logits[:, None, :] + rc.col_logits[None, :, :], dim=-1))
+        if spatial_bias:
+            free.spatial_bias.copy_(rc.row_bias[:, None] + rc.col_bias[None, :])
+    torch.testing.assert_close(rc(x), free(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("combining", SHARED_MODES)
+@pytest.mark.parametrize("normalize", NORMALIZATIONS)
+def test_combining_weights_normalised_and_structured(combining, normalize):
+    layer = _randomize(LowRankLocallyConnected2d(2, 3, 3, (7, 6), 4, combining=combining, normalize=normalize))
+    alpha = layer.combining_weights()
+    assert alpha.shape == (5, 4, 4)
+    if normalize == "softmax":
+        torch.testing.assert_close(alpha.sum(-1), torch.ones(5, 4))
+    if normalize == "l2":
+        torch.testing.assert_close(alpha.norm(dim=-1), torch.ones(5, 4))
+    if combining == "row":
+        torch.testing.assert_close(alpha, alpha[:, :1].expand_as(alpha))
+    if combining == "col":
+        torch.testing.assert_close(alpha, alpha[:1].expand_as(alpha))
+
+
+def test_input_head_skips_dilations_that_do_not_fit():
+    small = LowRankLocallyConnected2d(2, 3, 3, 8, 2, combining="input")
+    large = LowRankLocallyConnected2d(2, 3, 3, 17, 2, combining="input")
+    assert [m.dilation for m in small.head.dilated] == [(1, 1), (2, 2)]
+    assert [m.dilation for m in large.head.dilated] == [(1, 1), (2, 2), (4, 4), (8, 8)]
+
+
+# ---------------------------------------------------------------- parameter counts and FLOPs
+
+
+def _head_params(c: int, k: int, n_dil: int) -> int:
+    features = k * (2 + n_dil)
+    return (c * k + k) + n_dil * (9 * k + k) + (features * 3 * k + 3 * k) + (18 * k * k + 6 * k) + (6 * k * k + k)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_parameter_counts(bias):
+    c, f, k, h, w = 5, 7, 3, 12, 10  # 3x3 valid -> 10 x 8 outputs
+    ho, wo = 10, 8
+    base = k * f * c * 9 + (f if bias else 0)
+    expected = {
+        "row_col": base + k * (ho + wo) + (ho + wo),
+        "free": base + k * ho * wo + ho * wo,
+        "row": base + k * ho + ho,
+        "col": base + k * wo + wo,
+        "input": base + _head_params(c, k, 2) + ho * wo,  # dilations 1, 2 fit a 10-wide input
+    }
+    for mode, count in expected.items():
+        layer = LowRankLocallyConnected2d(c, f, 3, (h, w), k, combining=mode, bias=bias)
+        assert parameter_count(layer) == count, mode
+    no_spatial = LowRankLocallyConnected2d(c, f, 3, (h, w), k, spatial_bias=False, bias=bias)
+    assert parameter_count(no_spatial) == base + k * (ho + wo)
+    assert parameter_count(LocallyConnected2d(c, f, 3, (h, w), bias=bias)) == ho * wo * f * (c * 9 + (1 if bias else 0))
+    assert parameter_count(CoordConv2d(c, f, 3, bias=bias)) == (c + 2) * f * 9 + (f if bias else 0)
+
+
+def test_reference_lc_size():
+    """A 32x32 -> 32x32, 64 -> 64, 3x3 LC layer has 37.7M weights."""
+    lc = LocallyConnected2d(64, 64, 3, 32, padding="same", bias=False)
+    assert parameter_count(lc) == 32 * 32 * 64 * 64 * 9 == 37_748_736
+
+
+def test_forward_flops_closed_forms():
+    n, c, f, k, s = 2, 3, 4, 3, 9
+    x = torch.randn(n, c, s, s)
+    conv_flops = 2 * n * f * c * 9 * 7 * 7
+    assert forward_flops(nn.Conv2d(c, f, 3), x) == conv_flops
+    assert forward_flops(LocallyConnected2d(c, f, 3, s), x) == conv_flops
+    assert forward_flops(LowRankLocallyConnected2d(c, f, 3, s, k), x) == k * conv_flops + 2 * n * k * f * 7 * 7
+
+
+def test_he_uniform_bases():
+    torch.manual_seed(8)
+    layer = LowRankLocallyConnected2d(16, 32, 3, 8, 4)
+    bound = math.sqrt(6 / (16 * 9))
+    assert layer.weight.abs().max() <= bound
+    assert abs(layer.weight.std().item() - bound / math.sqrt(3)) < 0.03 * bound
+    assert all(p.abs().sum() == 0 for p in (layer.row_bias, layer.col_bias, layer.bias))
+
+
+# ---------------------------------------------------------------- CoordConv
+
+
+def test_coordconv_is_conv_on_coordinate_channels():
+    torch.manual_seed(9)
+    x = torch.randn(2, 3, 5, 4)
+    layer = CoordConv2d(3, 6, 3, padding=1)
+    rows, cols = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 4), indexing="ij")
+    coords = torch.tensor(np.stack([rows, cols]), dtype=torch.float32).expand(2, 2, 5, 4)
+    ref = _conv_reference(torch.cat([x, coords], 1), layer.conv.weight, layer.conv.bias, padding=1)
+    torch.testing.assert_close(layer(x), ref)
+
+
+# ---------------------------------------------------------------- gradients
+
+
+def test_gradcheck_lc():
+    torch.manual_seed(10)
+    lc = _randomize(LocallyConnected2d(2, 3, 2, (4, 5), stride=(1, 2), padding=1, padding_mode="reflect").double())
+    x = torch.randn(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp, wt, b: torch.func.functional_call(lc, {"weight": wt, "bias": b}, (inp,)),
+                                    (x, lc.weight, lc.bias))
+
+
+@pytest.mark.parametrize("combining", COMBINING_MODES)
+def test_gradcheck_lrlc(combining):
+    torch.manual_seed(11)
+    layer = _randomize(LowRankLocallyConnected2d(2, 3, 3, 6, 2, padding=1, combining=combining).double())
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    names, params = zip(*layer.named_parameters())
+    def fn(inp, *ps):
+        return torch.func.functional_call(layer, dict(zip(names, ps)), (inp,))
+    assert torch.autograd.gradcheck(fn, (x, *params))
+
+
+@pytest.mark.parametrize("kind", ["lc", "row_col", "input"])
+def test_double_backward(kind):
+    """Input gradients are differentiable w.r.t. parameters (the P-objective needs this)."""
+    torch.manual_seed(12)
+    if kind == "lc":
+        layer = LocallyConnected2d(2, 3, 3, 6, padding=1).double()
+    else:
+        layer = LowRankLocallyConnected2d(2, 3, 3, 6, 2, combining=kind).double()
+    _randomize(layer)
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    (grad_x,) = torch.autograd.grad(layer(x).tanh().sum(), x, create_graph=True)
+    (grad_x**2).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
+    assert torch.autograd.gradgradcheck(lambda inp: layer(inp).tanh(), (x,))
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(rank=0), ValueError, "rank"),
+        (dict(rank=1.5), TypeError, "rank"),
+        (dict(combining="diag"), ValueError, "combining"),
+        (dict(normalize="sigmoid"), ValueError, "normalize"),
+        (dict(padding_mode="mirror"), ValueError, "padding_mode"),
+        (dict(padding="full"), ValueError, "padding"),
+        (dict(padding=-1), ValueError, "padding"),
+        (dict(kernel_size=9), ValueError, "kernel_size"),
+        (dict(stride=0), ValueError, "stride"),
+        (dict(input_size=(8, 8, 8)), ValueError, "input_size"),
+        (dict(padding="same", stride=2), ValueError, "same"),
+        (dict(padding=8, padding_mode="reflect"), ValueError, "padding_mode"),
+    ],
+)
+def test_lrlc_bad_arguments(kwargs, error, match):
+    args = dict(in_channels=2, out_channels=3, kernel_size=3, input_size=8, rank=2) | kwargs
+    with pytest.raises(error, match=match):
+        LowRankLocallyConnected2d(**args)
+
+
+def test_kernel_larger_than_padded_input_names_both():
+    with pytest.raises(ValueError, match=r"kernel_size=\(7, 7\).*padded input \(6, 6\)"):
+        LocallyConnected2d(1, 1, 7, 4, padding=1)
+    LocallyConnected2d(1, 1, 6, 4, padding=1)  # fits exactly
+
+
+@pytest.mark.parametrize("layer", [LocallyConnected2d(2, 3, 3, 8), LowRankLocallyConnected2d(2, 3, 3, 8, 2)])
+def test_wrong_input_size_names_both_sizes(layer):
+    with pytest.raises(ValueError, match=r"\(9, 8\).*input_size=\(8, 8\)"):
+        layer(torch.randn(1, 2, 9, 8))
+    with pytest.raises(ValueError, match="in_channels"):
+        layer(torch.randn(1, 4, 8, 8))
+
+
+def test_combining_weights_inputs_argument_checked():
+    shared = LowRankLocallyConnected2d(2, 3, 3, 8, 2)
+    dynamic = LowRankLocallyConnected2d(2, 3, 3, 8, 2, combining="input")
+    x = torch.randn(1, 2, 8, 8)
+    with pytest.raises(ValueError, match="combining='input'"):
+        dynamic.combining_weights()
+    with pytest.raises(ValueError, match="combining='row_col'"):
+        shared.combining_weights(x)
+    assert dynamic.combining_weights(x).shape == (1, 6, 6, 2)
+
+
+def test_lc_and_coordconv_bad_arguments():
+    with pytest.raises(ValueError, match="padding_mode"):
+        LocallyConnected2d(2, 3, 3, 8, padding_mode="mirror")
+    with pytest.raises(ValueError, match="padding_mode"):
+        CoordConv2d(2, 3, 3, padding_mode="mirror")
+    with pytest.raises(ValueError, match="out_channels"):
+        LocallyConnected2d(2, 0, 3, 8)
+    lc = LocallyConnected2d(2, 3, 3, 8)
+    with pytest.raises(ValueError, match="kernel must have shape"):
+        lc.load_kernel(torch.zeros(6, 6, 3, 2, 3, 2))

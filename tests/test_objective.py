@@ -1,0 +1,258 @@
+"""Tests of the P-objective (pilcro_lib.objective): gradients, sanity cases, BatchNorm, regularisers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from pilcro_lib.landscape import curvature, cv, gradient_energy, normalize, saliency
+from pilcro_lib.objective import (
+    MEASURES,
+    InputGradientPenalty,
+    PObjective,
+    batch_landscape,
+    frozen_batchnorm_stats,
+    input_gradient,
+    landscape_measure,
+    pilcro_penalty,
+)
+
+
+def conv_net(padding_mode: str = "zeros", act: type[nn.Module] = nn.Tanh, width: int = 3, depth: int = 2, bn: bool = False) -> nn.Sequential:
+    """A small all-conv net: depth x [3x3 conv (same size), (BN), act], global average pool, linear."""
+    layers: list[nn.Module] = []
+    c = 1
+    for _ in range(depth):
+        layers += [nn.Conv2d(c, width, 3, padding=1, padding_mode=padding_mode)]
+        layers += [nn.BatchNorm2d(width)] if bn else []
+        layers += [act()]
+        c = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 4))
+
+
+class TinyResidual(nn.Module):
+    """conv -> BN -> ReLU, one residual block, global average pool, linear."""
+
+    def __init__(self, width: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.branch = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1)
+        )
+        self.head = nn.Sequential(nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        return self.head(torch.relu(h + self.branch(h)))
+
+
+def batch(n: int = 6, size: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, size, size, generator=g, dtype=dtype), torch.randint(0, 4, (n,), generator=g)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_gradcheck_wrt_parameters(measure):
+    torch.manual_seed(0)
+    net = conv_net(width=2).double()
+    x, y = batch(3, 6, dtype=torch.float64)
+    names = [n for n, _ in net.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in net.parameters())
+
+    def f(*ps):
+        return pilcro_penalty(_Functional(net, dict(zip(names, ps))), x, y, measure=measure)
+
+    assert torch.autograd.gradcheck(f, params, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+class _Functional(nn.Module):
+    """``net`` evaluated with the given parameter tensors (so gradcheck can vary them)."""
+
+    def __init__(self, net: nn.Module, params: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.net, self.params = net, params
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.net, self.params, (x,))
+
+
+def test_measures_match_landscape_figures():
+    lam = normalize(torch.rand(2, 7, 9, dtype=torch.float64) + 0.5)
+    assert torch.allclose(landscape_measure(lam, "laplacian"), curvature(lam))
+    assert torch.allclose(landscape_measure(lam, "gradient"), gradient_energy(lam))
+    assert torch.allclose(landscape_measure(lam, "cv"), cv(lam) ** 2)
+
+
+def test_batch_landscape_matches_per_sample_loop():
+    torch.manual_seed(1)
+    net = conv_net(act=nn.ReLU).double()
+    x, y = batch(5, 8, dtype=torch.float64)
+    maps = []
+    for b in range(5):  # naive reference: one sample at a time
+        xb = x[b : b + 1].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(nn.functional.cross_entropy(net(xb), y[b : b + 1]), xb)
+        maps.append(g.abs().sum(1)[0])
+    ref = torch.stack(maps).mean(0)
+    got = batch_landscape(input_gradient(net, x, y))
+    assert torch.allclose(got, ref / ref.mean(), atol=1e-12)
+    assert torch.allclose(got, normalize(saliency(net, x, y).mean(0)), atol=1e-12)
+
+
+def test_input_gradient_penalty_matches_per_sample_norms():
+    torch.manual_seed(2)
+    net = conv_net().double()
+    x, y = batch(4, 6, dtype=torch.float64)
+    norms = []
+    for b in range(4):
+        xb = x[b : b + 1].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(nn.functional.cross_entropy(net(xb), y[b : b + 1]), xb)
+        norms.append(g.pow(2).sum())
+    reg = InputGradientPenalty(0.5)
+    assert torch.allclose(reg(net, x, y, None), 0.5 * torch.stack(norms).mean())
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_flat_for_linear_circular_net_positive_for_zero_padding(measure):
+    torch.manual_seed(3)
+    x, y = batch(8, 10, dtype=torch.float64)
+    circular = conv_net("circular", act=nn.Identity, depth=3).double()
+    zeros = conv_net("zeros", act=nn.Identity, depth=3).double()
+    assert pilcro_penalty(circular, x, y, measure=measure).item() < 1e-20
+    assert pilcro_penalty(zeros, x, y, measure=measure).item() > 1e-3
+
+
+def test_penalty_steps_reduce_curvature_of_zero_padded_net():
+    torch.manual_seed(4)
+    net = conv_net("zeros", act=nn.ReLU, width=8, depth=4)
+    x, y = batch(32, 16, seed=4)
+    x_test, y_test = batch(64, 16, seed=5)
+
+    def held_out_curvature() -> float:
+        return curvature(normalize(saliency(net, x_test, y_test).mean(0))).item()
+
+    before = held_out_curvature()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(40):
+        opt.zero_grad()
+        pilcro_penalty(net, x, y).backward()
+        opt.step()
+    assert held_out_curvature() < 0.3 * before
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batchnorm_train_mode_running_stats_untouched(momentum):
+    torch.manual_seed(5)
+    net = conv_net(act=nn.ReLU, bn=True, width=4)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = momentum
+    x, y = batch(8, 8)
+    net(x)  # one ordinary training forward
+    bn = net[1]
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    p = pilcro_penalty(net, x, y, sub_batch=4)
+    p.backward()
+    assert net.training and bn.momentum == momentum
+    for k, v in bn.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(torch.isfinite(q.grad).all() for q in net.parameters())
+    with frozen_batchnorm_stats(net):  # the context also restores after an exception
+        with pytest.raises(RuntimeError):
+            net(torch.rand(2, 3, 8, 8))
+    assert bn.momentum == momentum
+
+
+def test_max_pooling_and_residual_nets():
+    torch.manual_seed(6)
+    net = TinyResidual()
+    x, y = batch(6, 8)
+    for measure in MEASURES:
+        net.zero_grad()
+        p = pilcro_penalty(net, x, y, measure=measure)
+        p.backward()
+        assert p.item() > 0
+        assert all(q.grad is not None and torch.isfinite(q.grad).all() for q in net.parameters())
+
+
+def test_cifar_resnet18():
+    models = pytest.importorskip("pilcro_lib.models")
+    if not hasattr(models, "cifar_resnet18"):
+        pytest.skip("pilcro_lib.models.cifar_resnet18 not available")
+    torch.manual_seed(7)
+    net = models.cifar_resnet18(num_classes=10)
+    x, y = torch.rand(2, 3, 32, 32), torch.randint(0, 10, (2,))
+    p = pilcro_penalty(net, x, y)
+    p.backward()
+    assert torch.isfinite(p) and p.item() > 0
+    assert all(q.grad is None or torch.isfinite(q.grad).all() for q in net.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_cuda_matches_cpu():
+    torch.manual_seed(8)
+    net = conv_net(act=nn.ReLU).double()
+    x, y = batch(6, 8, dtype=torch.float64)
+    cpu = pilcro_penalty(net, x, y)
+    gpu = pilcro_penalty(net.cuda(), x.cuda(), y.cuda())
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), cpu, rtol=1e-8)
+
+
+def test_pobjective_schedule_log_and_resume():
+    torch.manual_seed(9)
+    net = conv_net(act=nn.ReLU)
+    x, y = batch(6, 8)
+    reg = PObjective(2.0, every=2, sub_batch=4, warmup_epochs=1)
+    reg.on_epoch_start(0)
+    assert reg(net, x, y, None) is None  # warm-up
+    log = reg.epoch_log()
+    assert math.isnan(log["penalty"]) and math.isnan(log["landscape_cv"])
+    reg.on_epoch_start(1)
+    out = [reg(net, x, y, None) for _ in range(3)]  # steps 1, 2, 3: only step 2 is penalised
+    assert out[0] is None and out[2] is None
+    assert torch.allclose(out[1], 2.0 * pilcro_penalty(net, x, y, sub_batch=4))
+    log = reg.epoch_log()
+    assert log["penalty"] == pytest.approx(out[1].item() / 2.0, rel=1e-6)
+    assert log["landscape_curvature"] > 0 and log["landscape_border_ratio"] > 0
+
+    resumed = PObjective(2.0, every=2, sub_batch=4, warmup_epochs=1)
+    resumed.load_state_dict(reg.state_dict())
+    for _ in range(3):
+        assert (reg(net, x, y, None) is None) == (resumed(net, x, y, None) is None)
+    short = PObjective(1.0, sub_batch=16)  # a short last batch uses all its samples
+    assert torch.allclose(short(net, x, y, None), pilcro_penalty(net, x, y))
+    assert PObjective(0.0)(net, x, y, None) is None
+
+
+def test_errors_name_the_argument():
+    net = conv_net()
+    x, y = batch(4, 6)
+    with pytest.raises(ValueError, match="lam"):
+        PObjective(-1.0)
+    with pytest.raises(ValueError, match="lam"):
+        InputGradientPenalty(float("nan"))
+    with pytest.raises(ValueError, match="measure"):
+        PObjective(1.0, measure="hessian")
+    with pytest.raises(ValueError, match="measure"):
+        pilcro_penalty(net, x, y, measure="hessian")
+    with pytest.raises(ValueError, match="score"):
+        pilcro_penalty(net, x, y, score="margin")
+    with pytest.raises(ValueError, match="sub_batch"):
+        pilcro_penalty(net, x, y, sub_batch=5)
+    with pytest.raises(ValueError, match="sub_batch"):
+        pilcro_penalty(net, x, y, sub_batch=0)
+    with pytest.raises(ValueError, match="sub_batch"):
+        PObjective(1.0, sub_batch=0)
+    with pytest.raises(ValueError, match="every"):
+        PObjective(1.0, every=0)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        PObjective(1.0, warmup_epochs=-1)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(36, 4))
+    with pytest.raises(ValueError, match="inputs"):
+        pilcro_penalty(mlp, x.flatten(1), y)
+    with pytest.raises(ValueError, match="inputs"):
+        PObjective(1.0)(mlp, x.flatten(1), y, None)
