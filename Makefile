@@ -1,0 +1,44 @@
+# The book's two commands:  make book  (set-up + build)  and  make test  (every test).
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PROFILE ?= book
+NB      ?= $(sort $(wildcard notebooks/*.ipynb))
+BUILD_FLAGS := -W -n --keep-going
+
+.PHONY: book test pytest execute lock benchmarks clean
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
+	@echo "The book is in $(CURDIR)/_build/html/index.html"
+
+test: $(STAMP)
+	PILCRO_PROFILE=smoke $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+execute: $(STAMP)
+	@for nb in $(NB); do \
+		echo "== $$nb ($(PROFILE) profile)"; \
+		PILCRO_PROFILE=$(PROFILE) $(BIN)/papermill "$$nb" "$$nb" --cwd notebooks || exit 1; \
+	done
+
+benchmarks: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+
+# Rewrite constraints.txt from the current environment (after changing requirements.txt).
+lock: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable | grep -v '^pilcro-lib' > constraints.txt
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+clean:
+	rm -rf _build
