@@ -25,12 +25,14 @@ SHARED_MODES = ("row_col", "free", "row", "col")
 NUMPY_PAD = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-def _randomize(layer: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every parameter random values (so biases and logits are not at their constant init)."""
+def _randomize(layer: nn.Module, seed: int = 0, *, keep_weight: bool = False) -> nn.Module:
+    """Give every parameter (but ``weight`` if ``keep_weight``) standard normal values, so biases
+    and logits are not at their constant initialisation."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in layer.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+        for name, p in layer.named_parameters():
+            if not (keep_weight and name == "weight"):
+                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
     return layer
 
 
@@ -155,7 +157,8 @@ def test_lrlc_equals_lc_with_equivalent_kernel(combining, normalize, stride, pad
     torch.manual_seed(5)
     x = torch.randn(3, 4, 9, 8)
     kwargs = dict(stride=stride, padding=padding, padding_mode=padding_mode)
-    lrlc = _randomize(LowRankLocallyConnected2d(4, 5, 3, (9, 8), 3, combining=combining, normalize=normalize, **kwargs))
+    lrlc = LowRankLocallyConnected2d(4, 5, 3, (9, 8), 3, combining=combining, normalize=normalize, **kwargs)
+    _randomize(lrlc, keep_weight=True)
     lc = LocallyConnected2d(4, 5, 3, (9, 8), **kwargs)
     with torch.no_grad():
         lc.load_kernel(lrlc.equivalent_kernel(), lrlc.equivalent_bias())
@@ -165,7 +168,7 @@ def test_lrlc_equals_lc_with_equivalent_kernel(combining, normalize, stride, pad
 def test_input_dependent_lrlc_equals_per_example_lc():
     torch.manual_seed(6)
     x = torch.randn(3, 2, 12, 12)
-    lrlc = _randomize(LowRankLocallyConnected2d(2, 4, 3, 12, 3, combining="input"))
+    lrlc = _randomize(LowRankLocallyConnected2d(2, 4, 3, 12, 3, combining="input"), keep_weight=True)
     kernels = lrlc.equivalent_kernel(x)
     assert kernels.shape == (3, 10, 10, 4, 2, 3, 3)
     out = lrlc(x)
@@ -234,7 +237,7 @@ def test_parameter_counts(bias):
         "free": base + k * ho * wo + ho * wo,
         "row": base + k * ho + ho,
         "col": base + k * wo + wo,
-        "input": base + _head_params(c, k, 2) + ho * wo,  # dilations 1, 2 fit a 10-wide input
+        "input": base + _head_params(c, k, 3) + ho * wo,  # dilations 1, 2, 4 fit a 10-wide input, 8 does not
     }
     for mode, count in expected.items():
         layer = LowRankLocallyConnected2d(c, f, 3, (h, w), k, combining=mode, bias=bias)
