@@ -1,0 +1,169 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from pilcro_lib.data import ImageDataset
+from pilcro_lib.train import TIME_KEYS, evaluate, fit, load_checkpoint, lr_factor, predict
+
+
+class Interrupt(Exception):
+    pass
+
+
+class Killer:
+    """A regulariser that adds nothing but can stop training at the start of an epoch."""
+
+    def __init__(self, kill_at=None):
+        self.kill_at = kill_at
+
+    def __call__(self, model, inputs, targets, outputs):
+        return None
+
+    def on_epoch_start(self, epoch):
+        if epoch == self.kill_at:
+            raise Interrupt
+
+    def __repr__(self):
+        return "Killer()"
+
+
+def _data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 1, 8, 8, generator=g)
+    labels = (images[:, 0, :4].mean((1, 2)) > images[:, 0, 4:].mean((1, 2))).long()
+    return ImageDataset(images, labels, ["bottom", "top"], f"toy{seed}")
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3),
+        nn.Flatten(), nn.Linear(4 * 64, 2),
+    )  # fmt: skip
+
+
+def _strip_times(records):
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
+
+
+def test_resume_after_interrupt_is_bit_identical(tmp_path):
+    kwargs = dict(epochs=3, batch_size=16, optimizer="sgd", lr=0.05, schedule="cosine", seed=5, progress=False)
+    train, val = _data(), _data(32, seed=1)
+    straight = _model()
+    h1 = fit(straight, train, val, run_dir=tmp_path / "a", regularizer=Killer(), **kwargs)
+
+    resumed = _model()
+    with pytest.raises(Interrupt):
+        fit(resumed, train, val, run_dir=tmp_path / "b", regularizer=Killer(kill_at=1), **kwargs)
+    assert load_checkpoint(tmp_path / "b")["epoch"] == 1
+    resumed = _model(seed=123)  # a fresh process would rebuild the model: the checkpoint must win
+    h2 = fit(resumed, train, val, run_dir=tmp_path / "b", regularizer=Killer(), **kwargs)
+
+    assert _strip_times(h1.records) == _strip_times(h2.records)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert json.loads((tmp_path / "b" / "history.json").read_text())[-1]["epoch"] == 3
+
+
+def test_finished_run_is_loaded_not_retrained(tmp_path):
+    train, val = _data(), _data(32, seed=1)
+    h1 = fit(_model(), train, val, epochs=1, run_dir=tmp_path, progress=False)
+    again = _model(seed=9)
+    h2 = fit(again, train, val, epochs=1, run_dir=tmp_path, progress=False)
+    assert h1.records == h2.records
+
+
+def test_run_dir_with_other_config_is_refused(tmp_path):
+    train, val = _data(), _data(32, seed=1)
+    fit(_model(), train, val, epochs=1, lr=1e-3, run_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"run_dir=.*different run.*lr: stored 0.001 != requested 0.01"):
+        fit(_model(), train, val, epochs=1, lr=1e-2, run_dir=tmp_path, progress=False)
+
+
+def test_corrupt_checkpoint_is_detected(tmp_path):
+    train, val = _data(), _data(32, seed=1)
+    fit(_model(), train, val, epochs=1, run_dir=tmp_path, progress=False)
+    path = tmp_path / "checkpoint.pt"
+    payload = bytearray(path.read_bytes())
+    payload[len(payload) // 2] ^= 0xFF
+    path.write_bytes(bytes(payload))
+    with pytest.raises(RuntimeError, match="corrupt"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(RuntimeError, match="corrupt"):
+        fit(_model(), train, val, epochs=1, run_dir=tmp_path, progress=False)
+
+
+def test_training_learns_and_records_history():
+    train, val = _data(256), _data(128, seed=1)
+    model = _model()
+    history = fit(model, train, val, epochs=4, batch_size=32, lr=1e-2, progress=False)
+    frame = history.to_frame()
+    assert list(frame["epoch"]) == [1, 2, 3, 4]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"} <= set(frame.columns)
+    assert frame["train_loss"].iloc[-1] < frame["train_loss"].iloc[0]
+    assert history.final["val_acc"] > 0.75
+
+
+def test_regularizer_is_added_to_the_loss_and_logged():
+    class Weights:
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, model, inputs, targets, outputs):
+            self.calls += 1
+            return 1e-3 * sum(p.pow(2).sum() for p in model.parameters())
+
+        def epoch_log(self):
+            return {"reg_calls": self.calls}
+
+    reg = Weights()
+    history = fit(_model(), _data(), _data(32, seed=1), epochs=1, batch_size=32, regularizer=reg, progress=False)
+    assert reg.calls == 3 and history.final["reg_calls"] == 3 and history.final["reg_loss"] > 0
+
+
+def test_evaluate_closed_form_and_noise():
+    data = _data(100)
+
+    class Constant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.tensor([0.0, 0.0]))
+
+        def forward(self, x):
+            return self.bias.expand(len(x), 2) + 0 * x.sum((1, 2, 3), keepdim=True).squeeze(-1).squeeze(-1)[:, :1]
+
+    result = evaluate(Constant(), data)
+    assert result["accuracy"] == pytest.approx((data.labels == 0).float().mean().item())
+    assert result["loss"] == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    model = _model().eval()
+    assert evaluate(model, data, noise=0.0) == evaluate(model, data)
+    assert evaluate(model, data, noise=0.5, seed=1) == evaluate(model, data, noise=0.5, seed=1)
+    assert evaluate(model, data, noise=0.5, seed=1) != evaluate(model, data)
+    preds, labels = predict(model, data)
+    assert (preds == labels).float().mean().item() == pytest.approx(evaluate(model, data)["accuracy"])
+    model.train()
+    evaluate(model, data)
+    assert model.training
+
+
+def test_lr_schedules():
+    assert lr_factor("constant", 3, 10) == 1.0
+    assert lr_factor("cosine", 0, 10) == 1.0 and lr_factor("cosine", 5, 10) == pytest.approx(0.5)
+    assert [lr_factor("step", e, 8) for e in range(8)] == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(epochs=0), "epochs must be an integer >= 1"),
+        (dict(epochs=1, optimizer="rmsprop"), "optimizer='rmsprop'.*'adam'"),
+        (dict(epochs=1, schedule="linear"), "schedule='linear'"),
+        (dict(epochs=1, lr=-1.0), "lr must be a positive number"),
+        (dict(epochs=1, batch_size=0), "batch_size"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        fit(_model(), _data(), _data(32), progress=False, **kwargs)

@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from pilcro_lib.utils import check_choice, check_positive_int, get_device, provenance, seed_everything
+
+
+def test_check_choice_names_argument_and_lists_values():
+    assert check_choice("mode", "a", ("a", "b")) == "a"
+    with pytest.raises(ValueError, match=r"mode='c' is not allowed; choose one of 'a', 'b'"):
+        check_choice("mode", "c", ("a", "b"))
+
+
+def test_check_positive_int():
+    assert check_positive_int("n", 3) == 3
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        check_positive_int("n", 0)
+    with pytest.raises(TypeError, match="n must be an integer"):
+        check_positive_int("n", 2.5)
+
+
+def test_seed_everything_reproduces():
+    seed_everything(7)
+    a = torch.randn(5)
+    g = seed_everything(7)
+    assert torch.equal(a, torch.randn(5))
+    assert torch.equal(torch.randn(3, generator=g), torch.randn(3, generator=torch.Generator().manual_seed(7)))
+
+
+def test_device_and_provenance():
+    assert get_device("cpu") == torch.device("cpu")
+    info = provenance(profile="smoke", seed=3)
+    assert info["profile"] == "smoke" and info["seed"] == 3 and info["torch"] == torch.__version__
+    assert info["git_commit"] != ""
