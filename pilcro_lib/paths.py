@@ -1,0 +1,329 @@
+"""Path counting: the analytic landscape of a network's skeleton (theory notes, section 3).
+
+For a linear conv net with i.i.d. zero-mean weights, ``E[(d s / d x_u)^2] = const * N(u)`` where
+``N(u)`` counts the paths from input position ``u`` to the output. ``N`` is the input gradient of
+the *skeleton*: the same architecture on a single channel, every conv weight 1, no bias, no
+nonlinearity, pooling replaced by sum pooling (max pooling as a uniform router), computed here in
+float64 on the CPU.
+
+Channels. A full path also picks a channel at every layer. For a chain of convolutions every
+spatial path has the same number of channel choices (a product of per-layer constants), so the
+channel factor only rescales ``N`` and normalised maps do not depend on it. We therefore count
+*spatial* paths only: a path is a sequence of positions, one per spatial layer, and everything
+after the spatial part (global pooling's output, ``Flatten``, ``Linear``) is one sink.
+
+Where channel factors do matter (residual sums add branches of different depth), use
+``weighting="variance"``: every step is weighted by its factor in ``E[g^2]`` for i.i.d. weights
+read off the model itself (a conv: ``mean(w^2) * out_channels / groups``; ReLU: 1/2; BatchNorm:
+``mean(gamma^2 / (running_var + eps))``; average pooling: ``1 / divisor^2``; max pooling:
+``1 / window``). This is exact for linear nets whose paths never reuse a weight at two spatial
+positions, and an approximation otherwise (ReLU, reflect/replicate padding, overlapping pooling:
+the notebooks measure how good it is).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pilcro_lib.landscape import _check_inputs
+from pilcro_lib.utils import check_choice, check_positive_int
+
+WEIGHTINGS = ("count", "variance")
+PADDINGS_1D = ("valid", "same", "full")
+SUPPORTED = (
+    "Conv2d (any kernel, stride, dilation, groups; int/'same'/'valid' padding; zeros/reflect/replicate/circular)",
+    "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d",
+    "ReLU, BatchNorm2d, Dropout, Dropout2d, Identity, pilcro_lib.models.Normalize",
+    "Flatten, Linear, BatchNorm1d (after the spatial part)",
+    "Sequential, torchvision ResNet/BasicBlock/Bottleneck and VGG, pilcro_lib.models.BasicBlock",
+)
+
+
+def _unsupported(module: nn.Module, name: str) -> TypeError:
+    listing = "; ".join(SUPPORTED)
+    return TypeError(f"path_count does not support {type(module).__name__} (at '{name}'); supported: {listing}")
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _conv_pads(m: nn.Conv2d) -> tuple[int, int, int, int]:
+    """Padding ``(left, right, top, bottom)`` as PyTorch applies it."""
+    kh, kw = m.kernel_size
+    dh, dw = m.dilation
+    if m.padding == "valid":
+        return (0, 0, 0, 0)
+    if m.padding == "same":
+        th, tw = dh * (kh - 1), dw * (kw - 1)
+        return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
+    ph, pw = m.padding
+    return (pw, pw, ph, ph)
+
+
+def _too_small(name: str, size: tuple[int, int]) -> ValueError:
+    return ValueError(f"input_size is too small for the model: the map reaching '{name}' is {size[0]}x{size[1]}")
+
+
+def _pool_out(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    """PyTorch's pooling output length along one axis."""
+    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+class _Skeleton:
+    """Maps a ``[1, 1, h, w]`` float64 tensor through the skeleton of a module tree."""
+
+    def __init__(self, weighting: str):
+        self.weighting = weighting
+
+    def variance(self) -> bool:
+        return self.weighting == "variance"
+
+    def run(self, module: nn.Module, x: Tensor, name: str) -> Tensor:
+        for kind, handler in self._handlers():
+            if isinstance(module, kind):
+                return handler(module, x, name)
+        children = _known_sequence(module)
+        if children is not None:
+            for child_name, child in children:
+                x = self.run(child, x, f"{name}.{child_name}" if name else child_name)
+            return x
+        branches = _residual_branches(module)
+        if branches is not None:
+            main, shortcut, after = branches
+            y = self.run(nn.Sequential(*main), x, name) + (x if shortcut is None else self.run(shortcut, x, name))
+            return self.run(after, y, name)
+        raise _unsupported(module, name)
+
+    def _handlers(self):
+        from pilcro_lib.models import Normalize
+
+        return (
+            (nn.Conv2d, self.conv),
+            ((nn.MaxPool2d, nn.AvgPool2d), self.pool),
+            ((nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d), self.adaptive_pool),
+            (nn.ReLU, lambda m, x, n: x * 0.5 if self.variance() else x),
+            (nn.BatchNorm2d, self.batchnorm),
+            (Normalize, lambda m, x, n: x * (1 / m.std.double().pow(2)).mean() if self.variance() else x),
+            ((nn.Dropout, nn.Dropout2d, nn.Identity), lambda m, x, n: x),
+            (nn.Flatten, lambda m, x, n: x.sum(dim=(-2, -1), keepdim=True)),
+            ((nn.Linear, nn.BatchNorm1d), self.dense),
+        )
+
+    def conv(self, m: nn.Conv2d, x: Tensor, name: str) -> Tensor:
+        pads = _conv_pads(m)
+        h, w = x.shape[-2:]
+        if m.padding_mode == "zeros":
+            x = F.pad(x, pads)
+        else:
+            if pads[0] >= w or pads[1] >= w or pads[2] >= h or pads[3] >= h:
+                raise _too_small(name, (h, w))
+            x = F.pad(x, pads, mode=m.padding_mode)
+        kh, kw = m.kernel_size
+        dh, dw = m.dilation
+        if x.shape[-2] < dh * (kh - 1) + 1 or x.shape[-1] < dw * (kw - 1) + 1:
+            raise _too_small(name, (h, w))
+        factor = 1.0
+        if self.variance():
+            factor = m.weight.detach().double().pow(2).mean().item() * (m.out_channels // m.groups)
+        kernel = torch.full((1, 1, kh, kw), factor, dtype=x.dtype)
+        return F.conv2d(x, kernel, stride=m.stride, dilation=m.dilation)
+
+    def pool(self, m: nn.Module, x: Tensor, name: str) -> Tensor:
+        kh, kw = _pair(m.kernel_size)
+        sh, sw = _pair(m.stride if m.stride is not None else m.kernel_size)
+        ph, pw = _pair(m.padding)
+        dh, dw = _pair(getattr(m, "dilation", 1))
+        h, w = x.shape[-2:]
+        oh = _pool_out(h, kh, sh, ph, dh, m.ceil_mode)
+        ow = _pool_out(w, kw, sw, pw, dw, m.ceil_mode)
+        if oh < 1 or ow < 1:
+            raise _too_small(name, (h, w))
+        # Zero-pad so that exactly the oh x ow windows PyTorch uses fit, then sum over each window.
+        right = max((ow - 1) * sw + dw * (kw - 1) + 1 - w - pw, 0)
+        bottom = max((oh - 1) * sh + dh * (kh - 1) + 1 - h - ph, 0)
+        kernel = torch.ones(1, 1, kh, kw, dtype=x.dtype)
+
+        def window_sum(t: Tensor, value: float = 0.0) -> Tensor:
+            t = F.pad(t, (pw, right, ph, bottom), value=value)
+            return F.conv2d(t, kernel, stride=(sh, sw), dilation=(dh, dw))[..., :oh, :ow]
+
+        y = window_sum(x)
+        if not self.variance():
+            return y
+        valid = window_sum(torch.ones_like(x))
+        if isinstance(m, nn.MaxPool2d):
+            return y / valid  # the winner is uniform over the window's real positions
+        if m.divisor_override:
+            divisor = torch.full_like(valid, float(m.divisor_override))
+        elif m.count_include_pad:  # the window clipped to the padded input
+            inner = F.pad(torch.ones_like(x), (pw, pw, ph, ph), value=1.0)
+            divisor = F.conv2d(F.pad(inner, (0, max(right - pw, 0), 0, max(bottom - ph, 0))), kernel, stride=(sh, sw))
+            divisor = divisor[..., :oh, :ow]
+        else:
+            divisor = valid
+        return y / divisor.pow(2)
+
+    def adaptive_pool(self, m: nn.Module, x: Tensor, name: str) -> Tensor:
+        h, w = x.shape[-2:]
+        size = (m.output_size,) * 2 if isinstance(m.output_size, int) else tuple(m.output_size)
+        oh, ow = (h if size[0] is None else size[0]), (w if size[1] is None else size[1])
+        power = (2.0 if isinstance(m, nn.AdaptiveAvgPool2d) else 1.0) if self.variance() else 0.0
+        ph, pw = _adaptive_matrix(h, oh, power), _adaptive_matrix(w, ow, power)
+        return ph.T @ x @ pw
+
+    def batchnorm(self, m: nn.BatchNorm2d, x: Tensor, name: str) -> Tensor:
+        if not self.variance():
+            return x
+        scale = torch.ones(m.num_features, dtype=torch.float64)
+        if m.affine:
+            scale = scale * m.weight.detach().double().cpu().pow(2)
+        if m.running_var is not None:
+            scale = scale / (m.running_var.detach().double().cpu() + m.eps)
+        return x * scale.mean()
+
+    def dense(self, m: nn.Module, x: Tensor, name: str) -> Tensor:
+        if x.shape[-2:] != (1, 1):
+            raise TypeError(f"path_count expects {type(m).__name__} (at '{name}') after global pooling or Flatten")
+        return x
+
+
+def _adaptive_matrix(n: int, out: int, power: float) -> Tensor:
+    """``[n, out]`` window membership of adaptive pooling, each window weighted by ``1 / len^power``."""
+    m = torch.zeros(n, out, dtype=torch.float64)
+    for i in range(out):
+        start, end = (i * n) // out, -((-(i + 1) * n) // out)
+        m[start:end, i] = 1.0 / (end - start) ** power
+    return m
+
+
+def _known_sequence(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The children of a container whose forward applies them in order, else ``None``."""
+    from torchvision.models import VGG, ResNet
+
+    if isinstance(module, nn.Sequential):
+        return list(module.named_children())
+    if isinstance(module, ResNet):
+        names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]
+        return [(n, getattr(module, n)) for n in names] + [("flatten", nn.Flatten()), ("fc", module.fc)]
+    if isinstance(module, VGG):
+        return [("features", module.features), ("avgpool", module.avgpool), ("flatten", nn.Flatten()),
+                ("classifier", module.classifier)]
+    return None
+
+
+def _residual_branches(module: nn.Module):
+    """``(main branch modules, shortcut or None, module after the sum)`` of a residual block, else ``None``."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    from pilcro_lib.models import BasicBlock as CifarBasicBlock
+
+    if isinstance(module, (BasicBlock, CifarBasicBlock)):
+        main = [module.conv1, module.bn1, module.relu, module.conv2, module.bn2]
+    elif isinstance(module, Bottleneck):
+        main = [module.conv1, module.bn1, module.relu, module.conv2, module.bn2, module.relu, module.conv3, module.bn3]
+    else:
+        return None
+    return main, module.downsample, module.relu
+
+
+def path_count(model: nn.Module, input_size: tuple[int, int, int], *, weighting: str = "count") -> Tensor:
+    """The path-count map ``N(u)`` of ``model``'s skeleton for inputs of ``input_size = (C, H, W)``.
+
+    Returns ``[H, W]`` float64: the number of spatial paths from each input position to the output
+    (``weighting="count"``), or the variance-weighted sum over paths (``"variance"``, see the
+    module docstring). Raises ``TypeError`` naming an unsupported module and listing
+    :data:`SUPPORTED`, ``ValueError`` if ``input_size`` is malformed or too small.
+    """
+    check_choice("weighting", weighting, WEIGHTINGS)
+    if len(tuple(input_size)) != 3:
+        raise ValueError(f"input_size must be (channels, height, width), got {input_size!r}")
+    c, h, w = (check_positive_int("input_size", int(s)) for s in input_size)
+    _check_inputs(model, (1, c, h, w), name="input_size")
+    x = torch.zeros(1, 1, h, w, dtype=torch.float64, requires_grad=True)
+    with torch.enable_grad():
+        out = _Skeleton(weighting).run(model, x, "")
+        (grad,) = torch.autograd.grad(out.sum(), x)
+    return grad[0, 0]
+
+
+def conv_profile_1d(
+    length: int, kernel_size: int, depth: int, *, padding: str | int = "same", padding_mode: str = "zeros"
+) -> Tensor:
+    """1-D path counts ``[length]`` of ``depth`` stacked stride-1 convs of ``kernel_size``.
+
+    For a stack of square-kernel stride-1 convs the 2-D map factorises:
+    ``N(i, j) = n(i) * n(j)`` with ``n`` this profile. Computed by dynamic programming over an
+    explicit 1-D connectivity (``padding``: ``valid``, ``same``, ``full`` or an int per side).
+    """
+    length = check_positive_int("length", length)
+    k = check_positive_int("kernel_size", kernel_size)
+    depth = check_positive_int("depth", depth, minimum=0)
+    check_choice("padding_mode", padding_mode, ("zeros", "reflect", "replicate", "circular"))
+    if isinstance(padding, str):
+        check_choice("padding", padding, PADDINGS_1D)
+        if padding == "same" and k % 2 == 0:
+            raise ValueError(f"padding='same' needs an odd kernel_size, got {k}")
+        pad = {"valid": 0, "same": (k - 1) // 2, "full": k - 1}[padding]
+    else:
+        pad = check_positive_int("padding", padding, minimum=0)
+    sizes = [length]
+    for _ in range(depth):
+        sizes.append(sizes[-1] + 2 * pad - k + 1)
+        if sizes[-1] < 1 or (padding_mode != "zeros" and pad >= sizes[-2]):
+            raise ValueError(f"length={length} is too small for {depth} convs of kernel_size={k}")
+    counts = torch.ones(sizes[-1], dtype=torch.float64)
+    for n_in, n_out in zip(reversed(sizes[:-1]), reversed(sizes[1:])):
+        below = torch.zeros(n_in, dtype=torch.float64)
+        for o in range(n_out):
+            for a in range(k):
+                src = _source_index(o + a - pad, n_in, padding_mode)
+                if src is not None:
+                    below[src] += counts[o]
+        counts = below
+    return counts
+
+
+def _source_index(p: int, n: int, padding_mode: str) -> int | None:
+    """Input index read at padded coordinate ``p`` (``None`` for a zero pad)."""
+    if 0 <= p < n:
+        return p
+    if padding_mode == "zeros":
+        return None
+    if padding_mode == "circular":
+        return p % n
+    if padding_mode == "replicate":
+        return min(max(p, 0), n - 1)
+    return -p if p < 0 else 2 * (n - 1) - p  # reflect (edge pixel not repeated)
+
+
+def valid_profile_closed_form(length: int, kernel_size: int, depth: int) -> Tensor:
+    """Closed form of :func:`conv_profile_1d` with ``padding="valid"``: ``[length]``.
+
+    A path through ``depth`` valid convs moves by offsets ``a_l in {0..k-1}``; the number of offset
+    sequences with sum ``m`` is the coefficient of ``z^m`` in ``(1 + z + ... + z^(k-1))^L``,
+    ``c(m) = sum_j (-1)^j C(L, j) C(m - j k + L - 1, L - 1)``, and
+    ``n(i) = sum_{m = max(0, i - n_out + 1)}^{min(i, L (k - 1))} c(m)`` with
+    ``n_out = length - L (k - 1)``.
+    """
+    k = check_positive_int("kernel_size", kernel_size)
+    depth = check_positive_int("depth", depth)
+    n_out = length - depth * (k - 1)
+    if n_out < 1:
+        raise ValueError(f"length={length} is too small for {depth} valid convs of kernel_size={k}")
+
+    def c(m: int) -> int:
+        return sum((-1) ** j * math.comb(depth, j) * math.comb(m - j * k + depth - 1, depth - 1)
+                   for j in range(depth + 1) if m - j * k >= 0)
+
+    return torch.tensor(
+        [sum(c(m) for m in range(max(0, i - n_out + 1), min(i, depth * (k - 1)) + 1)) for i in range(length)],
+        dtype=torch.float64,
+    )

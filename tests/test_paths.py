@@ -1,0 +1,290 @@
+"""Path counts against an independent brute-force count over an explicit connectivity graph.
+
+The reference below never calls a convolution or pooling kernel: it lists, with plain Python
+loops, which input position every output position reads (window by window, through the padding
+rule), stores these edges in a matrix and counts paths by multiplying the matrices (dynamic
+programming over layers). Output sizes are taken from running the real module.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from pilcro_lib import landscape, models, paths
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny ops run faster on one thread than on two busy ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _source(p, n, mode):
+    if 0 <= p < n:
+        return p
+    if mode == "zeros":
+        return None
+    if mode == "circular":
+        return p % n
+    if mode == "replicate":
+        return 0 if p < 0 else n - 1
+    return abs(p) if p < 0 else 2 * n - 2 - p  # reflect: mirror without repeating the edge
+
+
+def _windows_matrix(h, w, oh, ow, windows):
+    """Edge-count matrix ``[oh*ow, h*w]``; ``windows(oi, oj)`` lists the (i, j) each output reads."""
+    m = np.zeros((oh * ow, h * w))
+    for oi in range(oh):
+        for oj in range(ow):
+            for i, j in windows(oi, oj):
+                m[oi * ow + oj, i * w + j] += 1
+    return m
+
+
+def _out_hw(module, h, w):
+    with torch.no_grad():
+        c = getattr(module, "in_channels", 1)
+        return module(torch.zeros(1, c, h, w)).shape[-2:]
+
+
+def _conv_matrix(m: nn.Conv2d, h, w):
+    (kh, kw), (sh, sw), (dh, dw) = m.kernel_size, m.stride, m.dilation
+    if m.padding == "same":
+        top, left = dh * (kh - 1) // 2, dw * (kw - 1) // 2
+    elif m.padding == "valid":
+        top = left = 0
+    else:
+        top, left = m.padding
+    oh, ow = _out_hw(m, h, w)
+
+    def windows(oi, oj):
+        for a in range(kh):
+            for b in range(kw):
+                i = _source(oi * sh - top + a * dh, h, m.padding_mode)
+                j = _source(oj * sw - left + b * dw, w, m.padding_mode)
+                if i is not None and j is not None:
+                    yield i, j
+
+    return oh, ow, _windows_matrix(h, w, oh, ow, windows)
+
+
+def _pool_matrix(m, h, w):
+    (kh, kw), (sh, sw), (ph, pw) = _pair(m.kernel_size), _pair(m.stride), _pair(m.padding)
+    dh, dw = _pair(getattr(m, "dilation", 1))
+    oh, ow = _out_hw(m, h, w)
+
+    def windows(oi, oj):
+        for a in range(kh):
+            for b in range(kw):
+                i, j = oi * sh - ph + a * dh, oj * sw - pw + b * dw
+                if 0 <= i < h and 0 <= j < w:
+                    yield i, j
+
+    return oh, ow, _windows_matrix(h, w, oh, ow, windows)
+
+
+def _adaptive_matrix(m, h, w):
+    oh, ow = _out_hw(m, h, w)
+
+    def span(o, n, out):
+        return range(int(np.floor(o * n / out)), int(np.ceil((o + 1) * n / out)))
+
+    def windows(oi, oj):
+        return ((i, j) for i in span(oi, h, oh) for j in span(oj, w, ow))
+
+    return oh, ow, _windows_matrix(h, w, oh, ow, windows)
+
+
+def brute_force(module, h, w):
+    """``(oh, ow, M)`` with ``M[out, in]`` the number of paths between spatial positions."""
+    if isinstance(module, nn.Conv2d):
+        return _conv_matrix(module, h, w)
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        return _pool_matrix(module, h, w)
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        return _adaptive_matrix(module, h, w)
+    if isinstance(module, nn.Flatten):  # every position reaches the one sink
+        return 1, 1, np.ones((1, h * w))
+    if isinstance(module, (torchvision.models.resnet.BasicBlock, models.BasicBlock, torchvision.models.resnet.Bottleneck)):
+        convs = [module.conv1, module.conv2] + ([module.conv3] if hasattr(module, "conv3") else [])
+        oh, ow, main = brute_force(nn.Sequential(*convs), h, w)
+        short = np.eye(h * w) if module.downsample is None else brute_force(module.downsample, h, w)[2]
+        return oh, ow, main + short
+    if isinstance(module, torchvision.models.ResNet):
+        seq = [module.conv1, module.maxpool, module.layer1, module.layer2, module.layer3, module.layer4, module.avgpool]
+        return brute_force(nn.Sequential(*seq, nn.Flatten()), h, w)
+    if isinstance(module, nn.Sequential):
+        total = np.eye(h * w)
+        for child in module:
+            h, w, m = brute_force(child, h, w)
+            total = m @ total
+        return h, w, total
+    return h, w, np.eye(h * w)  # ReLU, BatchNorm, Dropout, Identity, Normalize, Linear (after the sink)
+
+
+def brute_force_count(model, h, w):
+    _, _, m = brute_force(model, h, w)
+    return torch.from_numpy(m.sum(0).reshape(h, w))
+
+
+def seq(*layers):
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+
+
+CASES = {
+    "conv_zeros_stack": seq(*[nn.Conv2d(2, 2, 3, padding=1) for _ in range(3)]),
+    "conv_valid": seq(nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 3, padding="valid")),
+    "conv_rect_same": seq(nn.Conv2d(2, 2, (2, 3), padding="same"), nn.Conv2d(2, 2, (4, 1), padding="same")),
+    "conv_stride_dilation_groups": seq(nn.Conv2d(2, 4, 3, stride=(2, 1), dilation=2, padding=2, groups=2),
+                                       nn.Conv2d(4, 2, 5, stride=2, padding=(1, 2))),
+    "conv_full": seq(nn.Conv2d(2, 2, 3, padding=2), nn.Conv2d(2, 2, 3, padding=2)),
+    "maxpool": seq(nn.Conv2d(2, 2, 3, padding=1), nn.MaxPool2d(2), nn.MaxPool2d(3, 1, padding=1)),
+    "maxpool_overlap_ceil_dilation": seq(nn.MaxPool2d(3, 2, padding=1), nn.MaxPool2d(2, 2, ceil_mode=True),
+                                         nn.MaxPool2d(2, 1, dilation=2)),
+    "avgpool": seq(nn.AvgPool2d(3, 2, padding=1), nn.AvgPool2d(2, ceil_mode=True), nn.AvgPool2d((1, 2))),
+    "adaptive": nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.AdaptiveAvgPool2d((3, 2)),
+                              nn.AdaptiveMaxPool2d((2, None)), nn.Flatten(), nn.Linear(2 * 2 * 2, 3)),
+    "elementwise": nn.Sequential(models.Normalize((0.5, 0.5), (0.2, 0.3)), nn.Conv2d(2, 2, 3, padding=1),
+                                 nn.BatchNorm2d(2), nn.ReLU(), nn.Dropout(0.2), nn.Identity(), nn.Dropout2d(),
+                                 nn.Flatten(), nn.Linear(2 * 11 * 9, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 2)),
+    "pilcro_blocks": seq(models.BasicBlock(2, 2), models.BasicBlock(2, 2, stride=2, padding_mode="reflect")),
+    "torchvision_blocks": nn.Sequential(
+        torchvision.models.resnet.BasicBlock(2, 2),
+        torchvision.models.resnet.Bottleneck(2, 1, downsample=nn.Sequential(nn.Conv2d(2, 4, 1, 2), nn.BatchNorm2d(4)),
+                                             stride=2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)),
+}
+for mode in ("reflect", "replicate", "circular"):
+    CASES[f"conv_{mode}"] = seq(nn.Conv2d(2, 2, 3, padding=1, padding_mode=mode),
+                                nn.Conv2d(2, 2, 5, padding=2, stride=2, padding_mode=mode),
+                                nn.Conv2d(2, 2, (2, 3), padding="same", padding_mode=mode))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_path_count_equals_brute_force(name):
+    n = paths.path_count(CASES[name], (2, 11, 9))
+    assert n.dtype == torch.float64 and n.shape == (11, 9)
+    assert n.min() >= 0 and n.sum() > 0
+    assert torch.equal(n, brute_force_count(CASES[name], 11, 9))
+
+
+def test_torchvision_resnet18_matches_brute_force():
+    model = torchvision.models.resnet18()
+    n = paths.path_count(model, (3, 16, 16))
+    torch.testing.assert_close(n, brute_force_count(model, 16, 16), rtol=1e-12, atol=0)
+
+
+def test_vgg_and_cifar_resnet_supported():
+    vgg = torchvision.models.vgg11_bn()
+    n = paths.path_count(vgg, (3, 32, 32))
+    features = nn.Sequential(vgg.features, nn.Flatten())
+    assert torch.equal(n, brute_force_count(features, 32, 32) * 49)  # 1x1 map copied to the 7x7 adaptive pool
+    for mode in models.PADDING_MODES:
+        assert paths.path_count(models.cifar_resnet18(padding_mode=mode, width=4), (3, 16, 16)).shape == (16, 16)
+
+
+def test_circular_padding_gives_constant_count():
+    model = seq(*[nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular") for _ in range(5)])
+    n = paths.path_count(model, (2, 12, 12))
+    assert landscape.cv(landscape.normalize(n)).item() < 1e-12
+    assert torch.all(n == 3.0 ** 10)  # 9 windows per layer, 5 layers
+
+
+def test_stride2_checkerboard_4_2_2_1():
+    n = paths.path_count(seq(nn.Conv2d(2, 2, 3, stride=2, padding=1)), (2, 9, 9))
+    interior = n[1:7, 1:7]
+    assert torch.equal(interior[::2, ::2], torch.full((3, 3), 4.0, dtype=torch.float64))
+    assert torch.equal(interior[1::2, ::2], torch.full((3, 3), 2.0, dtype=torch.float64))
+    assert torch.equal(interior[::2, 1::2], torch.full((3, 3), 2.0, dtype=torch.float64))
+    assert torch.equal(interior[1::2, 1::2], torch.ones(3, 3, dtype=torch.float64))
+
+
+def test_uneven_padding_is_asymmetric():
+    even = paths.path_count(seq(nn.Conv2d(2, 2, 3, stride=2, padding=1)), (2, 9, 9))
+    odd = paths.path_count(seq(nn.Conv2d(2, 2, 3, stride=2, padding=1)), (2, 8, 8))
+    assert torch.equal(even, even.flip(0).flip(1))  # (9 + 2 - 3) % 2 == 0: symmetric
+    assert not torch.equal(odd, odd.flip(0).flip(1))  # (8 + 2 - 3) % 2 == 1: the last pad is unused
+
+
+@pytest.mark.parametrize(
+    "padding, mode",
+    [(p, "zeros") for p in ("same", "valid", "full", 2)] + [(p, m) for p in ("same", 2) for m in ("reflect", "replicate", "circular")],
+)
+def test_stacked_convs_factorise_into_1d_profiles(padding, mode):
+    pad = {"same": 1, "valid": 0, "full": 2}.get(padding, padding)
+    model = seq(*[nn.Conv2d(2, 2, 3, padding=pad, padding_mode=mode) for _ in range(3)])
+    n = paths.path_count(model, (2, 10, 10))
+    p = paths.conv_profile_1d(10, 3, 3, padding=padding, padding_mode=mode)
+    assert torch.equal(n, torch.outer(p, p))
+
+
+def test_valid_closed_form_and_full_padding():
+    for k, depth in [(3, 1), (3, 4), (5, 2), (2, 6)]:
+        assert torch.equal(paths.valid_profile_closed_form(20, k, depth),
+                           paths.conv_profile_1d(20, k, depth, padding="valid"))
+    assert torch.all(paths.conv_profile_1d(7, 3, 4, padding="full") == 3.0 ** 4)
+
+
+def test_variance_weighting_is_proportional_for_plain_chains():
+    model = seq(nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1))
+    a = landscape.normalize(paths.path_count(model, (2, 8, 8)))
+    b = landscape.normalize(paths.path_count(model, (2, 8, 8), weighting="variance"))
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _linear_net(mode="zeros"):
+    return nn.Sequential(*[nn.Conv2d(c, 8, 3, padding=1, padding_mode=mode, bias=False) for c in (1, 8, 8, 8)],
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+
+def test_monte_carlo_squared_gradient_matches_path_count():
+    mc = landscape.monte_carlo_landscape(_linear_net, (1, 12, 12), n_inits=150, n_inputs=1)
+    assert landscape.pearson(mc, paths.path_count(_linear_net(), (1, 12, 12))) >= 0.98
+
+
+def test_monte_carlo_linear_residual_net_matches_variance_weighting():
+    def build():
+        blocks = [models.BasicBlock(8, 8), models.BasicBlock(8, 8, stride=2)]
+        for block in blocks:
+            block.relu = nn.Identity()  # a linear net: the derivation is exact up to Monte-Carlo error
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), *blocks,
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+    mc = landscape.monte_carlo_landscape(build, (1, 10, 10), n_inits=300, n_inputs=1)
+    variance = paths.path_count(build(), (1, 10, 10), weighting="variance")
+    count = paths.path_count(build(), (1, 10, 10))
+    assert landscape.pearson(mc, variance) >= 0.95
+    # the pure count over-weights the deep branch; the variance weighting fits better
+    assert landscape.pearson(mc, variance) > landscape.pearson(mc, count)
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(TypeError, match=r"GELU.*supported: Conv2d"):
+        paths.path_count(nn.Sequential(nn.Conv2d(1, 1, 3), nn.GELU()), (1, 8, 8))
+    with pytest.raises(TypeError, match="DenseNet"):
+        paths.path_count(torchvision.models.densenet121(), (3, 32, 32))
+    with pytest.raises(ValueError, match="input_size is too small"):
+        paths.path_count(seq(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3)), (1, 4, 4))
+    with pytest.raises(ValueError, match="input_size is too small"):
+        paths.path_count(seq(nn.Conv2d(1, 2, 3, padding=3, padding_mode="reflect")), (1, 3, 3))
+    with pytest.raises(ValueError, match="input_size is too small"):
+        paths.path_count(seq(nn.MaxPool2d(5)), (1, 4, 4))
+    with pytest.raises(ValueError, match="input_size"):
+        paths.path_count(seq(nn.Conv2d(1, 2, 3)), (8, 8))
+    with pytest.raises(ValueError, match="input_size have 3 channels"):
+        paths.path_count(seq(nn.Conv2d(1, 2, 3)), (3, 8, 8))
+    with pytest.raises(ValueError, match="weighting"):
+        paths.path_count(seq(nn.Conv2d(1, 2, 3)), (1, 8, 8), weighting="sum")
+    with pytest.raises(ValueError, match="padding"):
+        paths.conv_profile_1d(8, 4, 2, padding="same")
+    with pytest.raises(ValueError, match="too small"):
+        paths.valid_profile_closed_form(4, 3, 2)
