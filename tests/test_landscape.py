@@ -1,0 +1,182 @@
+"""Landscapes against Captum's Saliency, naive per-sample loops and closed forms; state and errors."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from captum.attr import Saliency
+from torch import nn
+
+from pilcro_lib import landscape
+from pilcro_lib.data import ImageDataset
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_net(in_channels=2, bn=True):
+    torch.manual_seed(1)
+    norm = [nn.BatchNorm2d(6)] if bn else []
+    return nn.Sequential(nn.Conv2d(in_channels, 6, 3, padding=1), *norm, nn.ReLU(), nn.Conv2d(6, 6, 3, stride=2),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
+
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(37, 2, 9, 9, generator=g), torch.randint(4, (37,), generator=g)
+
+
+def close(a, b):
+    torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-9)
+
+
+def captum_map(forward, x, **kwargs):
+    return Saliency(forward).attribute(x.clone().requires_grad_(True), abs=True, **kwargs).sum(1).mean(0)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_logit_matches_captum(data, train):
+    x, y = data
+    model = small_net().train(train)
+    # one batch of 64 >= 37: in train mode BatchNorm couples the batch exactly as in Captum's call
+    ours = landscape.importance_landscape(model, x, y, score="logit", batch_size=64, normalize=False)
+    close(ours, captum_map(model, x, target=y))
+    if not train:  # in eval mode the batch size does not matter
+        close(landscape.importance_landscape(model, x, y, score="logit", batch_size=5, normalize=False), ours)
+
+
+def test_loss_and_logsumexp_match_captum(data):
+    x, y = data
+    model = small_net().eval()
+
+    def loss(inp, target):
+        return F.cross_entropy(model(inp), target, reduction="none")
+
+    close(landscape.importance_landscape(model, x, y, batch_size=8, normalize=False),
+          captum_map(loss, x, additional_forward_args=(y,)))
+    close(landscape.importance_landscape(model, x, score="logsumexp", batch_size=8, normalize=False),
+          captum_map(lambda inp: model(inp).logsumexp(1), x))
+
+
+def test_squared_readout_matches_naive_loop(data):
+    x, _ = data
+    model = small_net().eval()
+    v = landscape._fixed_readout(4, x)
+    maps = []
+    for xi in x:
+        xi = xi[None].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(model(xi)[0] @ v, xi)
+        maps.append(g.pow(2).sum(1)[0])
+    ours = landscape.importance_landscape(model, x, score="readout", squared=True, batch_size=10, normalize=False)
+    close(ours, torch.stack(maps).mean(0))
+    lam = landscape.importance_landscape(model, x, score="readout", squared=True, batch_size=10)
+    close(lam, ours / ours.mean())
+    assert lam.dtype == torch.float64 and lam.shape == (9, 9)
+
+
+def test_dataset_inputs_equal_tensor_inputs(data):
+    x, y = data
+    model = small_net().eval()
+    images = ImageDataset((x * 255).round().to(torch.uint8), y, ["a", "b", "c", "d"], "toy")
+    float_x = images.float_images()
+    ref = landscape.importance_landscape(model, float_x, y, batch_size=16)
+    close(landscape.importance_landscape(model, images, batch_size=16), ref)
+    close(landscape.importance_landscape(model, torch.utils.data.TensorDataset(float_x, y), batch_size=7), ref)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_model_state_is_unchanged(data, train):
+    x, y = data
+    model = small_net().train(train)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    landscape.importance_landscape(model, x, y, batch_size=8)
+    assert model.training == train
+    assert all(m.training == train for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm running stats included
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(data):
+    x, y = data
+    model = small_net().eval()
+    cpu = landscape.importance_landscape(model, x, y)
+    gpu = landscape.importance_landscape(model.cuda(), x, y)
+    torch.testing.assert_close(gpu, cpu, rtol=1e-4, atol=1e-6)
+    mc = landscape.monte_carlo_landscape(lambda: small_net(), (2, 9, 9), n_inits=2, device="cuda")
+    assert mc.device.type == "cpu" and torch.isfinite(mc).all()
+
+
+def test_pearson_matches_numpy():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(5, 6, generator=g), torch.rand(5, 6, generator=g)
+    assert landscape.pearson(a, b) == pytest.approx(np.corrcoef(a.flatten(), b.flatten())[0, 1], abs=1e-12)
+    assert landscape.pearson(a, 2 * a + 1) == pytest.approx(1.0)
+
+
+def test_monte_carlo_is_reproducible_and_leaves_global_rng():
+    def build():
+        return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(3, 2))
+
+    state = torch.get_rng_state()
+    mean, per_init = landscape.monte_carlo_landscape(build, (1, 6, 6), n_inits=4, return_per_init=True, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert per_init.shape == (4, 6, 6)
+    close(mean, landscape.normalize(per_init.mean(0)))
+    again = landscape.monte_carlo_landscape(build, (1, 6, 6), n_inits=4, seed=5)
+    assert torch.equal(mean, again)
+    images = torch.rand(10, 1, 6, 6)
+    for inputs in ("uniform", images, torch.utils.data.TensorDataset(images, torch.randint(2, (10,)))):
+        m = landscape.monte_carlo_landscape(build, (1, 6, 6), n_inits=2, inputs=inputs, score="loss", mode="train")
+        assert m.shape == (6, 6) and torch.isfinite(m).all()
+
+
+def test_running_cv_of_a_constant_signal_shrinks():
+    g = torch.Generator().manual_seed(0)
+    per_init = 1 + 0.3 * torch.randn(400, 8, 8, generator=g, dtype=torch.float64)
+    r = landscape.running_cv(per_init)
+    assert r.shape == (400,)
+    close(r[0], landscape.cv(landscape.normalize(per_init[0])))
+    close(r[-1], landscape.cv(landscape.normalize(per_init.mean(0))))
+    assert 0.5 < (r[-1] * 20 / r[0]).item() < 2  # ~ 1 / sqrt(n)
+
+
+def test_errors_name_the_argument(data):
+    x, y = data
+    model = small_net()
+    with pytest.raises(ValueError, match="inputs must be 4-D"):
+        landscape.importance_landscape(model, x[0], y)
+    with pytest.raises(ValueError, match="inputs have 3 channels but the model's first conv expects 2"):
+        landscape.importance_landscape(model, torch.rand(4, 3, 9, 9), y[:4])
+    with pytest.raises(ValueError, match="targets are required for score='loss'"):
+        landscape.importance_landscape(model, x)
+    with pytest.raises(ValueError, match=r"targets must have shape \[37\]"):
+        landscape.importance_landscape(model, x, y[:5])
+    with pytest.raises(ValueError, match="inputs of spatial size .* too small"):
+        landscape.importance_landscape(model, torch.rand(4, 2, 2, 2), y[:4])
+    with pytest.raises(ValueError, match="score"):
+        landscape.importance_landscape(model, x, y, score="margin")
+    with pytest.raises(ValueError, match="batch_size"):
+        landscape.importance_landscape(model, x, y, batch_size=0)
+    with pytest.raises(ValueError, match="targets must be None"):
+        landscape.importance_landscape(model, torch.utils.data.TensorDataset(x, y), y)
+    with pytest.raises(TypeError, match="inputs must be a Tensor"):
+        landscape.importance_landscape(model, x.numpy(), y)
+    with pytest.raises(ValueError, match="inputs"):
+        landscape.monte_carlo_landscape(small_net, (2, 9, 9), n_inits=1, inputs="pink")
+    with pytest.raises(ValueError, match="n_inits"):
+        landscape.monte_carlo_landscape(small_net, (2, 9, 9), n_inits=0)
+    with pytest.raises(ValueError, match="input_size have 1 channels"):
+        landscape.monte_carlo_landscape(small_net, (1, 9, 9), n_inits=1)
+    with pytest.raises(ValueError, match="mode"):
+        landscape.monte_carlo_landscape(small_net, (2, 9, 9), n_inits=1, mode="test")
+    with pytest.raises(ValueError, match="same shape"):
+        landscape.pearson(torch.rand(3, 3), torch.rand(3, 4))
