@@ -1,0 +1,62 @@
+"""The book's notebooks follow the conventions: parameters, Colab install, stored real outputs, a table of contents that matches."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+REPO_URL = CONFIG["repository"]["url"]
+BRANCH = CONFIG["repository"]["branch"]
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def _source(cell):
+    return "".join(cell["source"])
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_header_parameters_and_provenance(path):
+    cells = _cells(path)
+    assert cells[0]["cell_type"] == "markdown" and _source(cells[0]).startswith("# ")
+    badge = f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}/blob/{BRANCH}/notebooks/{path.name}"
+    assert badge in _source(cells[1]), "the Colab badge must point at this notebook on the book's branch"
+    install = _source(cells[2])
+    assert '"google.colab" in sys.modules' in install and f"git+{REPO_URL}@" in install
+    code = [c for c in cells if c["cell_type"] == "code"]
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one code cell must be tagged 'parameters'"
+    assert 'os.environ.get("PILCRO_PROFILE"' in _source(tagged[0])
+    assert any("print_provenance(" in _source(c) for c in code)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_outputs_are_stored_real_and_widget_free(path):
+    code = [c for c in _cells(path) if c["cell_type"] == "code"]
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    assert outputs, "the notebook is stored without outputs: run `make execute`"
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    mimes = {m for o in outputs for m in o.get("data", {})}
+    assert not [m for m in mimes if "widget" in m]
+    provenance = next(c for c in code if "print_provenance(" in _source(c))
+    text = "".join("".join(o.get("text", "")) for o in provenance["outputs"])
+    assert "profile" in text and "book" in text, "stored outputs must come from the book profile"
+
+
+def test_toc_lists_existing_pages_and_every_notebook():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [ch["file"] for part in toc["parts"] for ch in part["chapters"]]
+    for f in files:
+        assert list(ROOT.glob(f + ".*")), f"_toc.yml lists {f}, which does not exist"
+    listed = {f for f in files if f.startswith("notebooks/")}
+    assert listed == {f"notebooks/{p.stem}" for p in NOTEBOOKS}
