@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from pilcro_lib.layers import CoordConv2d, LocallyConnected2d, LowRankLocallyConnected2d
 from pilcro_lib.utils import check_choice
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDINGS = ("valid", "same", "full")
-LAYER_TYPES = ("conv",)
+LAYER_TYPES = ("conv", "lc", "lrlc", "lrlc_input", "wide_conv", "coordconv")
 HEADS = ("gap", "flatten")
 
 
@@ -40,6 +41,14 @@ def output_size(input_size: int, kernel_size: int, padding: int, stride: int = 1
     return (input_size + 2 * padding - kernel_size) // stride + 1
 
 
+def wide_conv_channels(in_channels: int, out_channels: int, input_size: int, *, kernel_size: int = 3, rank: int = 4, padding: str = "valid") -> int:
+    """Output channels of the ``wide_conv`` layer: a bias-free conv with (to rounding) as many
+    parameters as the bias-free row+column LRLC layer of ``rank`` it stands in for."""
+    pad = padding_amount(padding, kernel_size)
+    lrlc = LowRankLocallyConnected2d(in_channels, out_channels, kernel_size, input_size, rank, padding=pad, bias=False)
+    return max(1, round(count_parameters(lrlc) / (in_channels * kernel_size**2)))
+
+
 def make_layer(
     kind: str,
     in_channels: int,
@@ -52,11 +61,64 @@ def make_layer(
     padding_mode: str = "zeros",
     bias: bool = False,
 ) -> nn.Module:
-    """One spatial layer of the reference net; ``input_size`` is the side of its square input."""
+    """One spatial layer of the reference net; ``input_size`` is the side of its square input.
+
+    kind: ``conv``; ``lc`` (locally connected, always with its per-position bias, which a
+    following BatchNorm does not cancel); ``lrlc`` (row+column combining, softmax) and
+    ``lrlc_input`` (input-dependent combining) of ``rank``; ``wide_conv`` (a conv with
+    :func:`wide_conv_channels` outputs, so as many parameters as the ``lrlc`` layer; note that
+    :func:`reference_net` instead widens its ``wide_conv`` layers together); ``coordconv``. ``bias``: the per-channel bias of all but ``lc``.
+    """
     check_choice("kind", kind, LAYER_TYPES)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
     pad = padding_amount(padding, kernel_size)
-    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=pad, padding_mode=padding_mode, bias=bias)
+    spatial = dict(padding=pad, padding_mode=padding_mode)
+    if kind == "lc":
+        return LocallyConnected2d(in_channels, out_channels, kernel_size, input_size, **spatial)
+    if kind in ("lrlc", "lrlc_input"):
+        combining = "input" if kind == "lrlc_input" else "row_col"
+        return LowRankLocallyConnected2d(in_channels, out_channels, kernel_size, input_size, rank, combining=combining, bias=bias, **spatial)
+    if kind == "coordconv":
+        return CoordConv2d(in_channels, out_channels, kernel_size, bias=bias, **spatial)
+    if kind == "wide_conv":
+        out_channels = wide_conv_channels(in_channels, out_channels, input_size, kernel_size=kernel_size, rank=rank, padding=padding)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias, **spatial)
+
+
+def _reference_layers(layer_types: Sequence[str], widths: Sequence[int], *, in_channels: int, num_classes: int, input_size: int,
+                      rank: int, padding: str, padding_mode: str, head: str) -> list[nn.Module]:
+    """The reference net's modules with ``widths[i]`` output channels at layer ``i`` (``wide_conv`` built as a conv)."""
+    layers: list[nn.Module] = []
+    channels, size = in_channels, input_size
+    for kind, out in zip(layer_types, widths):
+        kind = "conv" if kind == "wide_conv" else kind
+        layers += [
+            make_layer(kind, channels, out, size, rank=rank, padding=padding, padding_mode=padding_mode),
+            nn.BatchNorm2d(out, eps=1e-5, momentum=0.1),
+            nn.ReLU(),
+        ]
+        channels, size = out, output_size(size, 3, padding_amount(padding, 3))
+    if head == "gap":
+        return layers + [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
+    return layers + [nn.Flatten(), nn.Linear(channels * size * size, num_classes)]
+
+
+def _wide_width(layer_types: Sequence[str], width: int, **kwargs) -> int:
+    """The one width of all ``wide_conv`` layers that brings the net's parameter count closest to
+    the same net with those layers as ``lrlc`` (binary search; the count grows with the width)."""
+    def count(w: int) -> int:
+        widths = [w if kind == "wide_conv" else width for kind in layer_types]
+        return count_parameters(nn.Sequential(*_reference_layers(layer_types, widths, **kwargs)))
+
+    as_lrlc = ["lrlc" if kind == "wide_conv" else kind for kind in layer_types]
+    target = count_parameters(nn.Sequential(*_reference_layers(as_lrlc, [width] * len(layer_types), **kwargs)))
+    lo, hi = width, 2 * width
+    while count(hi) < target:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
+    return min((lo, hi), key=lambda w: abs(count(w) - target))
 
 
 def reference_net(
@@ -76,26 +138,28 @@ def reference_net(
 
     Input ``[B, in_channels, input_size, input_size]`` in [0, 1] (normalised inside when
     ``normalization=(mean, std)``); output logits ``[B, num_classes]``. Each entry of
-    ``layer_types`` is one of :data:`LAYER_TYPES`. ``head``: ``gap`` (global average pooling) or
-    ``flatten``.
+    ``layer_types`` is one of :data:`LAYER_TYPES` (see :func:`make_layer`; ``rank`` is the LRLC
+    layers' rank). All ``wide_conv`` layers get one common width, chosen so that the whole net
+    has (to rounding) as many parameters as the same net with those layers as ``lrlc``.
+    Conv and LRLC layers have no per-channel bias (BatchNorm follows). ``head``: ``gap``
+    (global average pooling) or ``flatten``.
     """
     check_choice("head", head, HEADS)
     if len(layer_types) < 1:
         raise ValueError("layer_types must name at least one layer")
-    layers: list[nn.Module] = [] if normalization is None else [Normalize(*normalization)]
-    channels, size = in_channels, input_size
     for kind in layer_types:
-        layer = make_layer(kind, channels, width, size, rank=rank, padding=padding, padding_mode=padding_mode)
+        check_choice("kind", kind, LAYER_TYPES)
+    size = input_size
+    for _ in layer_types:
         size = output_size(size, 3, padding_amount(padding, 3))
-        if size < 1:
-            raise ValueError(f"input_size={input_size} is too small for {len(layer_types)} layers with padding={padding!r}")
-        channels = getattr(layer, "out_channels", width)
-        layers += [layer, nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1), nn.ReLU()]
-    if head == "gap":
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
-    else:
-        layers += [nn.Flatten(), nn.Linear(channels * size * size, num_classes)]
-    return nn.Sequential(*layers)
+    if size < 1:
+        raise ValueError(f"input_size={input_size} is too small for {len(layer_types)} layers with padding={padding!r}")
+    kwargs = dict(in_channels=in_channels, num_classes=num_classes, input_size=input_size, rank=rank,
+                  padding=padding, padding_mode=padding_mode, head=head)
+    wide = _wide_width(layer_types, width, **kwargs) if "wide_conv" in layer_types else width
+    widths = [wide if kind == "wide_conv" else width for kind in layer_types]
+    layers: list[nn.Module] = [] if normalization is None else [Normalize(*normalization)]
+    return nn.Sequential(*layers, *_reference_layers(layer_types, widths, **kwargs))
 
 
 class BasicBlock(nn.Module):

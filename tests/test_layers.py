@@ -22,6 +22,15 @@ from pilcro_lib.layers import (
 )
 
 SHARED_MODES = ("row_col", "free", "row", "col")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: a second OpenMP thread only adds synchronisation cost (large on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 NUMPY_PAD = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
@@ -384,3 +393,53 @@ def test_lc_and_coordconv_bad_arguments():
     lc = LocallyConnected2d(2, 3, 3, 8)
     with pytest.raises(ValueError, match="kernel must have shape"):
         lc.load_kernel(torch.zeros(6, 6, 3, 2, 3, 2))
+
+
+# ---------------------------------------------------------------- the reference net's layer kinds
+
+
+@pytest.mark.parametrize("kind", ["conv", "lc", "lrlc", "lrlc_input", "wide_conv", "coordconv"])
+def test_reference_net_layer_kinds(kind):
+    from pilcro_lib.models import reference_net
+
+    net = reference_net(("conv", kind, kind), input_size=12, width=8, rank=2)
+    assert net(torch.rand(3, 1, 12, 12)).shape == (3, 10)
+    spatial = [m for m in net if not isinstance(m, (nn.BatchNorm2d, nn.ReLU, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear))]
+    if kind in ("conv", "wide_conv", "lrlc", "lrlc_input"):  # BatchNorm follows: no per-channel bias
+        assert all(m.bias is None for m in spatial)
+    if kind == "lc":
+        assert spatial[1].bias.shape == (8, 8, 8)
+
+
+@pytest.mark.parametrize("layer_types", [("wide_conv",) * 3, ("conv", "conv", "wide_conv"), ("conv", "wide_conv", "conv")])
+@pytest.mark.parametrize("rank", [2, 4])
+def test_wide_conv_net_matches_lrlc_net_parameter_count(layer_types, rank):
+    from pilcro_lib.models import count_parameters, reference_net
+
+    wide = count_parameters(reference_net(layer_types, rank=rank))
+    lrlc = count_parameters(reference_net([k.replace("wide_conv", "lrlc") for k in layer_types], rank=rank))
+    conv = count_parameters(reference_net([k.replace("wide_conv", "conv") for k in layer_types], rank=rank))
+    assert abs(wide - lrlc) < 0.01 * lrlc < wide - conv
+
+
+def test_make_layer_wide_conv_matches_its_lrlc_layer():
+    from pilcro_lib.models import make_layer
+
+    lrlc = parameter_count(make_layer("lrlc", 64, 64, 26, rank=4))
+    wide = parameter_count(make_layer("wide_conv", 64, 64, 26, rank=4))
+    assert abs(wide - lrlc) <= 64 * 9 / 2
+
+
+def test_initial_lrlc_net_is_the_conv_net_with_mean_banks():
+    from pilcro_lib.models import reference_net
+
+    torch.manual_seed(13)
+    lrlc = reference_net(("lrlc",) * 3, input_size=10, width=6, rank=3).eval()
+    conv = reference_net(("conv",) * 3, input_size=10, width=6).eval()
+    state = {k: v for k, v in lrlc.state_dict().items() if not k.split(".")[1].endswith(("logits", "bias"))
+             or k.split(".")[0] not in ("0", "3", "6")}
+    for i in (0, 3, 6):
+        state[f"{i}.weight"] = lrlc[i].bases().mean(0)
+    conv.load_state_dict(state)
+    x = torch.rand(2, 1, 10, 10)
+    torch.testing.assert_close(lrlc(x), conv(x), rtol=1e-5, atol=1e-5)
