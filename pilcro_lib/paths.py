@@ -14,7 +14,8 @@ after the spatial part (global pooling's output, ``Flatten``, ``Linear``) is one
 
 Where channel factors do matter (residual sums add branches of different depth), use
 ``weighting="variance"``: every step is weighted by its factor in ``E[g^2]`` for i.i.d. weights
-read off the model itself (a conv: ``mean(w^2) * out_channels / groups``; ReLU: 1/2; BatchNorm:
+read off the model itself (a conv: ``mean(w^2) * out_channels / groups``; a fixed conv, whose
+weight does not require grad (a blur filter), weights each tap by its squared weights; ReLU: 1/2; BatchNorm:
 ``mean(gamma^2 / (running_var + eps))``; average pooling: ``1 / divisor^2``; max pooling:
 ``1 / window``). This is exact for linear nets whose paths never reuse a weight at two spatial
 positions, and an approximation otherwise (ReLU, reflect/replicate padding, overlapping pooling:
@@ -130,10 +131,11 @@ class _Skeleton:
         dh, dw = m.dilation
         if x.shape[-2] < dh * (kh - 1) + 1 or x.shape[-1] < dw * (kw - 1) + 1:
             raise _too_small(name, (h, w))
-        factor = 1.0
-        if self.variance():
-            factor = m.weight.detach().double().pow(2).mean().item() * (m.out_channels // m.groups)
-        kernel = torch.full((1, 1, kh, kw), factor, dtype=x.dtype)
+        kernel = torch.ones(1, 1, kh, kw, dtype=x.dtype)
+        if self.variance():  # per tap: sum of squared weights reaching one input channel, averaged
+            taps = m.weight.detach().double().cpu().pow(2).sum((0, 1)) / m.in_channels
+            # a trainable weight is one draw of i.i.d. weights: use its expectation, the same at every tap
+            kernel = (taps if not m.weight.requires_grad else taps.mean().expand(kh, kw)).view(1, 1, kh, kw)
         return F.conv2d(x, kernel, stride=m.stride, dilation=m.dilation)
 
     def pool(self, m: nn.Module, x: Tensor, name: str) -> Tensor:
@@ -327,3 +329,22 @@ def valid_profile_closed_form(length: int, kernel_size: int, depth: int) -> Tens
         [sum(c(m) for m in range(max(0, i - n_out + 1), min(i, depth * (k - 1)) + 1)) for i in range(length)],
         dtype=torch.float64,
     )
+
+
+def compare_with_monte_carlo(
+    build_model, input_size: tuple[int, int, int], *, n_inits: int, weighting: str = "count", **mc_kwargs
+) -> dict:
+    """Analytic vs empirical landscape of one architecture.
+
+    Returns ``{"analytic": [H, W], "monte_carlo": [H, W], "r": float}``: the normalised
+    :func:`path_count` of ``build_model()`` (seeded with ``mc_kwargs.get("seed", 0)``), the
+    normalised :func:`~pilcro_lib.landscape.monte_carlo_landscape` (``squared=True``;
+    ``mc_kwargs`` are passed on) and their Pearson correlation.
+    """
+    from pilcro_lib.landscape import monte_carlo_landscape, normalize, pearson
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(mc_kwargs.get("seed", 0))
+        analytic = normalize(path_count(build_model(), input_size, weighting=weighting))
+    empirical = monte_carlo_landscape(build_model, input_size, n_inits=n_inits, squared=True, **mc_kwargs)
+    return {"analytic": analytic, "monte_carlo": empirical, "r": pearson(analytic, empirical)}

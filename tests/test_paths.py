@@ -241,14 +241,36 @@ def test_variance_weighting_is_proportional_for_plain_chains():
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_variance_weighting_of_a_fixed_blur_filter():
+    blur = nn.Conv2d(2, 2, 3, padding=1, groups=2, bias=False)
+    taps = torch.tensor([1.0, 2.0, 1.0])
+    blur.weight.data[:] = torch.outer(taps, taps) / 16
+    blur.weight.requires_grad_(False)
+    n = paths.path_count(seq(blur), (2, 5, 5), weighting="variance")
+    # each input pixel: sum of squared taps of the windows that read it
+    squared = (torch.outer(taps, taps) / 16).double().pow(2)
+    expected = torch.zeros(5, 5, dtype=torch.float64)
+    for oi in range(5):
+        for oj in range(5):
+            for a in range(3):
+                for b in range(3):
+                    i, j = oi - 1 + a, oj - 1 + b
+                    if 0 <= i < 5 and 0 <= j < 5:
+                        expected[i, j] += squared[a, b]
+    torch.testing.assert_close(n, expected / 25**2, rtol=1e-12, atol=0)  # global average pool: 1 / 25^2
+
+
 def _linear_net(mode="zeros"):
     return nn.Sequential(*[nn.Conv2d(c, 8, 3, padding=1, padding_mode=mode, bias=False) for c in (1, 8, 8, 8)],
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
 
 
 def test_monte_carlo_squared_gradient_matches_path_count():
+    result = paths.compare_with_monte_carlo(_linear_net, (1, 12, 12), n_inits=150, n_inputs=1)
     mc = landscape.monte_carlo_landscape(_linear_net, (1, 12, 12), n_inits=150, n_inputs=1)
-    assert landscape.pearson(mc, paths.path_count(_linear_net(), (1, 12, 12))) >= 0.98
+    assert torch.equal(result["monte_carlo"], mc)
+    torch.testing.assert_close(result["analytic"], landscape.normalize(paths.path_count(_linear_net(), (1, 12, 12))))
+    assert result["r"] == landscape.pearson(mc, result["analytic"]) and result["r"] >= 0.98
 
 
 def test_monte_carlo_linear_residual_net_matches_variance_weighting():
