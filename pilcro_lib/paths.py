@@ -348,3 +348,150 @@ def compare_with_monte_carlo(
         analytic = normalize(path_count(build_model(), input_size, weighting=weighting))
     empirical = monte_carlo_landscape(build_model, input_size, n_inits=n_inits, squared=True, **mc_kwargs)
     return {"analytic": analytic, "monte_carlo": empirical, "r": pearson(analytic, empirical)}
+
+
+# --- exact second moments: path counting with the cross terms of reused weights ---------------------
+
+MAX_MOMENT_PIXELS = 4096
+
+
+class _Moments:
+    """Builds, module by module, the map ``M_out -> M_in`` of the per-channel second-moment matrix
+    ``M[u, u'] = E[g_u g_u']`` of the backward signal (``[n, n]``, ``n`` = positions of a layer)."""
+
+    def run(self, module: nn.Module, shape: tuple[int, int], name: str):
+        """``(output shape, back)`` where ``back(M_out) -> M_in``."""
+        from pilcro_lib.models import Normalize
+
+        h, w = shape
+        if isinstance(module, nn.Conv2d):
+            return self.conv(module, shape, name)
+        if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            jt = module(torch.eye(h * w, dtype=torch.float64).view(-1, 1, h, w)).flatten(1)
+            return self._shape(module, shape), lambda m: jt @ m @ jt.T
+        if isinstance(module, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
+            return self.max_router(module, shape, name)
+        if isinstance(module, nn.ReLU):  # independent gates, open with probability 1/2
+            return shape, lambda m: (m + torch.diag(torch.diag(m))) / 4
+        scale = None
+        if isinstance(module, nn.BatchNorm2d):
+            scale = _Skeleton("variance").batchnorm(module, torch.ones(1), name).item()
+        elif isinstance(module, Normalize):
+            scale = (1 / module.std.double().pow(2)).mean().item()
+        if scale is not None:
+            return shape, lambda m: m * scale
+        if isinstance(module, (nn.Dropout, nn.Dropout2d, nn.Identity, nn.Linear, nn.BatchNorm1d)):
+            return shape, lambda m: m
+        if isinstance(module, nn.Flatten):  # a dense readout: independent weights at every position
+            return (1, 1), lambda m: m.reshape(()) * torch.eye(h * w, dtype=torch.float64)
+        children = _known_sequence(module)
+        if children is not None:
+            backs = []
+            for child_name, child in children:
+                shape, back = self.run(child, shape, f"{name}.{child_name}" if name else child_name)
+                backs.append(back)
+
+            def chain(m):
+                for back in reversed(backs):
+                    m = back(m)
+                return m
+
+            return shape, chain
+        branches = _residual_branches(module)
+        if branches is not None:
+            main, shortcut, after = branches
+            out, main_back = self.run(nn.Sequential(*main), shape, name)
+            short_back = (lambda m: m) if shortcut is None else self.run(shortcut, shape, name)[1]
+            _, after_back = self.run(after, out, name)
+            return out, lambda m: main_back(after_back(m)) + short_back(after_back(m))
+        raise _unsupported(module, name)
+
+    @staticmethod
+    def _shape(module: nn.Module, shape: tuple[int, int]) -> tuple[int, int]:
+        with torch.no_grad():
+            return tuple(module(torch.zeros(1, 1, *shape, dtype=torch.float64)).shape[-2:])
+
+    def conv(self, m: nn.Conv2d, shape: tuple[int, int], name: str):
+        h, w = shape
+        index = torch.arange(1, h * w + 1, dtype=torch.float64).view(1, 1, h, w)
+        kh, kw = m.kernel_size
+        weight = m.weight.detach().double().cpu()
+        fixed = not m.weight.requires_grad
+        taps = []  # (source index per output position, -1 for a zero pad; variance of that tap)
+        for a in range(kh):
+            for b in range(kw):
+                one_hot = torch.zeros(1, 1, kh, kw, dtype=torch.float64)
+                one_hot[0, 0, a, b] = 1.0
+                src = self._tap(m, index, one_hot, name).flatten().round().long() - 1
+                var = weight[:, :, a, b].pow(2).sum().item() / m.in_channels
+                taps.append((src, var))
+        out = self._tap(m, index, torch.ones(1, 1, kh, kw, dtype=torch.float64), name).shape[-2:]
+        mean_var = sum(v for _, v in taps) / len(taps)
+        if fixed and m.groups == m.in_channels == m.out_channels and torch.all(weight == weight[:1]):
+            # a fixed depthwise filter (blur): deterministic taps, so their cross terms stay
+            matrix = torch.zeros(out.numel(), h * w, dtype=torch.float64)
+            for (src, _), tap in zip(taps, weight[0, 0].flatten()):
+                valid = src >= 0
+                matrix[torch.nonzero(valid).flatten(), src[valid]] += tap.item()
+            return tuple(out), lambda mo: matrix.T @ mo @ matrix
+
+        def back(mo: Tensor) -> Tensor:
+            m_in = torch.zeros(h * w, h * w, dtype=torch.float64)
+            for src, var in taps:
+                valid = src >= 0
+                rows = torch.zeros(h * w, mo.shape[1], dtype=torch.float64).index_add_(0, src[valid], mo[valid])
+                m_in += (var if fixed else mean_var) * torch.zeros_like(m_in).index_add_(1, src[valid], rows[:, valid])
+            return m_in
+
+        return tuple(out), back
+
+    @staticmethod
+    def _tap(m: nn.Conv2d, x: Tensor, kernel: Tensor, name: str) -> Tensor:
+        pads = _conv_pads(m)
+        h, w = x.shape[-2:]
+        if m.padding_mode == "zeros":
+            x = F.pad(x, pads)
+        else:
+            if pads[0] >= w or pads[1] >= w or pads[2] >= h or pads[3] >= h:
+                raise _too_small(name, (h, w))
+            x = F.pad(x, pads, mode=m.padding_mode)
+        if x.shape[-2] < m.dilation[0] * (m.kernel_size[0] - 1) + 1 or x.shape[-1] < m.dilation[1] * (m.kernel_size[1] - 1) + 1:
+            raise _too_small(name, (h, w))
+        return F.conv2d(x, kernel, stride=m.stride, dilation=m.dilation)
+
+    def max_router(self, module: nn.Module, shape: tuple[int, int], name: str):
+        """Max pooling at init: the winner is uniform over each window's positions, independently
+        across windows: ``E[R^T M R] = A^T M A + diag(A^T d) - A^T diag(d) A`` with ``A`` the
+        window-average matrix and ``d = diag(M)``."""
+        h, w = shape
+        eye = torch.eye(h * w, dtype=torch.float64).view(-1, 1, h, w)
+        sk = _Skeleton("variance")
+        at = (sk.pool if isinstance(module, nn.MaxPool2d) else sk.adaptive_pool)(module, eye, name).flatten(1)
+
+        def back(mo: Tensor) -> Tensor:
+            d = torch.diag(mo)
+            return at @ mo @ at.T + torch.diag(at @ d) - (at * d) @ at.T
+
+        return self._shape(module, shape), back
+
+
+def second_moment(model: nn.Module, input_size: tuple[int, int, int]) -> Tensor:
+    """``E[(d s / d x_u)^2]`` up to a constant factor, ``[H, W]`` float64, for i.i.d. weights.
+
+    Unlike :func:`path_count` this keeps the cross terms between paths that reuse a weight (through
+    reflect/replicate padding, overlapping average pooling or a fixed blur filter): it propagates
+    the full second-moment matrix of the backward signal, layer by layer. Exact for linear nets
+    (convolutions with i.i.d. zero-mean weights, average pooling, residual sums, a readout);
+    ReLU (independent gates) and max pooling (uniform router) are first-order approximations.
+    Cost: ``(H W)^2`` memory, so ``H * W <= 4096``.
+    """
+    if len(tuple(input_size)) != 3:
+        raise ValueError(f"input_size must be (channels, height, width), got {input_size!r}")
+    c, h, w = (check_positive_int("input_size", int(s)) for s in input_size)
+    if h * w > MAX_MOMENT_PIXELS:
+        raise ValueError(f"input_size {h}x{w} has more than {MAX_MOMENT_PIXELS} pixels; use path_count instead")
+    _check_inputs(model, (1, c, h, w), name="input_size")
+    out, back = _Moments().run(model, (h, w), "")
+    if out != (1, 1):
+        raise TypeError("second_moment expects the model to end in global pooling or Flatten and Linear layers")
+    return torch.diag(back(torch.ones(1, 1, dtype=torch.float64))).reshape(h, w)

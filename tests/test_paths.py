@@ -310,3 +310,43 @@ def test_errors_name_the_problem():
         paths.conv_profile_1d(8, 4, 2, padding="same")
     with pytest.raises(ValueError, match="too small"):
         paths.valid_profile_closed_form(4, 3, 2)
+
+
+def test_second_moment_equals_path_count_without_weight_reuse():
+    model = seq(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, stride=2, padding=1), nn.AvgPool2d(2))
+    torch.testing.assert_close(landscape.normalize(paths.second_moment(model, (2, 12, 12))),
+                               landscape.normalize(paths.path_count(model, (2, 12, 12))), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "zeros"])
+def test_second_moment_of_one_conv_counts_reused_taps(mode):
+    # one conv, global average pooling: g_u = const * sum_k w_k c_k(u), c_k(u) = outputs reading u through tap k,
+    # so E[g_u^2] = const * sum_k c_k(u)^2 (the path count would be sum_k c_k(u))
+    model = seq(nn.Conv2d(2, 2, 3, padding=1, padding_mode=mode))
+    h, w = 6, 5
+    c = np.zeros((9, h, w))
+    for oi in range(h):
+        for oj in range(w):
+            for a in range(3):
+                for b in range(3):
+                    i, j = _source(oi - 1 + a, h, mode), _source(oj - 1 + b, w, mode)
+                    if i is not None and j is not None:
+                        c[a * 3 + b, i, j] += 1
+    expected = torch.from_numpy((c**2).sum(0))
+    torch.testing.assert_close(landscape.normalize(paths.second_moment(model, (2, h, w))), landscape.normalize(expected))
+
+
+def test_second_moment_matches_monte_carlo_where_path_count_fails():
+    build = lambda: _linear_net("reflect")  # noqa: E731
+    mc = landscape.monte_carlo_landscape(build, (1, 10, 10), n_inits=200, n_inputs=1)
+    assert landscape.pearson(mc, paths.second_moment(build(), (1, 10, 10))) >= 0.97
+    assert landscape.pearson(mc, paths.path_count(build(), (1, 10, 10))) < 0.9
+
+
+def test_second_moment_errors():
+    with pytest.raises(ValueError, match="more than 4096 pixels"):
+        paths.second_moment(seq(nn.Conv2d(1, 2, 3)), (1, 65, 64))
+    with pytest.raises(TypeError, match="GELU"):
+        paths.second_moment(nn.Sequential(nn.Conv2d(1, 1, 3), nn.GELU()), (1, 8, 8))
+    with pytest.raises(ValueError, match="input_size is too small"):
+        paths.second_moment(seq(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3)), (1, 4, 4))
