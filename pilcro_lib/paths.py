@@ -495,3 +495,31 @@ def second_moment(model: nn.Module, input_size: tuple[int, int, int]) -> Tensor:
     if out != (1, 1):
         raise TypeError("second_moment expects the model to end in global pooling or Flatten and Linear layers")
     return torch.diag(back(torch.ones(1, 1, dtype=torch.float64))).reshape(h, w)
+
+
+def toy_net(
+    depth: int,
+    *,
+    in_channels: int = 1,
+    width: int = 8,
+    kernel_size: int = 3,
+    stride: int = 1,
+    padding: int | str = 1,
+    padding_mode: str = "zeros",
+    relu: bool = False,
+    batchnorm: bool = False,
+    pool=None,
+    num_classes: int = 10,
+) -> nn.Sequential:
+    """The nets of the path-counting derivation: ``depth`` x [conv (no bias), BatchNorm?, ReLU?,
+    pool?], global average pooling, linear readout. ``pool``: ``None`` or a callable returning a
+    pooling module (inserted after every conv block). Input ``[B, in_channels, H, W]``."""
+    depth = check_positive_int("depth", depth)
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for _ in range(depth):
+        layers.append(nn.Conv2d(channels, width, kernel_size, stride, padding, bias=False, padding_mode=padding_mode))
+        channels = width
+        layers += ([nn.BatchNorm2d(width)] if batchnorm else []) + ([nn.ReLU()] if relu else [])
+        layers += [pool()] if pool is not None else []
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))

@@ -53,3 +53,32 @@ def landscape_grid(maps: dict[str, object], *, shared_scale: bool = True, ncols:
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def comparison_grid(columns: dict[str, dict[str, object]], *, cbar_label: str = "normalised importance",
+                    cmap: str = "viridis", suptitle: str | None = None) -> Figure:
+    """Maps compared within a column: ``columns[setting][method] = [H, W]`` map.
+
+    One column per setting, one row per method; each column has its own colour scale, shared by
+    its rows (so methods compare within a setting), and every map has a colour bar.
+    """
+    settings = list(columns)
+    methods = list(dict.fromkeys(m for col in columns.values() for m in col))
+    fig, axes = new_figure(len(methods), len(settings), width=2.9, height=2.5)
+    for j, setting in enumerate(settings):
+        arrays = {m: _as_array(a) for m, a in columns[setting].items()}
+        vmin = min(a.min() for a in arrays.values())
+        vmax = max(a.max() for a in arrays.values())
+        for i, method in enumerate(methods):
+            ax = axes[i, j]
+            if method not in arrays:
+                ax.axis("off")
+                continue
+            heatmap(ax, arrays[method], title=f"{setting}\n{method}", vmin=vmin, vmax=vmax, cmap=cmap,
+                    cbar_label=cbar_label if j == len(settings) - 1 else None, axis_labels=False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig

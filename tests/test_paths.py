@@ -350,3 +350,13 @@ def test_second_moment_errors():
         paths.second_moment(nn.Sequential(nn.Conv2d(1, 1, 3), nn.GELU()), (1, 8, 8))
     with pytest.raises(ValueError, match="input_size is too small"):
         paths.second_moment(seq(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3)), (1, 4, 4))
+
+
+def test_toy_net_layout():
+    net = paths.toy_net(2, width=4, padding_mode="circular", relu=True, batchnorm=True, pool=lambda: nn.AvgPool2d(2))
+    kinds = [type(m).__name__ for m in net]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "AvgPool2d"] * 2 + ["AdaptiveAvgPool2d", "Flatten", "Linear"]
+    assert net[0].padding_mode == "circular" and net[0].bias is None
+    assert net(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+    with pytest.raises(ValueError, match="depth"):
+        paths.toy_net(0)
