@@ -166,17 +166,21 @@ MODES = ("eval", "train")
 _SIZE_ERRORS = ("too small", "greater than actual input size", "Output size is", "non-positive")
 
 
-def pearson(a: Tensor, b: Tensor) -> float:
-    """Pearson correlation of two maps of the same shape (flattened, in float64)."""
+def pearson(a: Tensor, b: Tensor, *, flat_tol: float = 1e-9) -> float:
+    """Pearson correlation of two maps of the same shape (flattened, in float64).
+
+    Undefined for a constant map: returns ``nan`` when either map's relative standard deviation
+    (``std / |mean|``) is at most ``flat_tol``.
+    """
     if a.shape != b.shape:
         raise ValueError(f"maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     x = a.detach().double().flatten().cpu()
     y = b.detach().double().flatten().cpu()
+    for v in (x, y):
+        if v.std(unbiased=False) <= flat_tol * v.mean().abs():
+            return float("nan")
     x, y = x - x.mean(), y - y.mean()
-    denom = x.norm() * y.norm()
-    if denom == 0:
-        raise ValueError("pearson is undefined for a constant map")
-    return (x @ y / denom).item()
+    return (x @ y / (x.norm() * y.norm())).item()
 
 
 def _model_device(model: nn.Module) -> torch.device:

@@ -119,6 +119,8 @@ def test_pearson_matches_numpy():
     a, b = torch.rand(5, 6, generator=g), torch.rand(5, 6, generator=g)
     assert landscape.pearson(a, b) == pytest.approx(np.corrcoef(a.flatten(), b.flatten())[0, 1], abs=1e-12)
     assert landscape.pearson(a, 2 * a + 1) == pytest.approx(1.0)
+    assert np.isnan(landscape.pearson(torch.ones(3, 3), a[:3, :3]))
+    assert np.isnan(landscape.pearson(a[:3, :3], 5 + 1e-12 * a[:3, :3]))
 
 
 def test_monte_carlo_is_reproducible_and_leaves_global_rng():
