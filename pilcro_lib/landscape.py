@@ -119,6 +119,14 @@ def max_over_min(lam: Tensor) -> Tensor:
     return flat.max(-1).values / flat.min(-1).values.clamp_min(torch.finfo(lam.dtype).tiny)
 
 
+def asymmetry(lam: Tensor, dim: int = -1) -> Tensor:
+    """Mirror asymmetry ``|Lambda - flip(Lambda)|_1 / |Lambda|_1`` along ``dim`` (-1: left/right,
+    -2: top/bottom). ``[..., H, W]`` -> ``[...]``; 0 for a mirror-symmetric map."""
+    if dim not in (-1, -2):
+        raise ValueError(f"dim must be -1 (left/right) or -2 (top/bottom), got {dim}")
+    return (lam - lam.flip(dim)).abs().sum(dim=(-2, -1)) / lam.abs().sum(dim=(-2, -1))
+
+
 def checkerboard(lam: Tensor, stride: int = 2) -> Tensor:
     """Share of the landscape's non-constant power at the stride frequencies.
 

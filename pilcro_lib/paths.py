@@ -523,3 +523,17 @@ def toy_net(
         layers += ([nn.BatchNorm2d(width)] if batchnorm else []) + ([nn.ReLU()] if relu else [])
         layers += [pool()] if pool is not None else []
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+
+
+def blur_pool(channels: int, stride: int = 2) -> nn.Conv2d:
+    """Anti-aliased downsampling's blur: a fixed (not trained) depthwise binomial ``[1, 2, 1]^T [1, 2, 1] / 16``
+    filter applied with ``stride`` and zero padding 1. ``[B, C, H, W]`` -> ``[B, C, ceil(H/s), ceil(W/s)]``.
+    Put a stride-1 max pooling before it for max-blur pooling."""
+    channels = check_positive_int("channels", channels)
+    blur = nn.Conv2d(channels, channels, 3, stride=check_positive_int("stride", stride), padding=1, groups=channels,
+                     bias=False)
+    taps = torch.tensor([1.0, 2.0, 1.0])
+    with torch.no_grad():
+        blur.weight.copy_((torch.outer(taps, taps) / 16).expand_as(blur.weight))
+    blur.weight.requires_grad_(False)
+    return blur

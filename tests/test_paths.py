@@ -360,3 +360,27 @@ def test_toy_net_layout():
     assert net(torch.rand(3, 1, 8, 8)).shape == (3, 10)
     with pytest.raises(ValueError, match="depth"):
         paths.toy_net(0)
+
+
+def test_blur_pool_is_a_fixed_binomial_filter():
+    blur = paths.blur_pool(3)
+    assert not blur.weight.requires_grad
+    x = torch.rand(2, 3, 8, 8)
+    y = blur(x)
+    assert y.shape == (2, 3, 4, 4)
+    manual = sum(torch.tensor([1.0, 2.0, 1.0])[a] * torch.tensor([1.0, 2.0, 1.0])[b] / 16
+                 * torch.nn.functional.pad(x, (1, 1, 1, 1))[..., a:a + 8:2, b:b + 8:2] for a in range(3) for b in range(3))
+    torch.testing.assert_close(y, manual)
+    # a blur is deterministic, so its taps' cross terms stay: with one blur and global average
+    # pooling, E[g_u^2] is proportional to (sum of the taps that read u)^2
+    taps = torch.outer(torch.tensor([1.0, 2.0, 1.0]), torch.tensor([1.0, 2.0, 1.0])).double() / 16
+    reads = torch.zeros(8, 8, dtype=torch.float64)
+    for oi in range(4):
+        for oj in range(4):
+            for a in range(3):
+                for b in range(3):
+                    i, j = 2 * oi - 1 + a, 2 * oj - 1 + b
+                    if 0 <= i < 8 and 0 <= j < 8:
+                        reads[i, j] += taps[a, b]
+    torch.testing.assert_close(landscape.normalize(paths.second_moment(seq(paths.blur_pool(2)), (2, 8, 8))),
+                               landscape.normalize(reads**2))
