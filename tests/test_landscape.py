@@ -187,6 +187,6 @@ def test_errors_name_the_argument(data):
 def test_asymmetry():
     sym = torch.tensor([[1.0, 2.0, 1.0], [3.0, 0.0, 3.0]])
     assert landscape.asymmetry(sym).item() == 0
-    assert landscape.asymmetry(sym, dim=-2).item() == pytest.approx(8 / 10)  # |1-3|+|2-0|+|1-3| twice over 10
+    assert landscape.asymmetry(sym, dim=-2).item() == pytest.approx(12 / 10)  # (|1-3| + |2-0| + |1-3|) twice, over 10
     with pytest.raises(ValueError, match="dim"):
         landscape.asymmetry(sym, dim=0)
