@@ -56,11 +56,12 @@ def landscape_grid(maps: dict[str, object], *, shared_scale: bool = True, ncols:
 
 
 def comparison_grid(columns: dict[str, dict[str, object]], *, cbar_label: str = "normalised importance",
-                    cmap: str = "viridis", suptitle: str | None = None) -> Figure:
+                    cmap: str = "viridis", suptitle: str | None = None, min_span: float = 0.2) -> Figure:
     """Maps compared within a column: ``columns[setting][method] = [H, W]`` map.
 
     One column per setting, one row per method; each column has its own colour scale, shared by
-    its rows (so methods compare within a setting), and every map has a colour bar.
+    its rows (so methods compare within a setting), at least ``min_span`` wide (so float noise on
+    a flat map is not stretched over the whole colour bar), and every map has a colour bar.
     """
     settings = list(columns)
     methods = list(dict.fromkeys(m for col in columns.values() for m in col))
@@ -69,6 +70,9 @@ def comparison_grid(columns: dict[str, dict[str, object]], *, cbar_label: str = 
         arrays = {m: _as_array(a) for m, a in columns[setting].items()}
         vmin = min(a.min() for a in arrays.values())
         vmax = max(a.max() for a in arrays.values())
+        if vmax - vmin < min_span:
+            centre = (vmax + vmin) / 2
+            vmin, vmax = centre - min_span / 2, centre + min_span / 2
         for i, method in enumerate(methods):
             ax = axes[i, j]
             if method not in arrays:
