@@ -25,6 +25,7 @@ the notebooks measure how good it is).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -331,23 +332,49 @@ def valid_profile_closed_form(length: int, kernel_size: int, depth: int) -> Tens
     )
 
 
-def compare_with_monte_carlo(
-    build_model, input_size: tuple[int, int, int], *, n_inits: int, weighting: str = "count", **mc_kwargs
-) -> dict:
-    """Analytic vs empirical landscape of one architecture.
+@dataclass
+class Comparison:
+    """Analytic and Monte-Carlo landscapes of one architecture (all ``[H, W]``, normalised to mean 1).
 
-    Returns ``{"analytic": [H, W], "monte_carlo": [H, W], "r": float}``: the normalised
-    :func:`path_count` of ``build_model()`` (seeded with ``mc_kwargs.get("seed", 0)``), the
-    normalised :func:`~pilcro_lib.landscape.monte_carlo_landscape` (``squared=True``;
-    ``mc_kwargs`` are passed on) and their Pearson correlation.
+    ``maps``: ``"path count"``, ``"second moment"`` (when computed) and ``"Monte Carlo"``;
+    ``r``: Pearson correlation of each analytic map with the Monte-Carlo map (``nan`` if flat).
+    """
+
+    maps: dict[str, Tensor]
+    r: dict[str, float]
+
+
+def compare_with_monte_carlo(
+    build_model,
+    input_size: tuple[int, int, int],
+    *,
+    n_inits: int,
+    weighting: str = "count",
+    second_moment: bool | None = None,
+    **mc_kwargs,
+) -> Comparison:
+    """Analytic vs empirical landscape of the architecture that ``build_model()`` returns.
+
+    The analytic maps use one model built under the seed ``mc_kwargs.get("seed", 0)``: the
+    :func:`path_count` (with ``weighting``) and, if ``second_moment`` (default: when the input
+    has at most :data:`MAX_MOMENT_PIXELS` pixels), the :func:`second_moment`. The empirical map is
+    :func:`~pilcro_lib.landscape.monte_carlo_landscape` with ``squared=True`` (``mc_kwargs`` are
+    passed on).
     """
     from pilcro_lib.landscape import monte_carlo_landscape, normalize, pearson
 
+    if second_moment is None:
+        second_moment = input_size[-1] * input_size[-2] <= MAX_MOMENT_PIXELS
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(mc_kwargs.get("seed", 0))
-        analytic = normalize(path_count(build_model(), input_size, weighting=weighting))
+        model = build_model()
+    maps = {"path count": normalize(path_count(model, input_size, weighting=weighting))}
+    if second_moment:
+        maps["second moment"] = normalize(_second_moment(model, input_size))
     empirical = monte_carlo_landscape(build_model, input_size, n_inits=n_inits, squared=True, **mc_kwargs)
-    return {"analytic": analytic, "monte_carlo": empirical, "r": pearson(analytic, empirical)}
+    r = {name: pearson(m, empirical) for name, m in maps.items()}
+    maps["Monte Carlo"] = empirical
+    return Comparison(maps=maps, r=r)
 
 
 # --- exact second moments: path counting with the cross terms of reused weights ---------------------
@@ -495,6 +522,9 @@ def second_moment(model: nn.Module, input_size: tuple[int, int, int]) -> Tensor:
     if out != (1, 1):
         raise TypeError("second_moment expects the model to end in global pooling or Flatten and Linear layers")
     return torch.diag(back(torch.ones(1, 1, dtype=torch.float64))).reshape(h, w)
+
+
+_second_moment = second_moment  # compare_with_monte_carlo takes a ``second_moment`` flag that shadows the name
 
 
 def toy_net(

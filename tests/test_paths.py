@@ -268,9 +268,13 @@ def _linear_net(mode="zeros"):
 def test_monte_carlo_squared_gradient_matches_path_count():
     result = paths.compare_with_monte_carlo(_linear_net, (1, 12, 12), n_inits=150, n_inputs=1)
     mc = landscape.monte_carlo_landscape(_linear_net, (1, 12, 12), n_inits=150, n_inputs=1)
-    assert torch.equal(result["monte_carlo"], mc)
-    torch.testing.assert_close(result["analytic"], landscape.normalize(paths.path_count(_linear_net(), (1, 12, 12))))
-    assert result["r"] == landscape.pearson(mc, result["analytic"]) and result["r"] >= 0.98
+    assert torch.equal(result.maps["Monte Carlo"], mc)
+    analytic = landscape.normalize(paths.path_count(_linear_net(), (1, 12, 12)))
+    torch.testing.assert_close(result.maps["path count"], analytic)
+    torch.testing.assert_close(result.maps["second moment"], analytic)  # zero padding: no weight reuse
+    assert result.r["path count"] == landscape.pearson(analytic, mc) and result.r["path count"] >= 0.98
+    assert "second moment" not in paths.compare_with_monte_carlo(_linear_net, (1, 12, 12), n_inits=2,
+                                                                 second_moment=False).maps
 
 
 def test_monte_carlo_linear_residual_net_matches_variance_weighting():
