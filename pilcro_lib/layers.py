@@ -567,3 +567,33 @@ def benchmark_layers(
     frame["peak_vs_conv"] = frame.peak_MB / frame.input.map(conv.peak_MB)
     columns = ["input", "layer", "rank", "params", "time_ms", "time_vs_conv", "peak_MB", "peak_vs_conv", "unfold_plus_weights_MB"]
     return frame[[c for c in columns if c in frame]]
+
+
+def lrlc_layers(model: nn.Module) -> list[LowRankLocallyConnected2d]:
+    """The LRLC layers of ``model``, in module order."""
+    return [m for m in model.modules() if isinstance(m, LowRankLocallyConnected2d)]
+
+
+@torch.no_grad()
+def mean_combining_weights(model: nn.Module, inputs: Tensor, index: int = 0) -> Tensor:
+    """Combining weights ``[H_out, W_out, K]`` of the ``index``-th LRLC layer of ``model``.
+
+    Shared modes: the layer's weights. ``combining='input'``: the mean over ``inputs``
+    (``[N, C, H, W]``, the model's inputs) of the per-example weights, read from the layer's
+    input during one forward pass in eval mode (the model's mode is restored).
+    """
+    layers = lrlc_layers(model)
+    if not 0 <= index < len(layers):
+        raise ValueError(f"index={index} but the model has {len(layers)} LRLC layer(s)")
+    layer = layers[index]
+    if layer.head is None:
+        return layer.combining_weights().detach()
+    captured: list[Tensor] = []
+    handle = layer.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+    was_training = model.training
+    try:
+        model.eval()(inputs)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return layer.combining_weights(captured[0]).mean(0)

@@ -443,3 +443,20 @@ def test_initial_lrlc_net_is_the_conv_net_with_mean_banks():
     conv.load_state_dict(state)
     x = torch.rand(2, 1, 10, 10)
     torch.testing.assert_close(lrlc(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_mean_combining_weights():
+    from pilcro_lib.layers import mean_combining_weights
+    from pilcro_lib.models import reference_net
+
+    torch.manual_seed(14)
+    net = _randomize(reference_net(("conv", "lrlc_input", "lrlc"), input_size=10, width=4, rank=3), keep_weight=True)
+    net.train()
+    x = torch.rand(5, 1, 10, 10)
+    hidden = net[:3].eval()(x)
+    expected = net[3].combining_weights(hidden).mean(0)
+    torch.testing.assert_close(mean_combining_weights(net, x), expected)
+    assert net.training
+    torch.testing.assert_close(mean_combining_weights(net, x, index=1), net[6].combining_weights())
+    with pytest.raises(ValueError, match="index=2"):
+        mean_combining_weights(net, x, index=2)
