@@ -9,17 +9,27 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from pilcro_lib.data import ImageDataset
 from pilcro_lib.landscape import curvature, cv, gradient_energy, normalize, saliency
 from pilcro_lib.objective import (
     MEASURES,
     InputGradientPenalty,
+    LandscapeRecorder,
     PObjective,
+    ReuseForwardPenalty,
     batch_landscape,
+    epochs_to_reach,
     frozen_batchnorm_stats,
     input_gradient,
     landscape_measure,
+    make_arm,
     pilcro_penalty,
+    run_arm,
+    spearman,
+    step_cost,
+    training_step_times,
 )
+from pilcro_lib.train import fit
 
 
 def conv_net(padding_mode: str = "zeros", act: type[nn.Module] = nn.Tanh, width: int = 3, depth: int = 2, bn: bool = False) -> nn.Sequential:
@@ -183,7 +193,7 @@ def test_cifar_resnet18():
     if not hasattr(models, "cifar_resnet18"):
         pytest.skip("pilcro_lib.models.cifar_resnet18 not available")
     torch.manual_seed(7)
-    net = models.cifar_resnet18(num_classes=10)
+    net = models.cifar_resnet18(num_classes=10, width=8)
     x, y = torch.rand(2, 3, 32, 32), torch.randint(0, 10, (2,))
     p = pilcro_penalty(net, x, y)
     p.backward()
@@ -256,3 +266,163 @@ def test_errors_name_the_argument():
         pilcro_penalty(mlp, x.flatten(1), y)
     with pytest.raises(ValueError, match="inputs"):
         PObjective(1.0)(mlp, x.flatten(1), y, None)
+
+
+def tiny_dataset(n: int = 48, size: int = 10, seed: int = 0) -> ImageDataset:
+    g = torch.Generator().manual_seed(seed)
+    return ImageDataset(torch.rand(n, 1, size, size, generator=g), torch.randint(0, 3, (n,), generator=g), ["a", "b", "c"], "tiny")
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class InterruptedPObjective(PObjective):
+    """Raises once its step counter reaches ``stop_at`` (a killed run); same repr as PObjective."""
+
+    stop_at: int | None = None
+
+    def __call__(self, model, inputs, targets, outputs=None):
+        if self.step == self.stop_at:
+            raise _Interrupt
+        return super().__call__(model, inputs, targets, outputs)
+
+
+def test_fit_with_pobjective_resumes_exactly(tmp_path):
+    data = tiny_dataset()
+
+    def train(run_dir, reg):
+        torch.manual_seed(0)
+        net, _ = make_arm("plain", input_size=10, num_classes=3, width=4)
+        return net, fit(net, data, data, epochs=2, batch_size=16, run_dir=run_dir, regularizer=reg, progress=False)
+
+    net_a, hist_a = train(tmp_path / "a", PObjective(1.0, every=2, sub_batch=8))
+    killed = InterruptedPObjective(1.0, every=2, sub_batch=8)
+    killed.stop_at = 4  # in the second epoch (3 steps per epoch)
+    with pytest.raises(_Interrupt):
+        train(tmp_path / "b", killed)
+    net_b, hist_b = train(tmp_path / "b", PObjective(1.0, every=2, sub_batch=8))
+    for p, q in zip(net_a.state_dict().values(), net_b.state_dict().values()):
+        assert torch.equal(p, q)
+    assert [r["penalty"] for r in hist_a.records] == [r["penalty"] for r in hist_b.records]
+
+
+def test_landscape_recorder_records_each_epoch_and_round_trips():
+    data = tiny_dataset()
+    torch.manual_seed(1)
+    net, _ = make_arm("plain", input_size=10, num_classes=3, width=4)
+    probe_x, probe_y = data.float_images()[:8], data.labels[:8]
+    recorder = LandscapeRecorder(probe_x, probe_y, PObjective(1.0))
+    net.train()
+    initial = recorder.record(net, 0)
+    assert net.training  # record restores the mode it found
+    net.eval()
+    assert torch.allclose(initial, saliency(net, probe_x, probe_y).mean(0).double())
+    fit(net, data, data, epochs=2, batch_size=16, regularizer=recorder, progress=False)
+    assert sorted(recorder.landscapes) == [0, 1, 2]
+    net.eval()
+    assert torch.allclose(recorder.landscapes[2], saliency(net, probe_x, probe_y).mean(0).double())
+    copy = LandscapeRecorder(probe_x, probe_y, PObjective(1.0))
+    copy.load_state_dict(recorder.state_dict())
+    assert copy.inner.step == recorder.inner.step
+    assert all(torch.equal(copy.landscapes[k], recorder.landscapes[k]) for k in recorder.landscapes)
+
+
+def test_run_arm_metrics():
+    data = tiny_dataset(32, 12)
+    grid = [((0, 0), data), ((1, 1), data)]
+    m = run_arm("p_objective", data, data, data, epochs=1, width=4, probe_size=8, position_sets=grid, noise_levels=(0.0, 0.1))
+    assert set(m) >= {"history", "test_acc", "noise_acc", "landscapes", "flatness", "flatness_init", "spearman_init_final", "position_acc"}
+    assert list(m["landscapes"]) == ["0", "1"] and len(m["landscapes"]["1"]) == 12
+    assert list(m["noise_acc"]) == ["0.0", "0.1"] and len(m["position_acc"]) == 2
+    assert m["noise_acc"]["0.0"] == m["test_acc"] == m["position_acc"][0]
+    assert m["history"][0]["penalty"] > 0
+
+
+def test_make_arm_padding_and_errors():
+    plain, reg = make_arm("plain", width=4)
+    assert reg is None and plain[0].padding_mode == "zeros" and plain[0].padding == (1, 1)
+    circ, _ = make_arm("circular", width=4)
+    assert circ[0].padding_mode == "circular"
+    full, _ = make_arm("full", width=4)
+    assert full[0].padding == (2, 2)
+    _, reg = make_arm("p_objective", lam=3.0, sub_batch=8, every=4)
+    assert isinstance(reg, PObjective) and (reg.lam, reg.sub_batch, reg.every) == (3.0, 8, 4)
+    _, reg = make_arm("input_gradient", ig_lam=0.5)
+    assert isinstance(reg, InputGradientPenalty) and reg.lam == 0.5
+    with pytest.raises(ValueError, match="arm"):
+        make_arm("dropout")
+    with pytest.raises(ValueError, match="full"):
+        make_arm("full", model="resnet18")
+    with pytest.raises(ValueError, match="model"):
+        make_arm("plain", model="vgg")
+
+
+def test_spearman_and_epochs_to_reach():
+    a = torch.rand(5, 6, dtype=torch.float64)
+    b = a.pow(3) + 0.01 * torch.rand(5, 6, dtype=torch.float64)  # a monotone map of a, nearly
+    ranks = lambda t: t.flatten().argsort().argsort().double()  # noqa: E731 (no ties here)
+    ra, rb = ranks(a), ranks(b)
+    ref = torch.corrcoef(torch.stack([ra, rb]))[0, 1].item()
+    assert spearman(a, b) == pytest.approx(ref)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    hist = [{"epoch": 1, "val_acc": 0.5, "epoch_time_s": 2.0}, {"epoch": 2, "val_acc": 0.8, "epoch_time_s": 3.0}]
+    assert epochs_to_reach(hist, 0.7) == (2.0, 5.0)
+    assert all(math.isnan(v) for v in epochs_to_reach(hist, 0.9))
+
+
+def test_training_step_times():
+    seen = []
+
+    class NeedsInputGrad:
+        requires_input_grad = True
+
+        def __call__(self, model, inputs, targets, outputs):
+            seen.append(inputs.requires_grad)
+            return None
+
+    x, y = batch(8, 8)
+    times = training_step_times(conv_net(), {"plain": None, "p": PObjective(1.0, every=1), "probe": NeedsInputGrad()}, x, y, steps=1, rounds=2)
+    assert list(times) == ["plain", "p", "probe"] and all(t > 0 for t in times.values())
+    assert seen and all(seen)
+    with pytest.raises(ValueError, match="clock"):
+        training_step_times(conv_net(), {"plain": None}, x, y, clock="gpu")
+
+
+def test_reuse_forward_penalty_equals_second_forward():
+    torch.manual_seed(10)
+    net = conv_net(act=nn.ReLU, bn=True).double()
+    x, y = batch(6, 8, dtype=torch.float64)
+    xr = x.clone().requires_grad_(True)
+    reused = ReuseForwardPenalty(2.0)(net, xr, y, net(xr))
+    assert torch.allclose(reused, 2.0 * pilcro_penalty(net, x, y))
+    with pytest.raises(ValueError, match="names"):
+        step_cost(names=["no such arm"])
+
+
+def test_claim_verdict_and_mean_std_table():
+    import pandas as pd
+
+    from pilcro_lib.objective import claim_verdict, mean_std_table
+
+    v = claim_verdict([0.9, 0.91, 0.92], [0.8, 0.81, 0.82], higher_is_better=True)
+    assert v["verdict"] == "supported" and v["difference"] == pytest.approx(0.1)
+    assert v["std_error"] == pytest.approx(math.sqrt(2 * 0.0001 / 3))
+    assert claim_verdict([0.9, 0.91, 0.92], [0.8, 0.81, 0.82], higher_is_better=False)["verdict"] == "contradicted"
+    assert claim_verdict([0.8, 0.9], [0.85, 0.86], higher_is_better=True)["verdict"] == "not resolved"
+    assert claim_verdict([1.0, float("nan")], [0.5, 0.6], higher_is_better=True)["verdict"] == "not measured"
+    frame = pd.DataFrame({"arm": ["a", "a", "b", "b"], "acc": [0.5, 0.7, 0.1, 0.1]})
+    table = mean_std_table(frame, "arm", ["acc"], digits=2)
+    assert list(table.index) == ["a", "b"]
+    assert table.loc["a", "acc"] == "0.60 ± 0.14" and table.loc["b", "acc"] == "0.10 ± 0.00"
+
+
+def test_defaults_are_the_cheap_setting_and_cost_arms_are_explicit():
+    from pilcro_lib.objective import DEFAULT_EVERY, DEFAULT_SUB_BATCH, cost_arms
+
+    for reg in (PObjective(1.0), InputGradientPenalty(1.0)):
+        assert (reg.sub_batch, reg.every) == (DEFAULT_SUB_BATCH, DEFAULT_EVERY)
+    arms = cost_arms()
+    assert (arms["full batch"].sub_batch, arms["full batch"].every) == (None, 1)
+    assert (arms["sub_batch 8"].sub_batch, arms["every 4"].every) == (8, 4)
+    assert arms["input-gradient penalty, full batch"].sub_batch is None
