@@ -460,3 +460,33 @@ def test_mean_combining_weights():
     torch.testing.assert_close(mean_combining_weights(net, x, index=1), net[6].combining_weights())
     with pytest.raises(ValueError, match="index=2"):
         mean_combining_weights(net, x, index=2)
+
+
+# ---------------------------------------------------------------- cost measurement
+
+
+def test_peak_extra_memory_counts_a_known_allocation():
+    from pilcro_lib.layers import peak_extra_memory
+
+    keep = torch.zeros(250_000)  # exists before the step: not counted
+
+    def step():
+        a = torch.ones(1_000_000)  # 4 MB
+        b = a * 2  # another 4 MB while a is alive
+        return (b + keep.sum()).sum()  # a third 4 MB (and a few scalars) while a and b are alive
+
+    peak = peak_extra_memory(step, torch.device("cpu"))
+    assert 12_000_000 <= peak < 12_000_100
+
+
+def test_benchmark_layers_table():
+    from pilcro_lib.layers import benchmark_layers
+
+    table = benchmark_layers(batch=2, channels=3, sizes=(6,), ranks=(1, 2), repeats=1)
+    assert list(table.layer) == ["conv", "lrlc K=1", "lrlc K=2", "lrlc_input K=4", "lc"]
+    conv = table.iloc[0]
+    assert conv.time_vs_conv == 1 and conv.peak_vs_conv == 1
+    lc = table.iloc[-1]
+    assert lc.params == 4 * 4 * 3 * (3 * 9 + 1)
+    assert lc.unfold_plus_weights_MB == pytest.approx(4 * (2 * 27 * 16 + 16 * 27 * 3) / 2**20)
+    assert (table.peak_MB > 0).all()
