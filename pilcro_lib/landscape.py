@@ -197,9 +197,10 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _expected_channels(model: nn.Module) -> int | None:
-    """``in_channels`` of the model's first convolution (``None`` if it has none)."""
+    """``in_channels`` of the model's first spatial layer (a conv, or any layer with an integer
+    ``in_channels``, such as those of :mod:`pilcro_lib.layers`); ``None`` if it has none."""
     for module in model.modules():
-        if isinstance(module, nn.modules.conv._ConvNd):
+        if module is not model and isinstance(getattr(module, "in_channels", None), int):
             return module.in_channels
     return None
 
@@ -209,7 +210,7 @@ def _check_inputs(model: nn.Module, shape: tuple[int, ...], name: str = "inputs"
         raise ValueError(f"{name} must be 4-D [batch, channels, height, width], got shape {shape}")
     expected = _expected_channels(model)
     if expected is not None and shape[1] != expected:
-        raise ValueError(f"{name} have {shape[1]} channels but the model's first conv expects {expected}")
+        raise ValueError(f"{name} have {shape[1]} channels but the model's first spatial layer expects {expected}")
 
 
 def _batches(inputs, targets, batch_size: int):

@@ -414,7 +414,7 @@ class CoordConv2d(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        check_positive_int("in_channels", in_channels)
+        self.in_channels = check_positive_int("in_channels", in_channels)
         check_choice("padding_mode", padding_mode, PADDING_MODES)
         self.conv = nn.Conv2d(
             in_channels + 2, out_channels, _pair("kernel_size", kernel_size), stride=_pair("stride", stride), padding=padding, padding_mode=padding_mode, bias=bias

@@ -156,7 +156,7 @@ def test_errors_name_the_argument(data):
     model = small_net()
     with pytest.raises(ValueError, match="inputs must be 4-D"):
         landscape.importance_landscape(model, x[0], y)
-    with pytest.raises(ValueError, match="inputs have 3 channels but the model's first conv expects 2"):
+    with pytest.raises(ValueError, match="inputs have 3 channels but the model's first spatial layer expects 2"):
         landscape.importance_landscape(model, torch.rand(4, 3, 9, 9), y[:4])
     with pytest.raises(ValueError, match="targets are required for score='loss'"):
         landscape.importance_landscape(model, x)
@@ -190,3 +190,14 @@ def test_asymmetry():
     assert landscape.asymmetry(sym, dim=-2).item() == pytest.approx(12 / 10)  # (|1-3| + |2-0| + |1-3|) twice, over 10
     with pytest.raises(ValueError, match="dim"):
         landscape.asymmetry(sym, dim=0)
+
+
+@pytest.mark.parametrize("kind", ["lc", "lrlc", "coordconv"])
+def test_importance_landscape_accepts_models_led_by_any_spatial_layer(kind):
+    from pilcro_lib.models import reference_net
+
+    net = reference_net((kind, "conv", "conv"), width=4, input_size=12, rank=2).eval()
+    x, y = torch.rand(3, 1, 12, 12), torch.tensor([0, 1, 2])
+    assert landscape.importance_landscape(net, x, y).shape == (12, 12)
+    with pytest.raises(ValueError, match="inputs have 2 channels but the model's first spatial layer expects 1"):
+        landscape.importance_landscape(net, torch.rand(3, 2, 12, 12), y)
