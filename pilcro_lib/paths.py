@@ -71,6 +71,23 @@ def _too_small(name: str, size: tuple[int, int]) -> ValueError:
     return ValueError(f"input_size is too small for the model: the map reaching '{name}' is {size[0]}x{size[1]}")
 
 
+def _padded_conv(m: nn.Conv2d, x: Tensor, kernel: Tensor, name: str) -> Tensor:
+    """``x`` ``[N, 1, H, W]`` padded as ``m`` pads (mode included), then convolved with the
+    single-channel ``kernel`` ``[1, 1, kh, kw]`` at ``m``'s stride and dilation."""
+    pads = _conv_pads(m)
+    h, w = x.shape[-2:]
+    if m.padding_mode == "zeros":
+        x = F.pad(x, pads)
+    else:
+        if pads[0] >= w or pads[1] >= w or pads[2] >= h or pads[3] >= h:
+            raise _too_small(name, (h, w))
+        x = F.pad(x, pads, mode=m.padding_mode)
+    (kh, kw), (dh, dw) = m.kernel_size, m.dilation
+    if x.shape[-2] < dh * (kh - 1) + 1 or x.shape[-1] < dw * (kw - 1) + 1:
+        raise _too_small(name, (h, w))
+    return F.conv2d(x, kernel, stride=m.stride, dilation=m.dilation)
+
+
 def _pool_out(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
     """PyTorch's pooling output length along one axis."""
     out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
@@ -120,24 +137,13 @@ class _Skeleton:
         )
 
     def conv(self, m: nn.Conv2d, x: Tensor, name: str) -> Tensor:
-        pads = _conv_pads(m)
-        h, w = x.shape[-2:]
-        if m.padding_mode == "zeros":
-            x = F.pad(x, pads)
-        else:
-            if pads[0] >= w or pads[1] >= w or pads[2] >= h or pads[3] >= h:
-                raise _too_small(name, (h, w))
-            x = F.pad(x, pads, mode=m.padding_mode)
         kh, kw = m.kernel_size
-        dh, dw = m.dilation
-        if x.shape[-2] < dh * (kh - 1) + 1 or x.shape[-1] < dw * (kw - 1) + 1:
-            raise _too_small(name, (h, w))
         kernel = torch.ones(1, 1, kh, kw, dtype=x.dtype)
         if self.variance():  # per tap: sum of squared weights reaching one input channel, averaged
             taps = m.weight.detach().double().cpu().pow(2).sum((0, 1)) / m.in_channels
             # a trainable weight is one draw of i.i.d. weights: use its expectation, the same at every tap
             kernel = (taps if not m.weight.requires_grad else taps.mean().expand(kh, kw)).view(1, 1, kh, kw)
-        return F.conv2d(x, kernel, stride=m.stride, dilation=m.dilation)
+        return _padded_conv(m, x, kernel, name)
 
     def pool(self, m: nn.Module, x: Tensor, name: str) -> Tensor:
         kh, kw = _pair(m.kernel_size)
@@ -449,10 +455,10 @@ class _Moments:
             for b in range(kw):
                 one_hot = torch.zeros(1, 1, kh, kw, dtype=torch.float64)
                 one_hot[0, 0, a, b] = 1.0
-                src = self._tap(m, index, one_hot, name).flatten().round().long() - 1
+                src = _padded_conv(m, index, one_hot, name).flatten().round().long() - 1
                 var = weight[:, :, a, b].pow(2).sum().item() / m.in_channels
                 taps.append((src, var))
-        out = self._tap(m, index, torch.ones(1, 1, kh, kw, dtype=torch.float64), name).shape[-2:]
+        out = _padded_conv(m, index, torch.ones(1, 1, kh, kw, dtype=torch.float64), name).shape[-2:]
         mean_var = sum(v for _, v in taps) / len(taps)
         if fixed and m.groups == m.in_channels == m.out_channels and torch.all(weight == weight[:1]):
             # a fixed depthwise filter (blur): deterministic taps, so their cross terms stay
@@ -471,20 +477,6 @@ class _Moments:
             return m_in
 
         return tuple(out), back
-
-    @staticmethod
-    def _tap(m: nn.Conv2d, x: Tensor, kernel: Tensor, name: str) -> Tensor:
-        pads = _conv_pads(m)
-        h, w = x.shape[-2:]
-        if m.padding_mode == "zeros":
-            x = F.pad(x, pads)
-        else:
-            if pads[0] >= w or pads[1] >= w or pads[2] >= h or pads[3] >= h:
-                raise _too_small(name, (h, w))
-            x = F.pad(x, pads, mode=m.padding_mode)
-        if x.shape[-2] < m.dilation[0] * (m.kernel_size[0] - 1) + 1 or x.shape[-1] < m.dilation[1] * (m.kernel_size[1] - 1) + 1:
-            raise _too_small(name, (h, w))
-        return F.conv2d(x, kernel, stride=m.stride, dilation=m.dilation)
 
     def max_router(self, module: nn.Module, shape: tuple[int, int], name: str):
         """Max pooling at init: the winner is uniform over each window's positions, independently

@@ -11,13 +11,6 @@ from pilcro_lib import landscape
 from pilcro_lib.data import ImageDataset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def small_net(in_channels=2, bn=True):
     torch.manual_seed(1)

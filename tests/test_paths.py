@@ -15,14 +15,6 @@ from torch import nn
 from pilcro_lib import landscape, models, paths
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops run faster on one thread than on two busy ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
