@@ -14,8 +14,9 @@ book: $(STAMP)
 	@echo "The book is in $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)
-	PILCRO_PROFILE=smoke $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	PILCRO_PROFILE=smoke $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/test_browser.py
 	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
+	$(BIN)/python -m pytest tests/test_browser.py -p no:cacheprovider
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest tests

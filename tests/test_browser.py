@@ -1,0 +1,192 @@
+"""The built HTML book, opened page by page in headless Chromium with no internet.
+
+For every page of ``_build/html`` (served on 127.0.0.1 by a thread of this test): no console
+errors, every image the book serves has loaded, every math element was typeset by the book's
+own MathJax (no raw TeX left in the text), and notebook pages carry a Colab launch button that
+points at that notebook on the book's branch. A screenshot per page in light and dark mode
+goes to ``_build/screenshots/``.
+
+Chromium may reach nothing but this test's server (``--host-resolver-rules``), so the result
+does not depend on a network. The only external resource the book may reference is the *Open
+in Colab* badge image at the top of each notebook (the conventions prescribe it); offline it
+cannot load, and its failed request is allowed in the console; so is one known upstream error
+(``KNOWN_CONSOLE_ERRORS``).
+
+Needs the built book (``make book``) and Debian's ``chromium`` and ``chromium-driver``; without
+them the tests skip, except under CI (``CI`` set), where they fail. ``PILCRO_BOOK_HTML`` points
+at another built book.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = Path(os.environ.get("PILCRO_BOOK_HTML", ROOT / "_build" / "html")).resolve()
+SCREENSHOTS = HTML.parent / "screenshots"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+ALLOWED_EXTERNAL_IMAGES = ("https://colab.research.google.com/assets/colab-badge.svg",)
+# Sphinx 7.4 writes an inline script that sphinx-thebe adds after the builder started twice into
+# every page (once registered with filename None, once with ""), so its `const` declaration is
+# repeated. The first copy has run; the book does not use thebe. The only console error allowed.
+KNOWN_CONSOLE_ERRORS = re.compile(r"Uncaught SyntaxError: Identifier 'THEBE_JS_URL' has already been declared$")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1440,1000",
+                  # resolve no host but the local server: nothing is fetched from the internet
+                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+
+
+def _pages() -> list[str]:
+    """Every HTML page of the built book, relative to its root (not the theme's own files)."""
+    if not HTML.is_dir():
+        return []
+    return sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
+                  if not any(part.startswith(("_", ".")) for part in p.relative_to(HTML).parts))
+
+
+def _missing() -> str | None:
+    """Why the browser test cannot run here, or None."""
+    if not (HTML / "index.html").is_file():
+        return f"the book is not built ({HTML}/index.html missing): run `make book`"
+    for program in ("chromium", "chromedriver"):
+        if shutil.which(program) is None:
+            return f"{program} not found: apt-get install chromium chromium-driver"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed: pip install -r requirements.txt -c constraints.txt"
+    return None
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"browser test cannot run under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def test_the_book_is_built_and_a_browser_is_available():
+    reason = _missing()
+    if reason:
+        _skip_or_fail(reason)
+    assert _pages(), f"no HTML pages under {HTML}"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    reason = _missing()
+    if reason:
+        _skip_or_fail(reason)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(HTML)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(server, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(60)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+# Runs in the page: wait for MathJax and for every image, then report what a reader would see.
+INSPECT = r"""
+const done = arguments[arguments.length - 1];
+(async () => {
+  const mj = window.MathJax;
+  const mathjax = Boolean(mj && mj.startup && mj.startup.promise);
+  if (mathjax) { await mj.startup.promise; }
+  await document.fonts.ready;
+  const images = Array.from(document.images);
+  await Promise.all(images.map(img => img.complete ? null : new Promise(ok => {
+    img.addEventListener('load', ok); img.addEventListener('error', ok); setTimeout(ok, 10000); })));
+  const maths = Array.from(document.querySelectorAll('.math'));
+  const text = document.body.cloneNode(true);
+  text.querySelectorAll('pre, code, script, style, textarea, mjx-container').forEach(e => e.remove());
+  return {
+    mathjax: mathjax,
+    images: images.map(img => ({src: img.currentSrc || img.src, width: img.naturalWidth})),
+    math: maths.length,
+    untypeset: maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 80)),
+    merrors: document.querySelectorAll('mjx-merror').length,
+    text: text.textContent,
+    links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+  };
+})().then(done, error => done({error: String(error)}));
+"""
+
+RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\$[^\s$][^$\n]*[^\s$\\]\$|\\begin\{")
+
+
+def _colab_url(page: str) -> str:
+    repo = CONFIG["repository"]["url"].removeprefix("https://github.com/").rstrip("/")
+    book = CONFIG["repository"].get("path_to_book", "").strip("/")
+    source = "/".join(p for p in (book, page.removesuffix(".html") + ".ipynb") if p)
+    base = CONFIG["launch_buttons"]["colab_url"].rstrip("/")
+    return f"{base}/github/{repo}/blob/{CONFIG['repository']['branch']}/{source}"
+
+
+def _is_notebook(page: str) -> bool:
+    return (HTML / "_sources" / (page.removesuffix(".html") + ".ipynb")).is_file()
+
+
+@pytest.mark.parametrize("page", _pages())
+def test_page_renders_offline(page, server, browser):
+    browser.get_log("browser")  # drop what earlier pages left
+    browser.get(f"{server}/{page}")
+    found = browser.execute_async_script(INSPECT)
+    assert "error" not in found, found
+
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    errors = [m for m in errors if not m.startswith(ALLOWED_EXTERNAL_IMAGES) and not KNOWN_CONSOLE_ERRORS.search(m)]
+    assert not errors, f"console errors on {page}: {errors}"
+
+    local = [i for i in found["images"] if i["src"].startswith(server)]
+    external = [i["src"] for i in found["images"] if not i["src"].startswith(server)]
+    assert not [i["src"] for i in local if i["width"] == 0], f"images that did not load on {page}"
+    assert set(external) <= set(ALLOWED_EXTERNAL_IMAGES), f"{page} needs images from the internet: {external}"
+
+    if found["math"]:
+        assert found["mathjax"], f"{page} has math but MathJax did not start"
+        assert not found["untypeset"], f"math left untypeset on {page}: {found['untypeset'][:3]}"
+        assert found["merrors"] == 0, f"{found['merrors']} MathJax errors on {page}"
+    raw = RAW_TEX.findall(found["text"])
+    assert not raw, f"raw TeX left in the text of {page}: {raw[:5]}"
+
+    if _is_notebook(page):
+        assert _colab_url(page) in found["links"], f"no Colab launch button for {_colab_url(page)} on {page}"
+
+    name = page.removesuffix(".html").replace("/", "__")
+    for mode in ("light", "dark"):
+        browser.execute_script("document.documentElement.dataset.theme = arguments[0];"
+                               "document.documentElement.dataset.mode = arguments[0];", mode)
+        assert browser.save_screenshot(str(SCREENSHOTS / f"{name}-{mode}.png"))
