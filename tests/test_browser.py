@@ -26,6 +26,7 @@ import re
 import shutil
 import threading
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import yaml
@@ -144,6 +145,7 @@ const done = arguments[arguments.length - 1];
 })().then(done, error => done({error: String(error)}));
 """
 
+REDIRECT = re.compile(r'<meta http-equiv="refresh" content="\d+;\s*url=([^"]+)"', re.IGNORECASE)
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\$[^\s$][^$\n]*[^\s$\\]\$|\\begin\{")
 
 
@@ -161,8 +163,15 @@ def _is_notebook(page: str) -> bool:
 
 @pytest.mark.parametrize("page", _pages())
 def test_page_renders_offline(page, server, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get_log("browser")  # drop what earlier pages left
     browser.get(f"{server}/{page}")
+    redirect = REDIRECT.search((HTML / page).read_text(errors="replace"))
+    if redirect:  # e.g. index.html: inspect the page it leads to, once it has loaded
+        target = urljoin(f"{server}/{page}", redirect.group(1))
+        WebDriverWait(browser, 30).until(
+            lambda d: d.current_url == target and d.execute_script("return document.readyState") == "complete")
     found = browser.execute_async_script(INSPECT)
     assert "error" not in found, found
 
