@@ -461,7 +461,7 @@ def make_arm(
     ``input_gradient`` (plain + :class:`InputGradientPenalty`), and the architectural fixes
     ``circular`` (circular padding) and ``full`` (pad ``k - 1``; reference net only).
     ``model``: ``reference`` (:func:`pilcro_lib.models.reference_net` of ``width``) or
-    ``resnet18`` (:func:`pilcro_lib.models.cifar_resnet18`).
+    ``resnet18`` (:func:`pilcro_lib.models.cifar_resnet18` of base width ``width``).
     """
     from pilcro_lib.models import cifar_resnet18, reference_net
 
@@ -476,7 +476,7 @@ def make_arm(
     elif arm == "full":
         raise ValueError("arm='full' (full padding) is only defined for model='reference'")
     else:
-        net = cifar_resnet18(num_classes, in_channels, padding_mode=padding_mode, normalization=normalization)
+        net = cifar_resnet18(num_classes, in_channels, padding_mode=padding_mode, normalization=normalization, width=width)
     reg: Regularizer | None = None
     if arm == "p_objective":
         reg = PObjective(lam, sub_batch=sub_batch, every=every)
