@@ -1,7 +1,7 @@
 """Training-step cost of the P-objective against a plain step, measured side by side in one run.
 
 Same model (the reference net on 28x28, ``same`` zero padding), same batch, every arm timed in
-turn within each round (``pilcro_lib.objective.step_cost``). Arms: the full-batch penalty,
+turn within each round (``pilcro_lib.cost.step_cost``). Arms: the full-batch penalty,
 sub-batches of 32/16/8, a penalty every 2nd/4th step, two combinations, the full-batch penalty
 taken from the training forward itself (inputs requiring grad: no second forward), and the
 input-gradient penalty (the control) at full batch. CPU time of this process by default, so
@@ -16,7 +16,7 @@ import argparse
 
 import torch
 
-from pilcro_lib.objective import step_cost
+from pilcro_lib.cost import step_cost
 
 
 def main() -> None:

@@ -11,8 +11,11 @@ The shared library behind the PILCRO book. Modules, one idea each:
 - ``landscape``: importance landscapes and flatness figures
 - ``paths``: the analytic path-count map of a network's skeleton
 - ``objective``: the P-objective regulariser (our formulation)
+- ``cost``: what the regulariser costs per training step
+- ``experiments``: the arms and verdicts of the P-objective experiments
 - ``layers``: locally connected, low-rank locally connected and CoordConv layers
 - ``plotting``: figure helpers shared by the notebooks
+- ``sweep``: parameter sweeps of a notebook through papermill
 """
 
 __version__ = "0.1.0"

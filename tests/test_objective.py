@@ -1,4 +1,4 @@
-"""Tests of the P-objective (pilcro_lib.objective): gradients, sanity cases, BatchNorm, regularisers."""
+"""Tests of the P-objective (pilcro_lib.objective, .cost, .experiments): gradients, sanity cases, BatchNorm, regularisers."""
 
 from __future__ import annotations
 
@@ -11,23 +11,19 @@ from torch.func import functional_call
 
 from pilcro_lib.data import ImageDataset
 from pilcro_lib.landscape import curvature, cv, gradient_energy, normalize, saliency
+from pilcro_lib.cost import ReuseForwardPenalty, cost_arms, step_cost, training_step_times
+from pilcro_lib.experiments import LandscapeRecorder, claim_verdict, epochs_to_reach, make_arm, mean_std_table, run_arm, spearman
 from pilcro_lib.objective import (
+    DEFAULT_EVERY,
+    DEFAULT_SUB_BATCH,
     MEASURES,
     InputGradientPenalty,
-    LandscapeRecorder,
     PObjective,
-    ReuseForwardPenalty,
     batch_landscape,
-    epochs_to_reach,
     frozen_batchnorm_stats,
     input_gradient,
     landscape_measure,
-    make_arm,
     pilcro_penalty,
-    run_arm,
-    spearman,
-    step_cost,
-    training_step_times,
 )
 from pilcro_lib.train import fit
 
@@ -403,8 +399,6 @@ def test_reuse_forward_penalty_equals_second_forward():
 def test_claim_verdict_and_mean_std_table():
     import pandas as pd
 
-    from pilcro_lib.objective import claim_verdict, mean_std_table
-
     v = claim_verdict([0.9, 0.91, 0.92], [0.8, 0.81, 0.82], higher_is_better=True)
     assert v["verdict"] == "supported" and v["difference"] == pytest.approx(0.1)
     assert v["std_error"] == pytest.approx(math.sqrt(2 * 0.0001 / 3))
@@ -418,8 +412,6 @@ def test_claim_verdict_and_mean_std_table():
 
 
 def test_defaults_are_the_cheap_setting_and_cost_arms_are_explicit():
-    from pilcro_lib.objective import DEFAULT_EVERY, DEFAULT_SUB_BATCH, cost_arms
-
     for reg in (PObjective(1.0), InputGradientPenalty(1.0)):
         assert (reg.sub_batch, reg.every) == (DEFAULT_SUB_BATCH, DEFAULT_EVERY)
     arms = cost_arms()

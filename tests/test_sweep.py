@@ -190,7 +190,6 @@ def test_sweep_records_failures_writes_the_summary_and_resumes(tmp_path):
 
 
 def test_an_unfinished_or_other_run_is_not_taken_for_done(tmp_path):
-    nb = _tiny_notebook(tmp_path / "tiny.ipynb")
     (tmp_path / "out" / "tiny").mkdir(parents=True)
     for x, meta in ((1, {"exception": True, "parameters": {"x": 1}}), (2, {"exception": None, "parameters": {"x": 5}})):
         stale = new_notebook(metadata={"kernelspec": KERNEL, "papermill": meta})
