@@ -79,7 +79,7 @@ def record_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Print ``metrics`` as one ``PILCRO_METRICS {json}`` line, for a sweep to read back.
 
     ``metrics`` maps names (``str``) to numbers, strings, booleans or ``None``; NumPy and torch
-    scalars are converted with ``.item()``. Returns the converted dict.
+    scalars are converted with ``.item()``. The order of the names is kept. Returns the converted dict.
     """
     if not isinstance(metrics, Mapping):
         raise TypeError(f"metrics must be a dict of name -> value, got {type(metrics).__name__}")
@@ -93,7 +93,7 @@ def record_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
             raise TypeError(
                 f"metrics[{name!r}] must be a number, string, bool or None, got {type(value).__name__}")
         clean[name] = value
-    print(f"{MARKER} {json.dumps(clean, sort_keys=True)}", flush=True)
+    print(f"{MARKER} {json.dumps(clean)}", flush=True)
     return clean
 
 

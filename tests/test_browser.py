@@ -1,16 +1,16 @@
 """The built HTML book, opened page by page in headless Chromium with no internet.
 
 For every page of ``_build/html`` (served on 127.0.0.1 by a thread of this test): no console
-errors, every image the book serves has loaded, every math element was typeset by the book's
-own MathJax (no raw TeX left in the text), and notebook pages carry a Colab launch button that
-points at that notebook on the book's branch. A screenshot per page in light and dark mode
+errors, every image the book serves has loaded and has alt text, every internal link leads to
+a page (and an anchor) that exists, every math element was typeset by the book's own MathJax
+(no raw TeX left in the text), and notebook pages carry a Colab launch button that points at
+that notebook on the book's branch. A screenshot per page in light and dark mode
 goes to ``_build/screenshots/``.
 
 Chromium may reach nothing but this test's server (``--host-resolver-rules``), so the result
 does not depend on a network. The only external resource the book may reference is the *Open
 in Colab* badge image at the top of each notebook (the conventions prescribe it); offline it
-cannot load, and its failed request is allowed in the console; so is one known upstream error
-(``KNOWN_CONSOLE_ERRORS``).
+cannot load, and its failed request is the one console error allowed.
 
 Needs the built book (``make book``) and Debian's ``chromium`` and ``chromium-driver``; without
 them the tests skip, except under CI (``CI`` set), where they fail. ``PILCRO_BOOK_HTML`` points
@@ -26,7 +26,7 @@ import re
 import shutil
 import threading
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin
 
 import pytest
 import yaml
@@ -36,10 +36,6 @@ HTML = Path(os.environ.get("PILCRO_BOOK_HTML", ROOT / "_build" / "html")).resolv
 SCREENSHOTS = HTML.parent / "screenshots"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 ALLOWED_EXTERNAL_IMAGES = ("https://colab.research.google.com/assets/colab-badge.svg",)
-# Sphinx 7.4 writes an inline script that sphinx-thebe adds after the builder started twice into
-# every page (once registered with filename None, once with ""), so its `const` declaration is
-# repeated. The first copy has run; the book does not use thebe. The only console error allowed.
-KNOWN_CONSOLE_ERRORS = re.compile(r"Uncaught SyntaxError: Identifier 'THEBE_JS_URL' has already been declared$")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1440,1000",
@@ -135,7 +131,7 @@ const done = arguments[arguments.length - 1];
   text.querySelectorAll('pre, code, script, style, textarea, mjx-container').forEach(e => e.remove());
   return {
     mathjax: mathjax,
-    images: images.map(img => ({src: img.currentSrc || img.src, width: img.naturalWidth})),
+    images: images.map(img => ({src: img.currentSrc || img.src, width: img.naturalWidth, alt: (img.getAttribute('alt') || '').trim()})),
     math: maths.length,
     untypeset: maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 80)),
     merrors: document.querySelectorAll('mjx-merror').length,
@@ -157,6 +153,17 @@ def _colab_url(page: str) -> str:
     return f"{base}/github/{repo}/blob/{CONFIG['repository']['branch']}/{source}"
 
 
+def _link_resolves(path: str) -> bool:
+    """Whether ``/page.html#anchor`` (a link within the served book) names a file, and an id in it."""
+    path, _, anchor = unquote(path).partition("#")
+    target = HTML / path.lstrip("/").split("?")[0]
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.is_file():
+        return False
+    return not anchor or target.suffix != ".html" or f'id="{anchor}"' in target.read_text(errors="replace")
+
+
 def _is_notebook(page: str) -> bool:
     return (HTML / "_sources" / (page.removesuffix(".html") + ".ipynb")).is_file()
 
@@ -176,13 +183,16 @@ def test_page_renders_offline(page, server, browser):
     assert "error" not in found, found
 
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-    errors = [m for m in errors if not m.startswith(ALLOWED_EXTERNAL_IMAGES) and not KNOWN_CONSOLE_ERRORS.search(m)]
+    errors = [m for m in errors if not m.startswith(ALLOWED_EXTERNAL_IMAGES)]
     assert not errors, f"console errors on {page}: {errors}"
 
     local = [i for i in found["images"] if i["src"].startswith(server)]
     external = [i["src"] for i in found["images"] if not i["src"].startswith(server)]
     assert not [i["src"] for i in local if i["width"] == 0], f"images that did not load on {page}"
     assert set(external) <= set(ALLOWED_EXTERNAL_IMAGES), f"{page} needs images from the internet: {external}"
+    assert not [i["src"] for i in found["images"] if not i["alt"]], f"images without alt text on {page}"
+    broken = [link for link in found["links"] if link.startswith(server) and not _link_resolves(link.removeprefix(server))]
+    assert not broken, f"internal links on {page} that lead nowhere: {broken}"
 
     if found["math"]:
         assert found["mathjax"], f"{page} has math but MathJax did not start"

@@ -1,10 +1,16 @@
-"""The book's notebooks follow the conventions: parameters, Colab install, stored real outputs, a table of contents that matches."""
+"""The book's notebooks follow the conventions: header, parameters, Colab install, stored real outputs,
+figures with alt text, a table of contents that matches."""
 
+import base64
+import io
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -60,3 +66,41 @@ def test_toc_lists_existing_pages_and_every_notebook():
         assert list(ROOT.glob(f + ".*")), f"_toc.yml lists {f}, which does not exist"
     listed = {f for f in files if f.startswith("notebooks/")}
     assert listed == {f"notebooks/{p.stem}" for p in NOTEBOOKS}
+
+
+def _images(cell):
+    """The PNG images among a code cell's stored outputs, decoded."""
+    return [Image.open(io.BytesIO(base64.b64decode(o["data"]["image/png"])))
+            for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_have_alt_text_and_an_opaque_background(path):
+    """Alt text for screen readers (MyST-NB's ``mystnb.image.alt``); no transparent pixels, so a
+    figure's dark labels stay readable on the theme's dark background."""
+    for cell in _cells(path):
+        images = _images(cell) if cell["cell_type"] == "code" else []
+        if not images:
+            continue
+        alt = cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", "")
+        assert len(alt) >= 40, f"cell {cell['id']}: a figure needs alt text (metadata mystnb.image.alt)"
+        for image in images:
+            rgba = np.asarray(image.convert("RGBA"))
+            assert rgba[..., 3].min() == 255, f"cell {cell['id']}: a figure with a transparent background"
+
+
+CHAPTERS = [p for p in NOTEBOOKS if p.name != "09_results.ipynb"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_header_names_what_the_chapter_builds_on_and_its_run_times(path):
+    header = _source(_cells(path)[1])
+    earlier = {p.name for p in NOTEBOOKS if p.name < path.name}
+    assert "**Builds on:**" in header
+    if earlier:
+        links = set(re.findall(r"\]\((\d\d_[a-z_]+\.ipynb)\)", header.split("**Builds on:**")[1]))
+        assert links and links <= earlier, f"'Builds on' must link earlier chapters, got {links}"
+    run_time = header.split("**Run time**")[1]
+    for profile in ("smoke", "book", "paper"):
+        assert f"{profile} profile" in run_time
+    assert "GPU" in run_time

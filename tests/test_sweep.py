@@ -168,7 +168,8 @@ def test_sweep_records_failures_writes_the_summary_and_resumes(tmp_path):
         "label=b__x=1.ipynb", "label=b__x=2.ipynb", "label=b__x=3.failed.ipynb", "summary.csv", "summary.md"]
 
     rows = _read_csv(folder / "summary.csv")
-    assert list(rows[0]) == ["x", "label", "status", "wall_time_s", "metric_label", "square",
+    # metric columns in the order the notebook recorded them
+    assert list(rows[0]) == ["x", "label", "status", "wall_time_s", "square", "metric_label",
                              "error", "failed_cell", "notebook"]
     assert [(r["x"], r["status"], r["square"], r["metric_label"]) for r in rows] == [
         ("1", "ran", "1", "b"), ("2", "ran", "4", "b"), ("3", "failed", "", "")]
