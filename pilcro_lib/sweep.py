@@ -20,6 +20,8 @@ Outputs, for a notebook ``NAME.ipynb``, under ``OUT/NAME/``:
   renamed into place only when it completed, so an interrupted point is never taken for done.
 - ``<point-slug>.failed.ipynb``: the executed notebook of a point whose run raised, up to the
   failing cell.
+- ``.lock``: held by the running sweep; a second sweep on the same folder stops at once with an
+  error instead of racing the first.
 - ``summary.csv`` and ``summary.md``: one row per point with its parameters, ``status``
   (``ran``, ``done before`` = completed in an earlier sweep and skipped, ``failed``,
   ``not run`` = the sweep was interrupted first), ``wall_time_s`` (papermill's execution
@@ -57,7 +59,8 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -380,8 +383,26 @@ def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, worker
     folder = Path(out) / notebook.stem
     folder.mkdir(parents=True, exist_ok=True)
     cwd = str(Path(cwd) if cwd is not None else notebook.resolve().parent)
+    with _only_sweep_on(folder):
+        return _sweep(notebook, grid_points(grid), folder, workers, cwd, log)
 
-    points = grid_points(grid)
+
+@contextmanager
+def _only_sweep_on(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/.lock``, so that two sweeps never share a folder."""
+    import fcntl
+
+    with open(folder / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"out: another sweep is running on {folder}; wait for it to finish "
+                               "or give another --out") from None
+        yield
+
+
+def _sweep(notebook: Path, points: list[dict[str, Any]], folder: Path, workers: int, cwd: str, log) -> list[PointResult]:
+    """:func:`run_sweep` once its arguments are checked and it holds ``folder``."""
     results: list[PointResult] = []
     todo: list[int] = []
     for index, point in enumerate(points):
@@ -436,7 +457,7 @@ def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, worker
 def _remove_if_empty(folder: Path) -> None:
     try:
         folder.rmdir()
-    except OSError:  # missing, or holds a point another sweep is running
+    except OSError:  # missing, or not empty
         pass
 
 
@@ -459,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
         results = run_sweep(args.notebook, grid, workers=args.workers, out=args.out,
                             profile=args.profile, cwd=args.cwd)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
         parser.error(str(error))
     except KeyboardInterrupt:
         return 130

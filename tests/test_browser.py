@@ -4,8 +4,8 @@ For every page of ``_build/html`` (served on 127.0.0.1 by a thread of this test)
 errors, every image the book serves has loaded and has alt text, every internal link leads to
 a page (and an anchor) that exists, every math element was typeset by the book's own MathJax
 (no raw TeX left in the text), and notebook pages carry a Colab launch button that points at
-that notebook on the book's branch. A screenshot per page in light and dark mode
-goes to ``_build/screenshots/``.
+that notebook on the book's branch. A screenshot per page in light and dark mode, and one of
+the page's first figure in each mode, goes to ``_build/screenshots/``.
 
 Chromium may reach nothing but this test's server (``--host-resolver-rules``), so the result
 does not depend on a network. The only external resource the book may reference is the *Open
@@ -141,6 +141,11 @@ const done = arguments[arguments.length - 1];
 })().then(done, error => done({error: String(error)}));
 """
 
+SCROLL_TO_FIRST_FIGURE = """
+const figure = document.querySelector('.cell_output img');
+if (figure) { figure.scrollIntoView({block: 'center'}); }
+return Boolean(figure);
+"""
 REDIRECT = re.compile(r'<meta http-equiv="refresh" content="\d+;\s*url=([^"]+)"', re.IGNORECASE)
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\$[^\s$][^$\n]*[^\s$\\]\$|\\begin\{")
 
@@ -208,4 +213,8 @@ def test_page_renders_offline(page, server, browser):
     for mode in ("light", "dark"):
         browser.execute_script("document.documentElement.dataset.theme = arguments[0];"
                                "document.documentElement.dataset.mode = arguments[0];", mode)
+        browser.execute_script("window.scrollTo(0, 0);")
         assert browser.save_screenshot(str(SCREENSHOTS / f"{name}-{mode}.png"))
+        # the first figure of the page too, to review its readability in this mode
+        if browser.execute_script(SCROLL_TO_FIRST_FIGURE):
+            assert browser.save_screenshot(str(SCREENSHOTS / f"{name}-{mode}-figure.png"))

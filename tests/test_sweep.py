@@ -155,6 +155,19 @@ def test_command_line_errors_are_clear(tmp_path, capsys, argv, message):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, capsys):
+    nb = _tiny_notebook(tmp_path / "tiny.ipynb")
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    with sweep._only_sweep_on(folder):  # as a running sweep holds it
+        with pytest.raises(RuntimeError, match="another sweep is running on"):
+            run_sweep(nb, {"x": [1]}, out=tmp_path)
+        with pytest.raises(SystemExit):
+            sweep.main([str(nb), "--grid", "x=1", "--out", str(tmp_path)])
+        assert "another sweep is running" in capsys.readouterr().err
+    assert not list(folder.glob("*.ipynb")), "nothing ran while the folder was held"
+
+
 # ------------------------------------------------------------------ real sweeps (a trivial notebook)
 
 
@@ -165,7 +178,7 @@ def test_sweep_records_failures_writes_the_summary_and_resumes(tmp_path):
     assert [r.status for r in results] == ["ran", "ran", "failed"]  # x=3 failed, the others still ran
     folder = out / "tiny"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "label=b__x=1.ipynb", "label=b__x=2.ipynb", "label=b__x=3.failed.ipynb", "summary.csv", "summary.md"]
+        ".lock", "label=b__x=1.ipynb", "label=b__x=2.ipynb", "label=b__x=3.failed.ipynb", "summary.csv", "summary.md"]
 
     rows = _read_csv(folder / "summary.csv")
     # metric columns in the order the notebook recorded them
