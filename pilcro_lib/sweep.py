@@ -58,6 +58,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -353,9 +354,10 @@ def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, worker
     """Run ``notebook`` at every point of ``grid``; return one :class:`PointResult` per point.
 
     Points already completed under ``out`` are skipped; failures are recorded, not raised.
-    ``cwd``: the kernel's working directory (default: the notebook's folder). On Ctrl-C,
-    points not yet started are cancelled, the summary is written and ``KeyboardInterrupt``
-    is raised again.
+    ``cwd``: the kernel's working directory (default: the notebook's folder). On Ctrl-C
+    (SIGINT), points not yet started are skipped, the summary is written and
+    ``KeyboardInterrupt`` is raised again. A point being run is interrupted if its worker got the
+    signal too (Ctrl-C in a terminal signals the whole process group), else it finishes first.
     """
     import papermill
 
@@ -421,37 +423,54 @@ def _sweep(notebook: Path, points: list[dict[str, Any]], folder: Path, workers: 
 
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
-                               initializer=_init_worker, initargs=(stop,))
-    futures: dict[Future, int] = {}
-    try:
+    interrupted = threading.Event()
+    with _sigint_sets(interrupted):  # Ctrl-C is handled between waits, never inside the pool's machinery
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
+                                   initializer=_init_worker, initargs=(stop,))
         futures = {pool.submit(_run_point, str(notebook.resolve()), points[i], str(folder.resolve()), cwd): i
                    for i in todo}
         pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        while pending and not interrupted.is_set():
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in finished:
                 index = futures[future]
-                try:
-                    results[index] = future.result()
-                except Exception as error:  # the worker process itself died
-                    results[index] = PointResult(points[index], "failed", error=f"{type(error).__name__}: {error}")
-                r = results[index]
+                results[index] = r = _outcome(future, points[index])
                 log(f"  [{r.status}] {point_slug(r.point)} ({r.wall_time_s} s)" + (f": {r.error}" if r.error else ""))
                 write_summary(results, folder)
-    except KeyboardInterrupt:
+    if interrupted.is_set():
         log("interrupted: finished points are kept; run the same command again to resume")
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop.set()  # workers skip the points they have not started
+    pool.shutdown(wait=True, cancel_futures=True)
+    if interrupted.is_set():
         for future, index in futures.items():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                results[index] = future.result()
+            if future.done() and not future.cancelled() and results[index].status == "not run":
+                results[index] = _outcome(future, points[index])
         write_summary(results, folder)
-        _remove_if_empty(folder / ".partial")
-        raise
-    pool.shutdown(wait=True)
     _remove_if_empty(folder / ".partial")
+    if interrupted.is_set():
+        raise KeyboardInterrupt
     return results
+
+
+def _outcome(future: Future, point: dict[str, Any]) -> PointResult:
+    """The result of a finished point's future; a failure if the worker process itself died."""
+    try:
+        return future.result()
+    except Exception as error:
+        return PointResult(point, "failed", error=f"{type(error).__name__}: {error}")
+
+
+@contextmanager
+def _sigint_sets(event: threading.Event) -> Iterator[None]:
+    """In the main thread, make SIGINT (Ctrl-C) set ``event`` instead of raising, while inside."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _remove_if_empty(folder: Path) -> None:

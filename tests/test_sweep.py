@@ -233,3 +233,24 @@ def test_ctrl_c_keeps_finished_points_and_a_rerun_resumes(tmp_path):
     results = run_sweep(nb, {"x": [1, 2, 4]}, workers=2, out=out, log=lambda *_: None)
     assert [r.status for r in results] == ["done before", "ran", "ran"]
     assert [r.metrics["square"] for r in results] == [1, 4, 16]
+
+
+def test_sigint_to_the_sweep_process_alone_lets_the_running_point_finish(tmp_path):
+    """``kill -INT`` (or ``timeout -s INT``) reaches the sweep but not its workers: the point being
+    run finishes and is kept, the points not started are skipped, and the sweep exits."""
+    nb = _tiny_notebook(tmp_path / "tiny.ipynb")
+    out = tmp_path / "sweeps"
+    command = [sys.executable, "-m", "pilcro_lib.sweep", str(nb), "--grid", "x=1,2,4", "--out", str(out)]
+    proc = subprocess.Popen(command, env=dict(os.environ, SWEEP_TEST_SLEEP="4"), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first = out / "tiny" / "x=1.ipynb"
+    deadline = time.monotonic() + 40
+    while not first.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert first.exists(), "the first point did not finish"
+    time.sleep(1.0)  # x=2 is now sleeping inside its kernel
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout
+    assert [r["status"] for r in _read_csv(out / "tiny" / "summary.csv")] == ["ran", "ran", "not run"]
+    assert sorted(p.name for p in (out / "tiny").glob("*.ipynb")) == ["x=1.ipynb", "x=2.ipynb"]
