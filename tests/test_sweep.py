@@ -212,11 +212,13 @@ def test_an_unfinished_or_other_run_is_not_taken_for_done(tmp_path):
     assert all(sweep._completed(tmp_path / "out" / "tiny" / f"x={x}.ipynb", {"x": x}) is None for x in (1, 2, 3))
 
 
-def test_ctrl_c_keeps_finished_points_and_a_rerun_resumes(tmp_path):
+def _sweep_until_x2_runs(tmp_path, *, sleep):
+    """Start a sweep of x=1,2,4 (one worker; x > 1 sleeps ``sleep`` s) in a process of its own
+    session and return (notebook, out, process) once x=1 is done and x=2 is running."""
     nb = _tiny_notebook(tmp_path / "tiny.ipynb")
     out = tmp_path / "sweeps"
     command = [sys.executable, "-m", "pilcro_lib.sweep", str(nb), "--grid", "x=1,2,4", "--out", str(out)]
-    proc = subprocess.Popen(command, env=dict(os.environ, SWEEP_TEST_SLEEP="60"), start_new_session=True,
+    proc = subprocess.Popen(command, env=dict(os.environ, SWEEP_TEST_SLEEP=str(sleep)), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     first = out / "tiny" / "x=1.ipynb"
     deadline = time.monotonic() + 40
@@ -224,6 +226,11 @@ def test_ctrl_c_keeps_finished_points_and_a_rerun_resumes(tmp_path):
         time.sleep(0.2)
     assert first.exists(), "the first point did not finish"
     time.sleep(1.0)  # x=2 is now sleeping inside its kernel
+    return nb, out, proc
+
+
+def test_ctrl_c_keeps_finished_points_and_a_rerun_resumes(tmp_path):
+    nb, out, proc = _sweep_until_x2_runs(tmp_path, sleep=60)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     stdout, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130, stdout
@@ -238,17 +245,7 @@ def test_ctrl_c_keeps_finished_points_and_a_rerun_resumes(tmp_path):
 def test_sigint_to_the_sweep_process_alone_lets_the_running_point_finish(tmp_path):
     """``kill -INT`` (or ``timeout -s INT``) reaches the sweep but not its workers: the point being
     run finishes and is kept, the points not started are skipped, and the sweep exits."""
-    nb = _tiny_notebook(tmp_path / "tiny.ipynb")
-    out = tmp_path / "sweeps"
-    command = [sys.executable, "-m", "pilcro_lib.sweep", str(nb), "--grid", "x=1,2,4", "--out", str(out)]
-    proc = subprocess.Popen(command, env=dict(os.environ, SWEEP_TEST_SLEEP="4"), start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    first = out / "tiny" / "x=1.ipynb"
-    deadline = time.monotonic() + 40
-    while not first.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert first.exists(), "the first point did not finish"
-    time.sleep(1.0)  # x=2 is now sleeping inside its kernel
+    _, out, proc = _sweep_until_x2_runs(tmp_path, sleep=4)
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout
