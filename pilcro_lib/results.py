@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pilcro_lib.sweep import read_metrics
+from pilcro_lib.sweep import read_metrics, stream_lines
 from pilcro_lib.train import _write_json
 
 
@@ -82,18 +82,11 @@ def chapter_headlines(notebooks: Iterable[str | Path]):
         profile = metrics.pop("profile", None)
         title = next((line[2:].strip() for cell in notebook["cells"] if cell["cell_type"] == "markdown"
                       for line in "".join(cell["source"]).splitlines() if line.startswith("# ")), path.stem)
-        commit = next((line.split(":", 1)[1].strip() for line in _stream_lines(notebook)
+        commit = next((line.split(":", 1)[1].strip() for line in stream_lines(notebook)
                        if line.startswith("git_commit ")), None)
         rows += [{"chapter": path.name, "title": title, "profile": profile, "commit": commit, "quantity": name, "value": value}
                  for name, value in metrics.items()]
     return pd.DataFrame(rows, columns=["chapter", "title", "profile", "commit", "quantity", "value"])
-
-
-def _stream_lines(notebook: dict) -> Iterator[str]:
-    for cell in notebook["cells"]:
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream":
-                yield from "".join(output["text"]).splitlines()
 
 
 def format_value(value: Any) -> str:

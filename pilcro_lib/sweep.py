@@ -102,17 +102,21 @@ def record_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_metrics(notebook: Any) -> dict[str, Any]:
-    """The metrics a notebook (an ``nbformat`` node) printed with :func:`record_metrics`."""
+    """The metrics a notebook (an ``nbformat`` node or its JSON dict) printed with :func:`record_metrics`."""
     metrics: dict[str, Any] = {}
+    for line in stream_lines(notebook):
+        if line.startswith(MARKER + " "):
+            metrics.update(json.loads(line[len(MARKER) + 1:]))
+    return metrics
+
+
+def stream_lines(notebook: Any) -> Iterator[str]:
+    """Every line the code cells of a stored notebook printed (stdout and stderr), in order."""
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
-            if output.get("output_type") != "stream":
-                continue
-            text = output.get("text", "")
-            for line in ("".join(text) if isinstance(text, list) else text).splitlines():
-                if line.startswith(MARKER + " "):
-                    metrics.update(json.loads(line[len(MARKER) + 1:]))
-    return metrics
+            if output.get("output_type") == "stream":
+                text = output.get("text", "")
+                yield from ("".join(text) if isinstance(text, list) else text).splitlines()
 
 
 # --------------------------------------------------------------------------- grid
@@ -295,11 +299,14 @@ def summary_rows(results: Iterable[PointResult]) -> tuple[list[str], list[dict[s
     """Columns and rows of the tidy summary table (one row per point).
 
     Columns: the parameters, ``status``, ``wall_time_s``, the metrics (named ``metric_<name>``
-    only where a name clashes with another column), ``error``, ``failed_cell``, ``notebook``.
+    only where a name clashes with another column; left out where a metric only repeats its
+    point's parameter of the same name, e.g. ``profile``), ``error``, ``failed_cell``, ``notebook``.
     """
     results = list(results)
     params = list(dict.fromkeys(k for r in results for k in r.point))
-    metric_names = list(dict.fromkeys(k for r in results for k in r.metrics))
+    echoes = {k for r in results for k in r.metrics  # a metric that only repeats its point's parameter
+              if k in params and all(q.metrics.get(k, q.point.get(k)) == q.point.get(k) for q in results)}
+    metric_names = [k for k in dict.fromkeys(k for r in results for k in r.metrics) if k not in echoes]
     taken = set(params) | set(_FIXED_COLUMNS)
     metric_columns = {m: f"metric_{m}" if m in taken else m for m in metric_names}
     columns = params + ["status", "wall_time_s"] + list(metric_columns.values()) + list(_FIXED_COLUMNS[2:])
@@ -307,7 +314,7 @@ def summary_rows(results: Iterable[PointResult]) -> tuple[list[str], list[dict[s
     for r in results:
         row = {**r.point, "status": r.status, "wall_time_s": r.wall_time_s, "error": r.error,
                "failed_cell": r.failed_cell, "notebook": r.notebook}
-        row.update({metric_columns[m]: v for m, v in r.metrics.items()})
+        row.update({metric_columns[m]: v for m, v in r.metrics.items() if m not in echoes})
         rows.append(row)
     return columns, rows
 

@@ -119,6 +119,9 @@ def test_summary_rows_prefix_metrics_that_clash_with_columns():
     assert columns == ["x", "status", "wall_time_s", "metric_x", "metric_status", "acc",
                        "error", "failed_cell", "notebook"]
     assert rows[0]["metric_x"] == 2 and rows[0]["status"] == "ran" and "acc" not in rows[1]
+    # a metric that repeats its point's parameter (a notebook recording its profile) is left out
+    echo = [PointResult({"profile": "smoke"}, "ran", "p.ipynb", 1.0, {"profile": "smoke", "acc": 0.5})]
+    assert summary_rows(echo)[0] == ["profile", "status", "wall_time_s", "acc", "error", "failed_cell", "notebook"]
 
 
 # ------------------------------------------------------------------ argument checks
@@ -181,11 +184,11 @@ def test_sweep_records_failures_writes_the_summary_and_resumes(tmp_path):
         ".lock", "label=b__x=1.ipynb", "label=b__x=2.ipynb", "label=b__x=3.failed.ipynb", "summary.csv", "summary.md"]
 
     rows = _read_csv(folder / "summary.csv")
-    # metric columns in the order the notebook recorded them
-    assert list(rows[0]) == ["x", "label", "status", "wall_time_s", "square", "metric_label",
+    # metric columns in the order the notebook recorded them; its `label` only repeats the parameter
+    assert list(rows[0]) == ["x", "label", "status", "wall_time_s", "square",
                              "error", "failed_cell", "notebook"]
-    assert [(r["x"], r["status"], r["square"], r["metric_label"]) for r in rows] == [
-        ("1", "ran", "1", "b"), ("2", "ran", "4", "b"), ("3", "failed", "", "")]
+    assert [(r["x"], r["status"], r["square"], r["label"]) for r in rows] == [
+        ("1", "ran", "1", "b"), ("2", "ran", "4", "b"), ("3", "failed", "", "b")]
     assert float(rows[0]["wall_time_s"]) > 0
     assert rows[2]["error"] == "ValueError: x=3 is unlucky"
     assert "In [" in rows[2]["failed_cell"] and "import os, time" in rows[2]["failed_cell"]
