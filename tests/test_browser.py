@@ -78,6 +78,17 @@ def test_the_book_is_built_and_a_browser_is_available():
     assert _pages(), f"no HTML pages under {HTML}"
 
 
+def test_the_link_check_sees_missing_pages_and_anchors():
+    reason = _missing()
+    if reason:
+        _skip_or_fail(reason)
+    page = "/notebooks/00_getting_started.html"
+    anchor = re.search(r'id="([^"]+)"', (HTML / page.lstrip("/")).read_text()).group(1)
+    assert _link_resolves(page) and _link_resolves(f"{page}#{anchor}") and _link_resolves("/")
+    assert not _link_resolves("/notebooks/no_such_page.html")
+    assert not _link_resolves(f"{page}#no-such-anchor")
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the base class's signature
         pass
