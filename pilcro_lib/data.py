@@ -77,6 +77,13 @@ class ImageDataset(Dataset):
         """All images as float32 in [0, 1], ``[N, C, H, W]``."""
         return to_float(self.images)
 
+    def describe(self) -> dict:
+        """Name, size, shape, classes and a SHA-256 of the exact images and labels (for run keys)."""
+        from pilcro_lib.fingerprint import sha256_of_tensors
+
+        return {"name": self.name, "size": len(self), "image_shape": list(self.image_shape),
+                "classes": self.classes, "content": sha256_of_tensors(self.images, self.labels)[:16]}
+
     def subset(self, indices: Tensor) -> "ImageDataset":
         """The images at ``indices`` (a 1-D index tensor), as a new dataset."""
         return ImageDataset(self.images[indices], self.labels[indices], self.classes, self.name)

@@ -70,6 +70,10 @@ class LandscapeRecorder:
             self.record(self._model, self._epoch + 1)
         return self.inner.epoch_log() if hasattr(self.inner, "epoch_log") else {}
 
+    def describe(self) -> dict:
+        """The probe batch and the wrapped regulariser (for run keys)."""
+        return {"probe_inputs": self.probe_inputs, "probe_targets": self.probe_targets, "inner": self.inner}
+
     def state_dict(self) -> dict:
         inner = self.inner.state_dict() if hasattr(self.inner, "state_dict") else None
         return {"inner": inner, "landscapes": {k: v.tolist() for k, v in self.landscapes.items()}}

@@ -204,6 +204,11 @@ class _InputGradientRegularizer:
             log[f"landscape_{key}"] = figures[key] if figures else math.nan
         return log
 
+    def describe(self) -> dict:
+        """The regulariser's name and every parameter (for run keys)."""
+        params = ("lam", "measure", "every", "sub_batch", "warmup_epochs", "score")
+        return {"name": type(self).__name__, **{p: getattr(self, p) for p in params if hasattr(self, p)}}
+
     def state_dict(self) -> dict[str, int]:
         return {"step": self.step, "epoch": self.epoch}
 

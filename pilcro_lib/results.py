@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pilcro_lib.sweep import read_metrics, stream_lines
-from pilcro_lib.train import _write_json
+from pilcro_lib.checkpoint import write_json as _write_json
 
 
 def default_root() -> Path:

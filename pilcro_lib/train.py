@@ -1,38 +1,46 @@
-"""Training and evaluation: ``fit`` with atomic per-epoch checkpoints and bit-exact resume, ``evaluate``.
+"""Training and evaluation: ``fit`` with crash-safe per-epoch checkpoints and bit-exact resume, ``evaluate``.
 
-A run directory holds ``fit_config.json`` (what was asked for), ``checkpoint.pt`` with its
-SHA-256 in ``checkpoint.json``, and ``history.json``. Calling :func:`fit` again with the same
-``run_dir`` and arguments resumes after the last finished epoch; on CPU the resumed run ends
-with the same weights and history (times aside) as an uninterrupted one.
+A run directory holds ``fit_config.json`` (a description of everything that decides the run:
+the model's structure and initial weights, the exact images, every setting, the regulariser's
+parameters and the training code's fingerprint, see :mod:`pilcro_lib.fingerprint`),
+``checkpoint.pt`` (see :mod:`pilcro_lib.checkpoint`) and ``history.json``. Calling :func:`fit`
+again with the same ``run_dir`` and arguments resumes after the last finished epoch; on CPU the
+resumed run ends with the same weights and history (times aside) as an uninterrupted one. A
+second process given the same ``run_dir`` waits for the first and then returns its result.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
-import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from pilcro_lib.checkpoint import (
+    load_checkpoint,
+    read_json,
+    rng_state,
+    run_dir_lock,
+    save_checkpoint,
+    set_rng_state,
+    write_json,
+)
 from pilcro_lib.data import ImageDataset, to_float
+from pilcro_lib.fingerprint import code_fingerprint, describe
 from pilcro_lib.utils import check_choice, check_positive_int, get_device
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
 TIME_KEYS = ("epoch_time_s",)
+NOT_IDENTITY = ("run_dir", "device", "progress")  # fit's arguments that do not change its result
 
 Regularizer = Callable[[nn.Module, Tensor, Tensor, Tensor], "Tensor | None"]
 
@@ -155,65 +163,6 @@ def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.
     return cls(params, lr=lr, weight_decay=weight_decay)
 
 
-def _describe(data: Dataset) -> dict[str, Any]:
-    return {"name": getattr(data, "name", type(data).__name__), "size": len(data)}
-
-
-def _model_signature(model: nn.Module) -> str:
-    return hashlib.sha256(repr(model).encode()).hexdigest()[:16]
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _write_atomic(path, json.dumps(obj, indent=2, sort_keys=True).encode())
-
-
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    """Write ``checkpoint.pt`` atomically, then ``checkpoint.json`` with its SHA-256."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    payload = buf.getvalue()
-    _write_atomic(run_dir / "checkpoint.pt", payload)
-    _write_json(run_dir / "checkpoint.json", {"epoch": state["epoch"], "sha256": hashlib.sha256(payload).hexdigest()})
-
-
-def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The verified checkpoint of ``run_dir``, ``None`` if there is none; ``RuntimeError`` if corrupt."""
-    path, meta_path = run_dir / "checkpoint.pt", run_dir / "checkpoint.json"
-    if not path.exists():
-        return None
-    if not meta_path.exists():
-        raise RuntimeError(f"checkpoint {path} has no checkpoint.json with its checksum; refusing to load it")
-    payload = path.read_bytes()
-    expected = json.loads(meta_path.read_text())["sha256"]
-    if hashlib.sha256(payload).hexdigest() != expected:
-        raise RuntimeError(f"checkpoint {path} is corrupt (SHA-256 mismatch); delete the run directory to start again")
-    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def fit(
     model: nn.Module,
     train_set: Dataset,
@@ -240,6 +189,7 @@ def fit(
     ``on_epoch_start(epoch)``, ``epoch_log() -> dict`` and ``state_dict``/``load_state_dict``
     are called when present. On CUDA: bf16 autocast and ``channels_last``.
     """
+    settings = {k: v for k, v in locals().items() if k not in NOT_IDENTITY}  # every argument that decides the run
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     check_positive_int("seed", seed, minimum=0)
@@ -248,22 +198,28 @@ def fit(
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     device = get_device(device)
+    if run_dir is None:
+        return _fit(model, train_set, val_set, settings, device, None, progress)
+    run_dir = Path(run_dir)
+    with run_dir_lock(run_dir):
+        return _fit(model, train_set, val_set, settings, device, run_dir, progress)
+
+
+def _fit(model: nn.Module, train_set, val_set, settings: dict[str, Any], device: torch.device,
+         run_dir: Path | None, progress: bool) -> History:
+    """:func:`fit` once its arguments are checked (and it holds ``run_dir``)."""
+    epochs, lr, schedule, seed = settings["epochs"], settings["lr"], settings["schedule"], settings["seed"]
+    regularizer, batch_size = settings["regularizer"], settings["batch_size"]
+    identity = describe({**settings, "code": code_fingerprint()}, where="fit") if run_dir else None
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    opt = _make_optimizer(settings["optimizer"], model.parameters(), lr, settings["weight_decay"])
     history = History()
-    config = {
-        "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
-        "seed": seed, "weight_decay": weight_decay, "model": _model_signature(model),
-        "regularizer": repr(regularizer), "train_set": _describe(train_set), "val_set": _describe(val_set),
-    }  # fmt: skip
     start_epoch = 0
     torch.manual_seed(seed)
     if run_dir is not None:
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        start_epoch = _resume(run_dir, config, model, opt, regularizer, history)
+        start_epoch = _resume(run_dir, identity, model, opt, regularizer, history)
     bar = tqdm(range(start_epoch, epochs), desc="epochs", disable=not progress, initial=start_epoch, total=epochs)
     for epoch in bar:
         for group in opt.param_groups:
@@ -322,16 +278,19 @@ def _train_epoch(
     return record
 
 
-def _resume(run_dir: Path, config: dict, model: nn.Module, opt, regularizer, history: History) -> int:
-    """Check ``run_dir`` holds this run's config, restore its last checkpoint; return the next epoch."""
+def _resume(run_dir: Path, identity: dict, model: nn.Module, opt, regularizer, history: History) -> int:
+    """Check ``run_dir`` holds this run, restore its last checkpoint; return the next epoch."""
     config_path = run_dir / "fit_config.json"
     if config_path.exists():
-        stored = json.loads(config_path.read_text())
-        diff = [f"{k}: stored {stored.get(k)!r} != requested {config.get(k)!r}" for k in sorted(set(stored) | set(config)) if stored.get(k) != config.get(k)]
+        stored = read_json(config_path, what="run description")
+        diff = [k for k in sorted(set(stored) | set(identity)) if stored.get(k) != identity.get(k)]
         if diff:
-            raise ValueError(f"run_dir={str(run_dir)!r} holds a different run; refusing to resume it ({'; '.join(diff)}). Use another run_dir or delete it.")
+            raise ValueError(
+                f"run_dir={str(run_dir)!r} holds a different run (it differs in: {', '.join(diff)}); "
+                "refusing to resume it. Use another run_dir or delete this one."
+            )
     else:
-        _write_json(config_path, config)
+        write_json(config_path, identity)
     state = load_checkpoint(run_dir)
     if state is None:
         return 0
@@ -340,7 +299,7 @@ def _resume(run_dir: Path, config: dict, model: nn.Module, opt, regularizer, his
     if state.get("regularizer") is not None:
         regularizer.load_state_dict(state["regularizer"])
     history.records[:] = state["history"]
-    _set_rng_state(state["rng"])
+    set_rng_state(state["rng"])
     return state["epoch"]
 
 
@@ -351,7 +310,7 @@ def _checkpoint(run_dir: Path, epoch: int, model: nn.Module, opt, regularizer, h
         "optimizer": opt.state_dict(),
         "regularizer": regularizer.state_dict() if hasattr(regularizer, "state_dict") else None,
         "history": history.records,
-        "rng": _rng_state(),
+        "rng": rng_state(),
     }
     save_checkpoint(run_dir, state)
-    _write_json(run_dir / "history.json", history.records)
+    write_json(run_dir / "history.json", history.records)

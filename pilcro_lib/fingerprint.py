@@ -1,0 +1,171 @@
+"""What identifies a run: a JSON description of the objects that produce it, and its hash.
+
+:func:`describe` turns the objects a run is made from (datasets, tensors, models, regularisers,
+functions, numbers, strings, lists and dicts of them) into plain JSON that changes whenever
+anything that decides the result changes: a dataset by a SHA-256 of its images and labels, a
+tensor by its content, a model by its structure and weights, a regulariser by its
+``describe()`` (name and parameters), a function by its normalised source and the data it
+reads from its closure and globals. :func:`run_key` hashes such a description.
+:func:`code_fingerprint` hashes the library's training code, so a result made by other code
+is never taken for a current one.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import json
+import math
+import sys
+import textwrap
+import types
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+# The modules whose code decides a trained result. Docstrings, comments and formatting do not count.
+TRAINING_MODULES = ("data", "synthetic", "models", "layers", "objective", "landscape", "train", "experiments")
+_PACKAGE = Path(__file__).resolve().parent
+_EMPTY = object()
+
+
+def sha256_of_tensors(*tensors: torch.Tensor | np.ndarray) -> str:
+    """A SHA-256 (hex) of the shapes, dtypes and bytes of ``tensors``."""
+    h = hashlib.sha256()
+    for t in tensors:
+        array = t.detach().cpu().contiguous().numpy() if isinstance(t, torch.Tensor) else np.ascontiguousarray(t)
+        h.update(f"{array.dtype}{array.shape}".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
+
+
+def describe(obj: Any, *, where: str = "value") -> Any:
+    """A JSON-serialisable description of ``obj`` that changes whenever its content does.
+
+    ``where`` names the object in error messages (e.g. ``inputs['train']``). Raises
+    ``TypeError`` for an object it cannot describe; give such a class a ``describe()`` method
+    that returns a dict of its name and parameters.
+    """
+    return _describe(obj, where, set())
+
+
+def _describe(obj: Any, where: str, seen: set[int]) -> Any:
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else repr(obj)
+    if isinstance(obj, np.generic):
+        return _describe(obj.item(), where, seen)
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        return {"tensor": sha256_of_tensors(obj)[:16], "shape": list(obj.shape), "dtype": str(obj.dtype)}
+    if isinstance(obj, torch.device):
+        return "device"  # where a run ran is provenance, not identity
+    if isinstance(obj, (list, tuple)):
+        return [_describe(v, f"{where}[{i}]", seen) for i, v in enumerate(obj)]
+    if isinstance(obj, dict):
+        return {str(k): _describe(v, f"{where}[{k!r}]", seen) for k, v in obj.items()}
+    if hasattr(obj, "describe") and callable(obj.describe) and not isinstance(obj, type):
+        return {"type": type(obj).__qualname__, **_describe(obj.describe(), where, seen)}
+    if isinstance(obj, nn.Module):
+        state = list(obj.state_dict().values())
+        return {"module": repr(obj), "state": sha256_of_tensors(*state)[:16] if state else None}
+    if isinstance(obj, (types.FunctionType, types.MethodType)):
+        return _describe_function(obj, where, seen)
+    if isinstance(obj, (type, types.ModuleType, types.BuiltinFunctionType)):
+        return getattr(obj, "__module__", "") + ":" + getattr(obj, "__qualname__", getattr(obj, "__name__", ""))
+    raise TypeError(
+        f"{where}: cannot describe an object of type {type(obj).__name__} for a run key; pass numbers, "
+        "strings, tensors, datasets, models, functions or objects with a describe() method"
+    )
+
+
+def _describe_function(fn: Any, where: str, seen: set[int]) -> Any:
+    """A library function by name (its code is in :func:`code_fingerprint`); any other by its
+    normalised source and the data its closure and globals hold."""
+    if isinstance(fn, types.MethodType):
+        return {"method": fn.__func__.__qualname__, "self": _describe(fn.__self__, where, seen)}
+    name = f"{fn.__module__}:{fn.__qualname__}"
+    if not _is_user_code(fn) or id(fn) in seen:
+        return name
+    seen = seen | {id(fn)}
+    cells = zip(fn.__code__.co_freevars, fn.__closure__ or ())
+    free = {k: _contents(c) for k, c in cells}
+    free = {k: v for k, v in free.items() if v is not _EMPTY}
+    for global_name in _global_names(fn.__code__):
+        if global_name in fn.__globals__:
+            free.setdefault(global_name, fn.__globals__[global_name])
+    reads = {k: v for k, v in sorted(free.items()) if not isinstance(v, types.ModuleType)}
+    return {
+        "function": name,
+        "source": _source_digest(fn),
+        "defaults": _describe(fn.__defaults__ or (), f"{where}.__defaults__", seen),
+        "kwdefaults": _describe(fn.__kwdefaults__ or {}, f"{where}.__kwdefaults__", seen),
+        "reads": {k: _describe(v, f"{where} reads {k}", seen) for k, v in reads.items()},
+    }
+
+
+def _contents(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a closure variable not assigned yet
+        return _EMPTY
+
+
+def _is_user_code(fn: Any) -> bool:
+    """A function of a notebook, script or test (described in full), not of this library or an
+    installed package (named only)."""
+    module = sys.modules.get(fn.__module__ or "")
+    file = str(getattr(module, "__file__", "") or "")
+    installed = "site-packages" in file or "dist-packages" in file or file.startswith(str(_PACKAGE))
+    return not installed
+
+
+def _global_names(code: types.CodeType) -> list[str]:
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names += _global_names(const)
+    return names
+
+
+def _source_digest(fn: Any) -> str:
+    """SHA-256 of the function's source as an AST (formatting and comments do not count)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        return hashlib.sha256(fn.__code__.co_code).hexdigest()[:16]
+    try:
+        text = ast.dump(ast.parse(source))
+    except SyntaxError:  # a lambda inside a larger statement
+        text = "".join(source.split())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def canonical_json(obj: Any) -> str:
+    """``obj`` as JSON with sorted keys and no spaces: equal descriptions give equal text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def run_key(description: Any) -> str:
+    """A 16-hex-digit hash of a JSON description (see :func:`describe`)."""
+    return hashlib.sha256(canonical_json(description).encode()).hexdigest()[:16]
+
+
+@cache
+def code_fingerprint() -> str:
+    """A 16-hex-digit hash of the training modules' code (:data:`TRAINING_MODULES`), as ASTs
+    without docstrings: editing a docstring, a comment or the formatting leaves it unchanged."""
+    h = hashlib.sha256()
+    for name in TRAINING_MODULES:
+        tree = ast.parse((_PACKAGE / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(name.encode() + ast.dump(tree).encode())
+    return h.hexdigest()[:16]
