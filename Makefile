@@ -14,18 +14,16 @@ book: $(STAMP)
 	@echo "The book is in $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)
-	PILCRO_PROFILE=smoke $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/test_browser.py
+	PILCRO_PROFILE=smoke PILCRO_RECORDS=$(CURDIR)/_build/smoke-records PILCRO_RUNS=$(CURDIR)/_build/smoke-runs $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/test_browser.py
 	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
 	$(BIN)/python -m pytest tests/test_browser.py -p no:cacheprovider
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest tests
 
+# make execute NB=notebooks/00_getting_started.ipynb PROFILE=book PARAMS="epochs=3 lr=0.01"
 execute: $(STAMP)
-	@for nb in $(NB); do \
-		echo "== $$nb ($(PROFILE) profile)"; \
-		PILCRO_PROFILE=$(PROFILE) $(BIN)/papermill "$$nb" "$$nb" --cwd notebooks || exit 1; \
-	done
+	$(BIN)/python -m pilcro_lib.execute $(NB) --profile $(PROFILE) $(if $(strip $(PARAMS)),--params $(PARAMS))
 
 benchmarks: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done

@@ -123,8 +123,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 @contextmanager
-def run_dir_lock(run_dir: Path, *, log=None) -> Iterator[None]:
-    """Hold an exclusive lock on ``run_dir/.lock`` while inside; wait for another holder first.
+def run_dir_lock(run_dir: Path, *, name: str = ".lock", log=None) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir/<name>`` while inside; wait for another holder first.
 
     The lock dies with its process, so a killed run never leaves a stale lock. Leftover
     temporary files of killed writes are removed once the lock is held.
@@ -132,7 +132,7 @@ def run_dir_lock(run_dir: Path, *, log=None) -> Iterator[None]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    with open(run_dir / ".lock", "w") as lock:
+    with open(run_dir / name, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

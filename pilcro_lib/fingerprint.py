@@ -63,6 +63,8 @@ def _describe(obj: Any, where: str, seen: set[int]) -> Any:
         return _describe(obj.item(), where, seen)
     if isinstance(obj, (torch.Tensor, np.ndarray)):
         return {"tensor": sha256_of_tensors(obj)[:16], "shape": list(obj.shape), "dtype": str(obj.dtype)}
+    if isinstance(obj, Path):
+        return str(obj)
     if isinstance(obj, torch.device):
         return "device"  # where a run ran is provenance, not identity
     if isinstance(obj, (list, tuple)):
@@ -134,16 +136,20 @@ def _global_names(code: types.CodeType) -> list[str]:
 
 
 def _source_digest(fn: Any) -> str:
-    """SHA-256 of the function's source as an AST (formatting and comments do not count)."""
+    """SHA-256 of the function's source as an AST (formatting and comments do not count); of its
+    byte code for a lambda (whose source line may hold other code) or where no source exists."""
     try:
-        source = textwrap.dedent(inspect.getsource(fn))
-    except (OSError, TypeError):
-        return hashlib.sha256(fn.__code__.co_code).hexdigest()[:16]
-    try:
-        text = ast.dump(ast.parse(source))
-    except SyntaxError:  # a lambda inside a larger statement
-        text = "".join(source.split())
+        if fn.__name__ == "<lambda>":
+            raise TypeError
+        text = ast.dump(ast.parse(textwrap.dedent(inspect.getsource(fn))))
+    except (OSError, TypeError, SyntaxError):
+        text = _code_text(fn.__code__)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _code_text(code: types.CodeType) -> str:
+    consts = [_code_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return f"{code.co_code.hex()}|{consts}|{code.co_names}|{code.co_varnames}"
 
 
 def canonical_json(obj: Any) -> str:

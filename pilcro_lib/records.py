@@ -1,0 +1,213 @@
+"""Run records: the stored, auditable result of every trained run, keyed by what decides it.
+
+:func:`cached_run` calls ``run_fn(**inputs, run_dir=run_dir)`` unless a current record of the same run
+exists. A run is identified by a description (:func:`pilcro_lib.fingerprint.describe`) of
+``run_fn`` (its source and the data it reads) and of every input (datasets by content, models
+by weights, regularisers by parameters), so a notebook cannot leave a field out of the key.
+
+Each finished run writes ``<store>/<name>/<key>.json``: plain JSON with the run's description,
+its metrics (e.g. the per-epoch history) and its provenance (commit, dirty flag, library and
+torch versions, device, wall time, date, training-code fingerprint). The store is the
+repository's committed ``records/`` folder (``$PILCRO_RECORDS`` overrides it), so a fresh clone
+re-renders every chapter without retraining. Checkpoints live in the ignored ``runs/<key>-<code>/``
+(``$PILCRO_RUNS``). A record made by other training code (another
+:func:`pilcro_lib.fingerprint.code_fingerprint`) is never returned as current: it is retrained,
+or refused with ``PILCRO_STALE_RECORDS=refuse``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pilcro_lib.checkpoint import CorruptFileError, read_json, run_dir_lock, write_json
+from pilcro_lib.fingerprint import code_fingerprint, describe, run_key
+from pilcro_lib.utils import check_choice, get_device, git_commit
+
+SCHEMA = "pilcro-run-record/1"
+STALE_POLICIES = ("retrain", "refuse")
+_REPO = Path(__file__).resolve().parent.parent
+_FIELDS = {"schema": str, "key": str, "name": str, "spec": dict, "code": str, "metrics": dict, "provenance": dict}
+_PROVENANCE = ("commit", "dirty", "pilcro_lib", "torch", "device", "wall_time_s", "finished_utc")
+
+
+class StaleRecordError(RuntimeError):
+    """A stored record was made by other training code than the current one."""
+
+
+@dataclass
+class Record:
+    """One run's record: ``metrics`` and ``provenance`` as stored, and whether it was ``reused``."""
+
+    key: str
+    name: str
+    metrics: dict[str, Any]
+    provenance: dict[str, Any]
+    path: Path
+    reused: bool
+
+
+def _in_checkout() -> bool:
+    return (_REPO / ".git").exists() and (_REPO / "pilcro_lib").is_dir()
+
+
+def default_store() -> Path:
+    """``$PILCRO_RECORDS``, else the repository's ``records/`` (else ``records/`` here)."""
+    if "PILCRO_RECORDS" in os.environ:
+        return Path(os.environ["PILCRO_RECORDS"])
+    return _REPO / "records" if _in_checkout() else Path("records")
+
+
+def default_runs() -> Path:
+    """``$PILCRO_RUNS``, else the repository's ignored ``runs/`` (else ``runs/`` here)."""
+    if "PILCRO_RUNS" in os.environ:
+        return Path(os.environ["PILCRO_RUNS"])
+    return _REPO / "runs" if _in_checkout() else Path("runs")
+
+
+def stale_policy() -> str:
+    """``$PILCRO_STALE_RECORDS``: ``retrain`` (default) or ``refuse``."""
+    return check_choice("PILCRO_STALE_RECORDS", os.environ.get("PILCRO_STALE_RECORDS", "retrain"), STALE_POLICIES)
+
+
+def cached_run(
+    run_fn: Callable[..., dict[str, Any]],
+    /,
+    *,
+    name: str | None = None,
+    store: str | Path | None = None,
+    runs: str | Path | None = None,
+    **inputs: Any,
+) -> Record:
+    """The record of ``run_fn(**inputs, run_dir=run_dir)``: loaded if a current one is stored, else computed.
+
+    ``run_fn`` returns JSON-serialisable metrics; it may checkpoint into ``run_dir`` (e.g. with
+    :func:`pilcro_lib.train.fit`) so that a killed run resumes. ``name`` groups records in a
+    folder (default ``run_fn.__name__``). Two processes asking for the same run: one computes,
+    the other waits and then reads its record.
+    """
+    if not callable(run_fn):
+        raise TypeError(f"run_fn must be a function run_fn(*, run_dir, **inputs), got {type(run_fn).__name__}")
+    name = name if name is not None else run_fn.__name__
+    policy = stale_policy()
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise ValueError(f"name must be a non-empty folder name without slashes, got {name!r}")
+    spec = {"function": describe(run_fn, where="run_fn"), "inputs": describe(inputs, where="inputs")}
+    key = run_key(spec)
+    path = Path(store if store is not None else default_store()) / name / f"{key}.json"
+    record = _current(path, key, policy)
+    if record is not None:
+        return record
+    run_dir = Path(runs if runs is not None else default_runs()) / f"{key}-{code_fingerprint()}"
+    with run_dir_lock(run_dir, name=".record.lock"):
+        record = _current(path, key, policy)  # another process may have finished it while this one waited
+        if record is not None:
+            return record
+        start = time.perf_counter()
+        metrics = run_fn(**inputs, run_dir=run_dir)
+        _check_metrics(metrics)
+        device = inputs.get("device")
+        provenance = run_provenance(time.perf_counter() - start, get_device(device) if device is not None else None)
+        stored = {"schema": SCHEMA, "key": key, "name": name, "spec": spec, "code": code_fingerprint(),
+                  "metrics": metrics, "provenance": provenance}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, stored)
+    return Record(key, name, metrics, provenance, path, reused=False)
+
+
+def _check_metrics(metrics: Any) -> None:
+    if not isinstance(metrics, dict):
+        raise TypeError(f"run_fn must return a dict of metrics, got {type(metrics).__name__}")
+    try:
+        json.dumps(metrics)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"run_fn's metrics must be plain JSON (numbers, strings, lists, dicts): {err}") from None
+
+
+def run_provenance(wall_time_s: float, device: torch.device | None = None) -> dict[str, Any]:
+    """What produced a run: commit, dirty flag, versions, device, wall time and date."""
+    from pilcro_lib import __version__
+
+    commit = git_commit()
+    device = device if device is not None else get_device()
+    name = str(device)
+    if device.type == "cuda":
+        name += f" ({torch.cuda.get_device_name(device)})"
+    return {
+        "commit": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty"), "pilcro_lib": __version__,
+        "torch": torch.__version__, "python": sys.version.split()[0], "device": name,
+        "threads": torch.get_num_threads(), "wall_time_s": round(wall_time_s, 2),
+        "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), "code": code_fingerprint(),
+    }  # fmt: skip
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """The validated JSON of a stored record; :class:`CorruptFileError` naming the file if invalid."""
+    path = Path(path)
+    stored = read_json(path, what="run record")
+    advice = "delete it to recompute the run, or restore it with git"
+    if not isinstance(stored, dict):
+        raise CorruptFileError(f"run record {path} is not a JSON object; {advice}")
+    for field, kind in _FIELDS.items():
+        if not isinstance(stored.get(field), kind):
+            raise CorruptFileError(f"run record {path}: field {field!r} is missing or not a {kind.__name__}; {advice}")
+    if stored["schema"] != SCHEMA:
+        raise CorruptFileError(f"run record {path} has schema {stored['schema']!r}, expected {SCHEMA!r}; {advice}")
+    missing = [k for k in _PROVENANCE if k not in stored["provenance"]]
+    if missing:
+        raise CorruptFileError(f"run record {path}: provenance lacks {', '.join(missing)}; {advice}")
+    return stored
+
+
+def _current(path: Path, key: str, policy: str) -> Record | None:
+    """The record at ``path`` if it exists and was made by the current training code."""
+    if not path.exists():
+        return None
+    stored = read_record(path)
+    if stored["key"] != key:
+        raise CorruptFileError(f"run record {path} holds key {stored['key']!r}, not {key!r} as its name says; "
+                               "delete it to recompute the run")
+    if stored["code"] != code_fingerprint():
+        made = stored["provenance"]["commit"]
+        message = (f"run record {path} was made by other training code (code {stored['code']}, commit {made}; "
+                   f"current code {code_fingerprint()})")
+        if policy == "refuse":
+            raise StaleRecordError(message + "; run with PILCRO_STALE_RECORDS=retrain to recompute it")
+        print(message + "; recomputing it", file=sys.stderr, flush=True)
+        return None
+    return Record(key, stored["name"], stored["metrics"], stored["provenance"], path, reused=True)
+
+
+def load_records(name: str, *, store: str | Path | None = None) -> list[Record]:
+    """Every stored record of ``name`` (current or not), sorted by key."""
+    folder = Path(store if store is not None else default_store()) / name
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        stored = read_record(path)
+        records.append(Record(stored["key"], stored["name"], stored["metrics"], stored["provenance"], path, True))
+    return records
+
+
+def provenance_note(records: Iterable[Record]) -> str:
+    """One markdown line that says which commits and devices produced ``records``, e.g. for under a table."""
+    records = list(records)
+    if not records:
+        return "No runs."
+    groups: dict[tuple[str, str], int] = {}
+    for r in records:
+        commit = r.provenance["commit"] + ("+dirty" if r.provenance["dirty"] else "")
+        groups[(commit, r.provenance["device"])] = groups.get((commit, r.provenance["device"]), 0) + 1
+    made = "; ".join(f"{n} at commit `{c}` on {d}" for (c, d), n in sorted(groups.items()))
+    reused = sum(r.reused for r in records)
+    hours = sum(r.provenance["wall_time_s"] for r in records) / 3600
+    return (f"{len(records)} run records ({reused} read from the store, {len(records) - reused} computed now; "
+            f"{hours:.2f} h of training): {made}.")

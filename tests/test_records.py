@@ -1,0 +1,336 @@
+"""Run identity, run records, crash safety, concurrency and safe loading."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import kill_driver
+from pilcro_lib import records
+from pilcro_lib.checkpoint import MAGIC, CorruptFileError, load_checkpoint, run_dir_lock
+from pilcro_lib.data import ImageDataset, load_dataset
+from pilcro_lib.experiments import make_arm
+from pilcro_lib.fingerprint import code_fingerprint, describe, run_key
+from pilcro_lib.models import reference_net
+from pilcro_lib.objective import PObjective
+from pilcro_lib.records import StaleRecordError, cached_run, load_records, provenance_note, read_record
+from pilcro_lib.train import TIME_KEYS, fit
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}
+
+
+def _strip_times(history):
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in history]
+
+
+# --------------------------------------------------------------------------- what identifies a run
+
+
+def test_dataset_key_sees_the_exact_images_not_the_name_and_size():
+    data = kill_driver.data()
+    mirrored = ImageDataset(data.images.flip(-1), data.labels, data.classes, data.name)
+    assert len(mirrored) == len(data) and mirrored.name == data.name
+    assert run_key(describe(data)) != run_key(describe(mirrored))
+    assert run_key(describe(data)) == run_key(describe(kill_driver.data()))
+
+
+def test_subset_seed_changes_the_key():
+    a = load_dataset("fashion_mnist_sample", "train", subset=100, seed=0)
+    b = load_dataset("fashion_mnist_sample", "train", subset=100, seed=1)
+    assert describe(a)["content"] != describe(b)["content"]
+
+
+def test_model_key_sees_normalisation_constants_and_init():
+    torch.manual_seed(0)
+    a = reference_net(width=4, normalization=((0.5,), (0.5,)))
+    torch.manual_seed(0)
+    b = reference_net(width=4, normalization=((0.2860,), (0.3530,)))
+    torch.manual_seed(1)
+    c = reference_net(width=4, normalization=((0.5,), (0.5,)))
+    keys = {run_key(describe(m)) for m in (a, b, c)}
+    assert len(keys) == 3
+
+
+def test_regulariser_key_holds_every_parameter():
+    assert describe(PObjective(1.0, score="loss")) != describe(PObjective(1.0, score="logit"))
+    assert describe(PObjective(1.0))["lam"] == 1.0
+
+
+def test_plain_function_is_described_by_its_code_not_its_address():
+    def make():
+        def penalty(model, x, y, out):
+            return None
+
+        return penalty
+
+    assert describe(make()) == describe(make())
+    scale = 1.0
+
+    def scaled(model, x, y, out):
+        return scale * out.sum()
+
+    before = describe(scaled)
+    scale = 2.0
+    assert describe(scaled) != before  # the closure's value is part of the key
+
+
+def test_undescribable_input_is_refused_naming_it():
+    with pytest.raises(TypeError, match=r"inputs\['thing'\]: cannot describe an object of type object"):
+        cached_run(lambda run_dir, thing: {}, thing=object())
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _run(run_dir, *, data, lr, calls=None):
+    if calls is not None:  # a file that counts the calls
+        with open(calls, "a") as f:
+            f.write("call\n")
+    history = fit(kill_driver.model(), data, data, epochs=1, lr=lr, run_dir=run_dir, progress=False)
+    return {"history": history.records, "acc": history.final["val_acc"]}
+
+
+def test_cached_run_stores_a_valid_record_and_reuses_it(tmp_path):
+    calls = tmp_path / "calls"
+    kwargs = dict(name="toy", store=tmp_path / "records", runs=tmp_path / "runs", data=kill_driver.data())
+    first = cached_run(_run, lr=0.01, calls=calls, **kwargs)
+    second = cached_run(_run, lr=0.01, calls=calls, **kwargs)
+    assert calls.read_text() == "call\n" and not first.reused and second.reused
+    assert first.metrics == second.metrics
+    stored = read_record(first.path)
+    assert first.path.parent == tmp_path / "records" / "toy" and stored["code"] == code_fingerprint()
+    assert stored["provenance"]["device"] == "cpu" and stored["provenance"]["wall_time_s"] >= 0
+    assert stored["spec"]["inputs"]["lr"] == 0.01 and stored["spec"]["inputs"]["data"]["name"] == "toy0"
+    assert first.path.stat().st_size < 20_000
+    assert [r.key for r in load_records("toy", store=tmp_path / "records")] == [first.key]
+    assert "1 run records (1 read from the store, 0 computed now" in provenance_note([second])
+
+
+def test_records_of_different_data_seeds_never_mix(tmp_path):
+    """Running seed 1 then seed 0 into one store gives seed 0 exactly what a fresh run gives."""
+    kwargs = dict(store=tmp_path / "records", runs=tmp_path / "runs", lr=0.01)
+    cached_run(_run, data=kill_driver.data(seed=1), **kwargs)
+    mixed = cached_run(_run, data=kill_driver.data(seed=0), **kwargs)
+    fresh = cached_run(_run, data=kill_driver.data(seed=0), store=tmp_path / "fresh", runs=tmp_path / "r2", lr=0.01)
+    assert not mixed.reused and _strip_times(mixed.metrics["history"]) == _strip_times(fresh.metrics["history"])
+
+
+def test_a_global_the_run_reads_is_part_of_its_key(tmp_path):
+    namespace = {"n_epochs": 1}
+    exec(textwrap.dedent("""
+        def run(run_dir):
+            return {"epochs": n_epochs}
+    """), namespace)
+    a = cached_run(namespace["run"], store=tmp_path)
+    namespace["n_epochs"] = 2
+    b = cached_run(namespace["run"], store=tmp_path)
+    assert a.key != b.key and b.metrics == {"epochs": 2}
+
+
+def test_record_of_other_training_code_is_retrained_or_refused(tmp_path, monkeypatch):
+    kwargs = dict(store=tmp_path, runs=tmp_path / "runs", data=kill_driver.data(), lr=0.01)
+    cached_run(_run, **kwargs)
+    monkeypatch.setattr(records, "code_fingerprint", lambda: "0123456789abcdef")
+    monkeypatch.setenv("PILCRO_STALE_RECORDS", "refuse")
+    with pytest.raises(StaleRecordError, match="made by other training code.*PILCRO_STALE_RECORDS=retrain"):
+        cached_run(_run, **kwargs)
+    monkeypatch.setenv("PILCRO_STALE_RECORDS", "retrain")
+    again = cached_run(_run, **kwargs)
+    assert not again.reused and read_record(again.path)["code"] == "0123456789abcdef"
+    assert cached_run(_run, **kwargs).reused
+    monkeypatch.setenv("PILCRO_STALE_RECORDS", "sometimes")
+    with pytest.raises(ValueError, match="PILCRO_STALE_RECORDS='sometimes' is not allowed"):
+        cached_run(_run, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ('{"schema": "pilcro-run-record/1", "key"', "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"schema": "pilcro-run-record/1"}', "field 'key' is missing"),
+    ],
+)
+def test_corrupt_record_names_the_file(tmp_path, content, match):
+    def one(run_dir):
+        return {"x": 1}
+
+    record = cached_run(one, store=tmp_path, runs=tmp_path / "runs")
+    record.path.write_text(content)
+    with pytest.raises(CorruptFileError, match=f"run record {record.path}.*{match}.*delete it"):
+        cached_run(one, store=tmp_path, runs=tmp_path / "runs")
+
+
+def test_metrics_must_be_plain_json(tmp_path):
+    with pytest.raises(TypeError, match="metrics must be plain JSON"):
+        cached_run(lambda run_dir: {"x": torch.zeros(2)}, store=tmp_path, runs=tmp_path / "runs")
+
+
+# --------------------------------------------------------------------------- fit's run_dir guard
+
+
+def _fit(run_dir, model=None, data=None, **kwargs):
+    settings = {**kill_driver.FIT, "epochs": 1, **kwargs}
+    model = model if model is not None else kill_driver.model()
+    data = data if data is not None else kill_driver.data()
+    return fit(model, data, kill_driver.data(32, seed=1), run_dir=run_dir, **settings)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (dict(data=ImageDataset(kill_driver.data().images.flip(-1), kill_driver.data().labels, ["bottom", "top"], "toy0")),
+         "train_set"),
+        (dict(regularizer=PObjective(1.0, score="logit")), "regularizer"),
+        (dict(batch_size=8), "batch_size"),
+    ],
+)
+def test_fit_refuses_a_run_dir_of_another_run(tmp_path, change, field):
+    _fit(tmp_path, regularizer=PObjective(1.0) if field == "regularizer" else None)
+    with pytest.raises(ValueError, match=rf"holds a different run \(it differs in: {field}\)"):
+        _fit(tmp_path, **change)
+
+
+def test_fit_refuses_other_normalisation(tmp_path):
+    def net(mean):
+        torch.manual_seed(0)
+        return reference_net(width=4, input_size=8, normalization=((mean,), (0.5,)))
+
+    _fit(tmp_path, model=net(0.5))
+    with pytest.raises(ValueError, match=r"differs in: model"):
+        _fit(tmp_path, model=net(0.3))
+
+
+def test_plain_function_regulariser_resumes(tmp_path):
+    def penalty(model, x, y, out):
+        return None
+
+    first = _fit(tmp_path, regularizer=penalty)
+    again = _fit(tmp_path, regularizer=penalty)
+    assert first.records == again.records
+
+
+def test_truncated_fit_config_names_the_file(tmp_path):
+    _fit(tmp_path)
+    (tmp_path / "fit_config.json").write_text('{"epochs": ')
+    with pytest.raises(CorruptFileError, match=r"fit_config.json is not valid JSON.*delete it"):
+        _fit(tmp_path)
+
+
+# --------------------------------------------------------------------------- safe loading
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    import hashlib
+    import io
+
+    monkeypatch.chdir(tmp_path)
+    buf = io.BytesIO()
+    torch.save({"epoch": 1, "evil": _Payload()}, buf)
+    payload = buf.getvalue()
+    (tmp_path / "checkpoint.pt").write_bytes(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    with pytest.raises(CorruptFileError, match="holds more than plain data"):
+        load_checkpoint(tmp_path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+# --------------------------------------------------------------------------- crash safety
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    model = kill_driver.model()
+    history = fit(model, kill_driver.data(), kill_driver.data(32, seed=1),
+                  run_dir=tmp_path_factory.mktemp("straight"), **kill_driver.FIT)
+    return _strip_times(history.records), model.state_dict()
+
+
+def _resume_matches(run_dir, straight):
+    model = kill_driver.model()
+    history = fit(model, kill_driver.data(), kill_driver.data(32, seed=1), run_dir=run_dir, **kill_driver.FIT)
+    assert _strip_times(history.records) == straight[0]
+    for name, value in straight[1].items():
+        assert torch.equal(model.state_dict()[name], value), name
+    assert not list(Path(run_dir).glob(".*.tmp"))
+
+
+KILL_POINTS = [(write, stage) for write in (1, 2, 3, 4, 5)
+               for stage in ("torn", "before_replace", "after_replace", "after_write")]
+
+
+@pytest.mark.parametrize("write, stage", KILL_POINTS)
+def test_kill_at_every_step_of_a_write_resumes_bit_identically(tmp_path, straight, write, stage):
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "kill_driver.py"), str(tmp_path), str(write), stage],
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    _resume_matches(tmp_path, straight)
+
+
+def test_sigkill_at_random_instants_resumes_bit_identically(tmp_path, straight):
+    rng = random.Random(0)
+    for attempt in range(4):
+        run_dir = tmp_path / str(attempt)
+        proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "kill_driver.py"), str(run_dir)],
+                                env=ENV, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "training"
+        time.sleep(rng.uniform(0.0, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        _resume_matches(run_dir, straight)
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_two_processes_asking_for_one_run_compute_it_once(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pilcro_lib.records import cached_run
+
+        def slow(run_dir, *, x):
+            with open({str(tmp_path / 'calls')!r}, "a") as f:
+                f.write("call\\n")
+            time.sleep(1.5)
+            return {{"x": x}}
+
+        record = cached_run(slow, x=3, store={str(tmp_path / 'store')!r}, runs={str(tmp_path / 'runs')!r})
+        print(record.reused, record.metrics["x"])
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=ENV, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert outputs == ["False 3", "True 3"]
+    assert (tmp_path / "calls").read_text() == "call\n"
+
+
+def test_lock_waits_for_the_holder(tmp_path):
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from pilcro_lib.checkpoint import run_dir_lock
+        with run_dir_lock(Path({str(tmp_path)!r})):
+            print("locked", flush=True)
+            time.sleep(1.0)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", script], env=ENV, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    messages = []
+    start = time.perf_counter()
+    with run_dir_lock(tmp_path, log=messages.append):
+        waited = time.perf_counter() - start
+    holder.wait(timeout=30)
+    assert waited > 0.3 and "another process is computing this run" in messages[0]
