@@ -7,7 +7,10 @@ The shared library behind the PILCRO book. Modules, one idea each:
 - ``synthetic``: generated, seeded tasks (position tasks, pasted objects, translated variants)
 - ``models``: the reference small net and a CIFAR-style ResNet-18
 - ``train``: ``fit`` / ``evaluate`` with checkpoints and bit-exact resume
-- ``results``: runs keyed by their config, collected into tables
+- ``checkpoint``: crash-safe, code-free checkpoint files and a lock per run
+- ``fingerprint``: what identifies a run (descriptions of data, models, functions; code fingerprint)
+- ``records``: run records with provenance, keyed by everything that decides the run
+- ``results``: the chapters' headline numbers for the results page
 - ``landscape``: importance landscapes and flatness figures
 - ``paths``: the analytic path-count map of a network's skeleton
 - ``objective``: the P-objective regulariser (our formulation)

@@ -6,7 +6,7 @@ exists. A run is identified by a description (:func:`pilcro_lib.fingerprint.desc
 by weights, regularisers by parameters), so a notebook cannot leave a field out of the key.
 
 Each finished run writes ``<store>/<name>/<key>.json``: plain JSON with the run's description,
-its metrics (e.g. the per-epoch history) and its provenance (commit, dirty flag, library and
+its metrics (e.g. the per-epoch history; floats to 6 significant digits) and its provenance (commit, dirty flag, library and
 torch versions, device, wall time, date, training-code fingerprint). The store is the
 repository's committed ``records/`` folder (``$PILCRO_RECORDS`` overrides it), so a fresh clone
 re-renders every chapter without retraining. Checkpoints live in the ignored ``runs/<key>-<code>/``
@@ -29,11 +29,12 @@ from typing import Any
 
 import torch
 
-from pilcro_lib.checkpoint import CorruptFileError, read_json, run_dir_lock, write_json
+from pilcro_lib.checkpoint import CorruptFileError, read_json, run_dir_lock, write_atomic
 from pilcro_lib.fingerprint import code_fingerprint, describe, run_key
 from pilcro_lib.utils import check_choice, get_device, git_commit
 
 SCHEMA = "pilcro-run-record/1"
+DIGITS = 6  # significant digits of the floats a record stores
 STALE_POLICIES = ("retrain", "refuse")
 _REPO = Path(__file__).resolve().parent.parent
 _FIELDS = {"schema": str, "key": str, "name": str, "spec": dict, "code": str, "metrics": dict, "provenance": dict}
@@ -114,23 +115,35 @@ def cached_run(
             return record
         start = time.perf_counter()
         metrics = run_fn(**inputs, run_dir=run_dir)
-        _check_metrics(metrics)
+        metrics = _rounded(_checked(metrics))
         device = inputs.get("device")
         provenance = run_provenance(time.perf_counter() - start, get_device(device) if device is not None else None)
         stored = {"schema": SCHEMA, "key": key, "name": name, "spec": spec, "code": code_fingerprint(),
                   "metrics": metrics, "provenance": provenance}
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, stored)
+        write_atomic(path, (json.dumps(stored, sort_keys=True, separators=(",", ":")) + "\n").encode())
     return Record(key, name, metrics, provenance, path, reused=False)
 
 
-def _check_metrics(metrics: Any) -> None:
+def _checked(metrics: Any) -> dict[str, Any]:
     if not isinstance(metrics, dict):
         raise TypeError(f"run_fn must return a dict of metrics, got {type(metrics).__name__}")
     try:
-        json.dumps(metrics)
+        return json.loads(json.dumps(metrics))
     except (TypeError, ValueError) as err:
         raise TypeError(f"run_fn's metrics must be plain JSON (numbers, strings, lists, dicts): {err}") from None
+
+
+def _rounded(obj: Any) -> Any:
+    """``obj`` with every float rounded to :data:`DIGITS` significant digits (a small store; a
+    fresh run shows exactly what its stored record will show)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{DIGITS}g}")
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    return obj
 
 
 def run_provenance(wall_time_s: float, device: torch.device | None = None) -> dict[str, Any]:
