@@ -1,0 +1,134 @@
+"""The book's one statistical rule: Welch's t-test with a 95% CI of the difference, Holm over a table.
+
+:func:`compare` tests one claim from per-seed values of a treated and a control arm;
+:func:`verdicts` applies Holm's step-down correction over the claims of one table and says,
+for each claim that is not resolved, the smallest effect the design could have detected
+(:func:`detectable_effect`: the difference that Welch's test would find with the stated power).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+ALPHA = 0.05
+POWER = 0.8
+VERDICTS = ("supported", "contradicted", "not resolved", "not measured")
+
+
+def _values(name: str, values: Iterable[float]) -> np.ndarray:
+    try:
+        array = np.asarray([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of numbers (one per seed), got {values!r}") from None
+    if np.isinf(array).any():
+        raise ValueError(f"{name} holds an infinite value: {array.tolist()}")
+    return array[~np.isnan(array)]
+
+
+def _check_level(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def welch_df(var_t: float, n_t: int, var_c: float, n_c: int) -> float:
+    """Welch–Satterthwaite degrees of freedom of the difference of two means."""
+    a, b = var_t / n_t, var_c / n_c
+    if a + b == 0:
+        return float(n_t + n_c - 2)
+    return (a + b) ** 2 / (a**2 / (n_t - 1) + b**2 / (n_c - 1))
+
+
+def detectable_effect(std_error: float, df: float, *, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true difference that a two-sided Welch test at ``alpha`` finds with
+    probability ``power``: ``(t_{1-alpha/2, df} + t_{power, df}) * std_error``."""
+    alpha, power = _check_level("alpha", alpha), _check_level("power", power)
+    return float((sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(power, df)) * std_error)
+
+
+def compare(treated: Iterable[float], control: Iterable[float], *, higher_is_better: bool = True,
+            alpha: float = ALPHA, power: float = POWER) -> dict[str, Any]:
+    """Welch's t-test of ``mean(treated) - mean(control)`` from per-seed values (NaN = missing).
+
+    Returns ``n_treated``, ``n_control``, ``treated``, ``control`` (means), ``difference``,
+    ``ci_low``/``ci_high`` (its ``1 - alpha`` confidence interval), ``std_error``, ``df``,
+    ``t``, ``p`` (two-sided), ``detectable`` (see :func:`detectable_effect`) and ``gain``
+    (the difference signed so that positive favours the treatment). With fewer than 2 values
+    in an arm every statistic is NaN.
+    """
+    alpha = _check_level("alpha", alpha)
+    t, c = _values("treated", treated), _values("control", control)
+    out: dict[str, Any] = {"n_treated": len(t), "n_control": len(c)}
+    keys = ("treated", "control", "difference", "ci_low", "ci_high", "std_error", "df", "t", "p", "detectable", "gain")
+    if len(t) < 2 or len(c) < 2:
+        return {**out, **dict.fromkeys(keys, math.nan)}
+    var_t, var_c = t.var(ddof=1), c.var(ddof=1)
+    diff = float(t.mean() - c.mean())
+    se = math.sqrt(var_t / len(t) + var_c / len(c))
+    df = welch_df(var_t, len(t), var_c, len(c))
+    half = float(sps.t.ppf(1 - alpha / 2, df)) * se
+    if se > 0:
+        t_stat = diff / se
+        p = float(2 * sps.t.sf(abs(t_stat), df))
+    else:
+        t_stat, p = (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
+    return {**out, "treated": float(t.mean()), "control": float(c.mean()), "difference": diff,
+            "ci_low": diff - half, "ci_high": diff + half, "std_error": se, "df": df, "t": t_stat, "p": p,
+            "detectable": detectable_effect(se, df, alpha=alpha, power=power),
+            "gain": diff if higher_is_better else -diff}
+
+
+def holm(p_values: Sequence[float], *, alpha: float = ALPHA) -> tuple[list[float], list[bool]]:
+    """Holm's step-down correction: adjusted p-values and which hypotheses are rejected at ``alpha``.
+
+    NaN p-values (claims not measured) are left out of the family and stay NaN / not rejected.
+    """
+    alpha = _check_level("alpha", alpha)
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(len(p), np.nan)
+    measured = np.flatnonzero(~np.isnan(p))
+    order = measured[np.argsort(p[measured], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    rejected = [bool(a <= alpha) for a in adjusted]  # NaN <= alpha is False
+    return adjusted.tolist(), rejected
+
+
+def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
+    """The verdict table of one family of claims (:func:`compare` results keyed by claim).
+
+    Adds ``p_holm`` and ``verdict``: ``supported`` / ``contradicted`` when Holm rejects "no
+    difference" and the gain favours / opposes the treatment, ``not resolved`` otherwise,
+    ``not measured`` without data. Returns a pandas DataFrame, one row per claim.
+    """
+    import pandas as pd
+
+    names = list(claims)
+    adjusted, rejected = holm([claims[n]["p"] for n in names], alpha=alpha)
+    rows = []
+    for name, p_holm, reject in zip(names, adjusted, rejected):
+        c = claims[name]
+        if math.isnan(c["p"]):
+            verdict = "not measured"
+        elif reject:
+            verdict = "supported" if c["gain"] > 0 else "contradicted"
+        else:
+            verdict = "not resolved"
+        rows.append({"claim": name, **c, "p_holm": p_holm, "verdict": verdict})
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def seeds_that_learnt(values: Mapping[int, float], *, threshold: float) -> tuple[list[int], list[int]]:
+    """Split seeds by a gate stated in advance: those whose value reaches ``threshold`` (learnt)
+    and the others (to be re-run with new seeds and reported, never averaged in)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    learnt = [s for s, v in values.items() if v >= threshold]
+    return learnt, [s for s in values if s not in learnt]
