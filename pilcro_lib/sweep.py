@@ -6,30 +6,46 @@ Command line::
         --grid lr=1e-3,3e-3 seed=0,1 --workers 2 --out runs/sweeps --profile smoke
 
 runs the notebook through papermill once per point of the cartesian product of the grid
-(here 4 points), each in a worker process, with the point's values injected as papermill
-parameters. Values are parsed as ``int``, ``float``, ``True``/``False``, ``None`` or else kept
-as strings; a value cannot contain a comma. Every grid key must be a parameter of the
-notebook's cell tagged ``parameters``. ``--profile P`` sets the notebook's ``profile``
-parameter (and ``PILCRO_PROFILE`` in the kernel's environment) for every point; it is part of
-each point, so runs of different profiles do not overwrite each other.
+(here 4 points), each in a process of its own with at most ``--workers`` at a time, with the
+point's values injected as papermill parameters. Values are parsed as ``int``, ``float``,
+``True``/``False``, ``None`` or else kept as strings; a value cannot contain a comma. Every grid
+key must be a parameter of the notebook's cell tagged ``parameters``. ``--profile P`` sets the
+notebook's ``profile`` parameter (and ``PILCRO_PROFILE`` in the kernel's environment) for every
+point; it is part of each point, so runs of different profiles do not overwrite each other.
+Bad arguments stop the command at once with an ``error:`` line that names the argument
+(exit status 2).
 
 Outputs, for a notebook ``NAME.ipynb``, under ``OUT/NAME/``:
 
 - ``<point-slug>.ipynb``: the executed notebook of a point that completed, e.g.
-  ``lr=0.001__profile=smoke__seed=0.ipynb``. A point is executed into ``.partial/`` and
-  renamed into place only when it completed, so an interrupted point is never taken for done.
+  ``lr=0.001__profile=smoke__seed=0.ipynb``. A value is written as it reads on the command line
+  when that is file-name-safe and reads back as the same value; otherwise (the string ``'1'``,
+  ``'a/b'``, ``nan``) a short hash of the point is appended, so two points never share a name.
+  A point is executed into ``.partial/`` and renamed into place only when it completed, so an
+  interrupted point is never taken for done. Its metadata ``pilcro_sweep.code_sha256`` is the
+  SHA-256 of the notebook's code cells it ran (:func:`notebook_digest`).
 - ``<point-slug>.failed.ipynb``: the executed notebook of a point whose run raised, up to the
-  failing cell.
+  failing cell (or up to where its process died).
 - ``.lock``: held by the running sweep; a second sweep on the same folder stops at once with an
   error instead of racing the first.
 - ``summary.csv`` and ``summary.md``: one row per point with its parameters, ``status``
   (``ran``, ``done before`` = completed in an earlier sweep and skipped, ``failed``,
   ``not run`` = the sweep was interrupted first), ``wall_time_s`` (papermill's execution
   time), the point's final metrics, and for failures the error and the cell that raised.
+  ``summary.json`` holds the same records, typed. A sweep keeps the rows of the folder's
+  earlier points that it does not run itself (with their earlier status), so a narrower re-run
+  adds to the table instead of replacing it.
 
-Re-running the same command skips every point that already completed and runs the rest, so
-a sweep stopped with Ctrl-C (finished points stay intact) resumes where it stopped. Delete
+Re-running the same command skips every point that already completed with the notebook's
+current code and runs the rest (a point is run again, and the log says so, when the notebook's
+code cells changed since it ran), so a stopped sweep resumes where it stopped. Delete
 ``OUT/NAME/`` to start over.
+
+Stopping. Ctrl-C (SIGINT to the whole process group) interrupts the running points, whose
+kernels are shut down, and exits with status 130; ``kill -INT`` of the sweep alone lets the
+running points finish and starts no others. SIGTERM stops the running points (and their
+kernels) at once and exits with status 143. Either way the summary is written and finished
+points are kept. A point whose process dies (killed, out of memory) fails alone; the others go on.
 
 Final metrics. A notebook reports its headline numbers by calling :func:`record_metrics`, e.g.
 as the last line of a cell::
@@ -52,7 +68,6 @@ import hashlib
 import io
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import re
@@ -60,20 +75,27 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from pilcro_lib.execute import (PROFILES, argument_errors, check_notebook, check_parameters,
+                                parse_assignments, parse_value)
+
+__all__ = ["MARKER", "Interrupted", "PointResult", "grid_points", "main", "merge_results", "notebook_digest",
+           "parse_grid", "point_slug", "read_metrics", "read_summary", "record_metrics", "run_sweep",
+           "stream_lines", "summary_rows", "write_summary"]
+
 MARKER = "PILCRO_METRICS"
-PROFILES = ("smoke", "book", "paper")  # the same as pilcro_lib.utils.PROFILES, without importing torch
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_INT = re.compile(r"^[+-]?\d+$")
-_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 _FIXED_COLUMNS = ("status", "wall_time_s", "error", "failed_cell", "notebook")
+_STAMP = "pilcro_sweep"  # the executed notebook's metadata key for the code it ran
+_GRACE_S = 10.0  # how long a point stopped by SIGTERM may take to shut its kernel down
 
 
 # --------------------------------------------------------------------------- metrics
@@ -122,44 +144,24 @@ def stream_lines(notebook: Any) -> Iterator[str]:
 # --------------------------------------------------------------------------- grid
 
 
-def parse_value(text: str) -> Any:
-    """``"3"`` -> 3, ``"1e-3"`` -> 0.001, ``"True"`` -> True, ``"None"`` -> None, else the string."""
-    if _INT.match(text):
-        return int(text)
-    if _FLOAT.match(text):
-        return float(text)
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    return text
-
-
 def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
     """Parse ``["key=v1,v2", "key2=v3"]`` into ``{"key": [v1, v2], "key2": [v3]}`` (values parsed)."""
     if isinstance(specs, str):
         specs = [specs]
     if not specs:
         raise ValueError("grid: give at least one key=v1,v2,... entry")
-    grid: dict[str, list[Any]] = {}
-    for spec in specs:
-        key, sep, values = spec.partition("=")
-        key = key.strip()
-        if not sep:
-            raise ValueError(f"grid entry {spec!r} must look like key=v1,v2,... (no '=' found)")
-        if not _KEY.match(key):
-            raise ValueError(f"grid entry {spec!r}: {key!r} is not a valid parameter name")
-        if key in grid:
-            raise ValueError(f"grid entry {spec!r}: parameter {key!r} is given twice")
-        items = [v.strip() for v in values.split(",")]
-        if not values.strip() or any(not v for v in items):
-            raise ValueError(f"grid entry {spec!r}: empty value (write key=v1,v2 with no empty items)")
-        parsed = [parse_value(v) for v in items]
-        if len({json.dumps(v) for v in parsed}) != len(parsed):
-            raise ValueError(f"grid entry {spec!r}: a value is repeated")
-        grid[key] = parsed
-    return grid
+    return parse_assignments(specs, "grid entry", _parse_values)
+
+
+def _parse_values(text: str) -> list[Any]:
+    """``"1,2,a"`` -> ``[1, 2, "a"]``; ValueError for an empty or a repeated item."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise ValueError("empty value (write key=v1,v2 with no empty items)")
+    values = [parse_value(item) for item in items]
+    if len({json.dumps(v) for v in values}) != len(values):
+        raise ValueError("a value is repeated")
+    return values
 
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -171,18 +173,32 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 def point_slug(point: Mapping[str, Any]) -> str:
     """A file-name-safe, unique name for a point: ``key=value`` pairs sorted by key, joined by ``__``.
 
-    Characters outside ``[A-Za-z0-9._+-]`` in a value become ``-``; if that changed anything, a
-    short hash of the exact point is appended so that two points never share a name.
+    A value is written as ``str(value)``. Where that text has characters outside
+    ``[A-Za-z0-9._+-]`` (they become ``-``) or would read back (:func:`parse_value`) as another
+    value or type (the string ``'1'`` reads as the int 1; ``nan``), a short hash of the exact
+    point is appended, so that two points never share a name.
     """
-    raw = "__".join(f"{k}={_format(point[k])}" for k in sorted(point))
-    safe = "__".join(f"{k}={_SLUG_UNSAFE.sub('-', _format(point[k]))}" for k in sorted(point))
-    if safe != raw:
-        safe += "__" + hashlib.sha1(json.dumps(dict(point), sort_keys=True).encode()).hexdigest()[:8]
-    return safe
+    texts = {key: str(point[key]) for key in sorted(point)}
+    slug = "__".join(f"{key}={_SLUG_UNSAFE.sub('-', text)}" for key, text in texts.items())
+    if not all(_plain(point[key], text) for key, text in texts.items()):
+        slug += "__" + hashlib.sha1(json.dumps(dict(point), sort_keys=True).encode()).hexdigest()[:8]
+    return slug
 
 
-def _format(value: Any) -> str:
-    return repr(value) if isinstance(value, float) and not math.isfinite(value) else str(value)
+def _plain(value: Any, text: str) -> bool:
+    """Whether ``text`` (``value`` written out) is file-name-safe and reads back as ``value`` itself."""
+    parsed = parse_value(text)
+    return not _SLUG_UNSAFE.search(text) and type(parsed) is type(value) and parsed == value
+
+
+def notebook_digest(notebook: Any) -> str:
+    """SHA-256 (hex) of a notebook's code: the sources of its code cells, in order.
+
+    ``notebook`` is an ``nbformat`` node or its JSON dict; markdown and outputs do not count.
+    """
+    sources = ["".join(cell.get("source", "")) for cell in notebook.get("cells", [])
+               if cell.get("cell_type") == "code"]
+    return hashlib.sha256(json.dumps(sources).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- one point
@@ -223,46 +239,25 @@ def _duration(notebook: Any) -> float | None:
     return round(float(duration), 2) if duration is not None else None
 
 
-# A worker's state: Ctrl-C interrupts the point it runs and makes it skip the points it is given after.
-_WORKER: dict[str, Any] = {"running": False, "interrupted": False, "stop": None}
+def _point_process(sender: Connection, notebook: str, point: dict[str, Any], folder: str, cwd: str) -> None:
+    """A point's own process: run it and send its :class:`PointResult` to the sweep.
+
+    SIGTERM interrupts the point as Ctrl-C does, so that papermill shuts its kernel down.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sender.send(_execute_point(notebook, point, folder, cwd))
 
 
-def _on_sigint(signum: int, frame: Any) -> None:
-    _WORKER["interrupted"] = True
-    if _WORKER["running"]:
-        raise KeyboardInterrupt
-
-
-def _init_worker(stop: Any) -> None:
-    _WORKER["stop"] = stop
-    signal.signal(signal.SIGINT, _on_sigint)
-
-
-def _run_point(notebook: str, point: dict[str, Any], folder: str, cwd: str | None) -> PointResult:
-    """Execute ``notebook`` with ``point`` into ``folder`` (runs in a worker process)."""
-    stop = _WORKER["stop"]
-    if _WORKER["interrupted"] or (stop is not None and stop.is_set()):
-        return PointResult(point=point, status="not run", error="interrupted")
-    _WORKER["running"] = True
-    try:
-        return _execute_point(notebook, point, folder, cwd)
-    finally:
-        _WORKER["running"] = False
-
-
-def _execute_point(notebook: str, point: dict[str, Any], folder: str, cwd: str | None) -> PointResult:
+def _execute_point(notebook: str, point: dict[str, Any], folder: str, cwd: str) -> PointResult:
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    folder_path = Path(folder)
-    slug = point_slug(point)
-    final = folder_path / f"{slug}.ipynb"
-    failed = folder_path / f"{slug}.failed.ipynb"
-    partial = folder_path / ".partial" / f"{slug}.ipynb"
+    final, failed, partial = _point_paths(Path(folder), point)
     partial.parent.mkdir(parents=True, exist_ok=True)
     if "profile" in point:
         os.environ["PILCRO_PROFILE"] = str(point["profile"])
+    digest = notebook_digest(nbformat.read(notebook, as_version=4))
     start = time.perf_counter()
     result = PointResult(point=point, status="ran", notebook=final.name)
     try:
@@ -276,19 +271,43 @@ def _execute_point(notebook: str, point: dict[str, Any], folder: str, cwd: str |
     except KeyboardInterrupt:
         partial.unlink(missing_ok=True)
         return PointResult(point=point, status="not run", error="interrupted")
-    except Exception as error:  # the kernel did not start, the notebook could not be written, ...
+    except Exception as error:  # the kernel died or did not start, the notebook could not be written, ...
         result.status, result.notebook = "failed", failed.name
         result.error = f"{type(error).__name__}: {error}"
     result.wall_time_s = round(time.perf_counter() - start, 2)
     if partial.is_file():
         executed = nbformat.read(partial, as_version=4)
+        executed.metadata[_STAMP] = {"code_sha256": digest}
+        nbformat.write(executed, partial)
         result.wall_time_s = _duration(executed) or result.wall_time_s
         result.metrics = read_metrics(executed)
-        if result.status == "ran":
-            failed.unlink(missing_ok=True)
-        os.replace(partial, final if result.status == "ran" else failed)
+        _file_as(partial, final, failed, result.status == "ran")
     elif result.status == "ran":
         result.status, result.notebook, result.error = "failed", "", "papermill wrote no notebook"
+    return result
+
+
+def _point_paths(folder: Path, point: Mapping[str, Any]) -> tuple[Path, Path, Path]:
+    """Where a point's notebook goes: (completed, failed, being run)."""
+    slug = point_slug(point)
+    return folder / f"{slug}.ipynb", folder / f"{slug}.failed.ipynb", folder / ".partial" / f"{slug}.ipynb"
+
+
+def _file_as(partial: Path, final: Path, failed: Path, completed: bool) -> None:
+    """Move ``partial`` to ``final`` if ``completed``, else to ``failed``; remove the other one."""
+    keep, drop = (final, failed) if completed else (failed, final)
+    drop.unlink(missing_ok=True)
+    os.replace(partial, keep)
+
+
+def _died(point: dict[str, Any], folder: Path, exitcode: int | None) -> PointResult:
+    """The result of a point whose process ended without one (killed, out of memory, ...)."""
+    final, failed, partial = _point_paths(folder, point)
+    how = f"killed by {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exit status {exitcode}"
+    result = PointResult(point, "failed", error=f"the point's process died ({how})")
+    if partial.is_file():  # saved by papermill up to the cell that was running
+        _file_as(partial, final, failed, completed=False)
+        result.notebook = failed.name
     return result
 
 
@@ -328,7 +347,8 @@ def _cell(value: Any) -> str:
 
 
 def write_summary(results: Sequence[PointResult], folder: Path) -> tuple[Path, Path]:
-    """Write ``summary.csv`` and ``summary.md`` into ``folder`` (each atomically); return their paths."""
+    """Write ``summary.csv``, ``summary.md`` and ``summary.json`` into ``folder`` (each atomically);
+    return the paths of the first two."""
     columns, rows = summary_rows(results)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
@@ -344,56 +364,95 @@ def write_summary(results: Sequence[PointResult], folder: Path) -> tuple[Path, P
     for row in rows:
         cells = [_cell(row.get(c)).replace("|", "\\|").replace("\n", " ") for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
-    paths = folder / "summary.csv", folder / "summary.md"
-    for path, content in zip(paths, (text.getvalue(), "\n".join(lines) + "\n")):
+    records = json.dumps([asdict(r) for r in results], indent=1)
+    paths = folder / "summary.csv", folder / "summary.md", folder / "summary.json"
+    for path, content in zip(paths, (text.getvalue(), "\n".join(lines) + "\n", records + "\n")):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(content)
         os.replace(tmp, path)
-    return paths
+    return paths[0], paths[1]
+
+
+def read_summary(folder: Path) -> list[PointResult]:
+    """The results recorded in ``folder/summary.json`` by an earlier sweep (none if it is missing)."""
+    path = folder / "summary.json"
+    if not path.is_file():
+        return []
+    try:
+        return [PointResult(**record) for record in json.loads(path.read_text())]
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"out: {path} is not a sweep summary ({error}); delete it to start the summary afresh") from None
+
+
+def merge_results(earlier: Iterable[PointResult], current: Iterable[PointResult]) -> list[PointResult]:
+    """``earlier`` with every point that ``current`` also has replaced by its new result, followed by
+    ``current``'s other points (points are the same when their :func:`point_slug` is)."""
+    new = {point_slug(r.point): r for r in current}
+    merged = [new.pop(point_slug(r.point), r) for r in earlier]
+    return merged + list(new.values())
 
 
 # --------------------------------------------------------------------------- the sweep
 
 
+class Interrupted(KeyboardInterrupt):
+    """A sweep stopped by SIGINT or SIGTERM; ``signum`` says which (by custom, exit with 128 + signum)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, workers: int = 1,
               out: str | Path = "runs/sweeps", profile: str | None = None,
-              cwd: str | Path | None = None, log=print) -> list[PointResult]:
+              cwd: str | Path | None = None, log: Callable[[str], Any] = print) -> list[PointResult]:
     """Run ``notebook`` at every point of ``grid``; return one :class:`PointResult` per point.
 
-    Points already completed under ``out`` are skipped; failures are recorded, not raised.
-    ``cwd``: the kernel's working directory (default: the notebook's folder). On Ctrl-C
-    (SIGINT), points not yet started are skipped, the summary is written and
-    ``KeyboardInterrupt`` is raised again. A point being run is interrupted if its worker got the
-    signal too (Ctrl-C in a terminal signals the whole process group), else it finishes first.
+    Each point runs in a process of its own, at most ``workers`` at a time. Points already
+    completed under ``out`` with the notebook's current code are skipped; failures are recorded,
+    not raised. ``cwd``: the kernel's working directory (default: the notebook's folder). On SIGINT,
+    points not yet started are skipped (a running point is interrupted if its process got the
+    signal too, as with Ctrl-C in a terminal, else it finishes); on SIGTERM, running points are
+    stopped. Either way the summary is written, then :class:`Interrupted` (a ``KeyboardInterrupt``)
+    is raised.
     """
-    import papermill
-
-    notebook = Path(notebook)
-    if not notebook.is_file() or notebook.suffix != ".ipynb":
-        raise FileNotFoundError(f"notebook {str(notebook)!r} is not an existing .ipynb file")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    notebook = check_notebook(notebook)
+    _check_workers(workers)
     if not grid or any(len(values) == 0 for values in grid.values()):
         raise ValueError("grid must give at least one value for each of at least one parameter")
-    declared = papermill.inspect_notebook(str(notebook))
-    if not declared:
-        raise ValueError(f"{notebook} has no code cell tagged 'parameters', so nothing can be swept")
-    grid = dict(grid)
-    if profile is not None:
-        if profile not in PROFILES:
-            raise ValueError(f"profile={profile!r} is not allowed; choose one of {', '.join(map(repr, PROFILES))}")
-        if "profile" in grid:
-            raise ValueError("give the profile either with --profile or in the grid, not both")
-        grid["profile"] = [profile]
-    unknown = [k for k in grid if k not in declared]
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for {notebook.name}; "
-                         f"its parameters are {', '.join(map(repr, declared))}")
-    folder = Path(out) / notebook.stem
-    folder.mkdir(parents=True, exist_ok=True)
+    grid = _with_profile(grid, profile)
+    check_parameters(notebook, grid)
+    folder = _output_folder(out, notebook)
     cwd = str(Path(cwd) if cwd is not None else notebook.resolve().parent)
     with _only_sweep_on(folder):
         return _sweep(notebook, grid_points(grid), folder, workers, cwd, log)
+
+
+def _check_workers(workers: Any) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+
+
+def _with_profile(grid: Mapping[str, Sequence[Any]], profile: str | None) -> dict[str, Sequence[Any]]:
+    """``grid`` with ``profile`` (one of :data:`PROFILES`, or None for none) as one more parameter."""
+    if profile is None:
+        return dict(grid)
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not allowed; choose one of {', '.join(map(repr, PROFILES))}")
+    if "profile" in grid:
+        raise ValueError("give the profile either with --profile or in the grid, not both")
+    return {**grid, "profile": [profile]}
+
+
+def _output_folder(out: str | Path, notebook: Path) -> Path:
+    """``out/<notebook's name>``, created if missing; a ValueError naming ``out`` if it cannot be."""
+    folder = Path(out) / notebook.stem
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"out {str(out)!r} cannot hold the sweep's folder {str(folder)!r} ({error.strerror}); "
+                         "give a folder (it is created if missing)") from None
+    return folder
 
 
 @contextmanager
@@ -410,74 +469,123 @@ def _only_sweep_on(folder: Path) -> Iterator[None]:
         yield
 
 
-def _sweep(notebook: Path, points: list[dict[str, Any]], folder: Path, workers: int, cwd: str, log) -> list[PointResult]:
+def _sweep(notebook: Path, points: list[dict[str, Any]], folder: Path, workers: int, cwd: str,
+           log: Callable[[str], Any]) -> list[PointResult]:
     """:func:`run_sweep` once its arguments are checked and it holds ``folder``."""
+    import nbformat
+
+    digest = notebook_digest(nbformat.read(notebook, as_version=4))
     results: list[PointResult] = []
     todo: list[int] = []
+    changed = 0
     for index, point in enumerate(points):
-        path = folder / f"{point_slug(point)}.ipynb"
+        path = _point_paths(folder, point)[0]
         done = _completed(path, point)
-        if done is not None:
+        if done is not None and done.metadata.get(_STAMP, {}).get("code_sha256") == digest:
             results.append(PointResult(point, "done before", path.name, _duration(done), read_metrics(done)))
-        else:
-            results.append(PointResult(point, "not run"))
-            todo.append(index)
-    log(f"{notebook.name}: {len(points)} points, {len(points) - len(todo)} done before, "
-        f"{len(todo)} to run with {min(workers, max(len(todo), 1))} worker(s) -> {folder}")
-    write_summary(results, folder)
-    if not todo:
-        return results
+            continue
+        changed += done is not None
+        results.append(PointResult(point, "not run"))
+        todo.append(index)
+    log(f"{notebook.name}: {len(points)} points, {len(points) - len(todo)} done before, {len(todo)} to run"
+        + (f" ({changed} again because the notebook's code changed since they ran)" if changed else "")
+        + f" with {min(workers, max(len(todo), 1))} worker(s) -> {folder}")
+    earlier = read_summary(folder)
 
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    interrupted = threading.Event()
-    with _sigint_sets(interrupted):  # Ctrl-C is handled between waits, never inside the pool's machinery
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context,
-                                   initializer=_init_worker, initargs=(stop,))
-        futures = {pool.submit(_run_point, str(notebook.resolve()), points[i], str(folder.resolve()), cwd): i
-                   for i in todo}
-        pending = set(futures)
-        while pending and not interrupted.is_set():
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in finished:
-                index = futures[future]
-                results[index] = r = _outcome(future, points[index])
-                log(f"  [{r.status}] {point_slug(r.point)} ({r.wall_time_s} s)" + (f": {r.error}" if r.error else ""))
-                write_summary(results, folder)
-    if interrupted.is_set():
-        log("interrupted: finished points are kept; run the same command again to resume")
-        stop.set()  # workers skip the points they have not started
-    pool.shutdown(wait=True, cancel_futures=True)
-    if interrupted.is_set():
-        for future, index in futures.items():
-            if future.done() and not future.cancelled() and results[index].status == "not run":
-                results[index] = _outcome(future, points[index])
-        write_summary(results, folder)
+    def save() -> None:
+        write_summary(merge_results(earlier, results), folder)
+
+    save()
+    signum = _run_points(notebook, points, todo, folder, workers, cwd, results, log, save)
     _remove_if_empty(folder / ".partial")
-    if interrupted.is_set():
-        raise KeyboardInterrupt
+    if signum:
+        log("interrupted: finished points are kept; run the same command again to resume")
+        raise Interrupted(signum)
     return results
 
 
-def _outcome(future: Future, point: dict[str, Any]) -> PointResult:
-    """The result of a finished point's future; a failure if the worker process itself died."""
-    try:
-        return future.result()
-    except Exception as error:
-        return PointResult(point, "failed", error=f"{type(error).__name__}: {error}")
+def _run_points(notebook: Path, points: list[dict[str, Any]], todo: list[int], folder: Path, workers: int,
+                cwd: str, results: list[PointResult], log: Callable[[str], Any], save: Callable[[], None]) -> int:
+    """Run ``points[i]`` for each ``i`` in ``todo`` into ``results`` (``save`` after each); return the
+    signal that stopped the sweep (0 if none). At most ``workers`` points' processes run at a time."""
+    context = multiprocessing.get_context("spawn")
+    waiting = deque(todo)
+    running: dict[Connection, tuple[int, BaseProcess]] = {}
+    stop = _Stop()
+    with stop.on_signals():
+        while running or (waiting and not stop.signum):
+            while waiting and len(running) < workers and not stop.signum:
+                index = waiting.popleft()
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(target=_point_process, name=f"sweep {point_slug(points[index])}",
+                                          args=(sender, str(notebook.resolve()), points[index], str(folder), cwd))
+                process.start()
+                sender.close()  # the point's process holds the only writer: its end shows here as EOF
+                running[receiver] = index, process
+            if stop.signum == signal.SIGTERM:
+                _end([process for _, process in running.values()])
+            for receiver in wait(list(running), timeout=0.5):
+                index, process = running.pop(receiver)
+                results[index] = r = _receive(receiver, process, points[index], folder, stop.signum)
+                log(f"  [{r.status}] {point_slug(r.point)}" + (f" ({r.wall_time_s} s)" if r.wall_time_s is not None else "")
+                    + (f": {r.error}" if r.error else ""))
+                save()
+    return stop.signum
 
 
-@contextmanager
-def _sigint_sets(event: threading.Event) -> Iterator[None]:
-    """In the main thread, make SIGINT (Ctrl-C) set ``event`` instead of raising, while inside."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+def _receive(receiver: Connection, process: BaseProcess, point: dict[str, Any], folder: Path,
+             signum: int) -> PointResult:
+    """The result a point's process sent, once it ended; if it sent none, the point was not run
+    (the sweep was stopped by ``signum``) or failed (its process died)."""
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        result = receiver.recv()
+    except EOFError:
+        result = None
+    receiver.close()
+    process.join()
+    if result is not None:
+        return result
+    if signum:
+        _point_paths(folder, point)[2].unlink(missing_ok=True)
+        return PointResult(point, "not run", error="interrupted")
+    return _died(point, folder, process.exitcode)
+
+
+def _end(processes: list[BaseProcess]) -> None:
+    """Stop ``processes``: SIGTERM (a point's process then shuts its kernel down), and SIGKILL for
+    those still alive after :data:`_GRACE_S` seconds (their kernels exit when they see it gone)."""
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + _GRACE_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+class _Stop:
+    """The signal that stopped a sweep: 0, ``SIGINT`` or ``SIGTERM`` (which overrides ``SIGINT``)."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def _set(self, signum: int, frame: Any) -> None:
+        if self.signum != signal.SIGTERM:
+            self.signum = signum
+
+    @contextmanager
+    def on_signals(self) -> Iterator[None]:
+        """In the main thread, make SIGINT and SIGTERM set :attr:`signum` instead of stopping, while inside."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signum: signal.signal(signum, self._set) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -495,22 +603,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("notebook", help="the notebook (.ipynb) to run")
     parser.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2",
                         help="parameter values to sweep; the points are the cartesian product")
-    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    parser.add_argument("--workers", type=int, default=1, help="points run at a time (default 1)")
     parser.add_argument("--out", default="runs/sweeps", help="output folder (default runs/sweeps)")
     parser.add_argument("--profile", choices=PROFILES, help="the notebooks' profile for every point")
     parser.add_argument("--cwd", help="the kernels' working directory (default: the notebook's folder)")
     args = parser.parse_args(argv)
-    try:
+    with argument_errors(parser, "notebook"):
+        notebook = check_notebook(args.notebook)
+    with argument_errors(parser, "--workers"):
+        _check_workers(args.workers)
+    with argument_errors(parser, "--grid"):
         grid = parse_grid(args.grid)
-        if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        results = run_sweep(args.notebook, grid, workers=args.workers, out=args.out,
-                            profile=args.profile, cwd=args.cwd)
+        check_parameters(notebook, grid)
+    with argument_errors(parser, "--profile"):
+        check_parameters(notebook, _with_profile(grid, args.profile))
+    with argument_errors(parser, "--out"):
+        _output_folder(args.out, notebook)
+    try:
+        results = run_sweep(notebook, grid, workers=args.workers, out=args.out, profile=args.profile, cwd=args.cwd)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
         parser.error(str(error))
+    except Interrupted as stop:
+        return 128 + stop.signum
     except KeyboardInterrupt:
         return 130
-    folder = Path(args.out) / Path(args.notebook).stem
+    folder = Path(args.out) / notebook.stem
     failed = sum(r.status == "failed" for r in results)
     print(f"summary: {folder / 'summary.md'} and {folder / 'summary.csv'}" + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0

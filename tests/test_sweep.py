@@ -10,27 +10,34 @@ import time
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook, new_output
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from pilcro_lib import sweep
-from pilcro_lib.sweep import (MARKER, PointResult, grid_points, parse_grid, parse_value, point_slug,
-                              read_metrics, record_metrics, run_sweep, summary_rows)
+from pilcro_lib.sweep import (MARKER, PointResult, grid_points, parse_grid, point_slug, read_metrics,
+                              record_metrics, run_sweep, summary_rows)
 
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
 def _tiny_notebook(path, *, parameters=True):
-    """A notebook with a parameters cell (x, label), a cell that fails for x == 3 and a metrics cell.
+    """A notebook with a parameters cell (x, label), a cell whose behaviour depends on x and a metrics cell.
 
-    Points with x > 1 sleep for $SWEEP_TEST_SLEEP seconds (default 0), so a sweep can be interrupted.
+    x == 3 raises; x == 5 ends its kernel (os._exit); x == 6 kills the point's process (the
+    kernel's parent); x > 1 sleeps for $SWEEP_TEST_SLEEP seconds (default 0), so a sweep can be
+    interrupted. With $SWEEP_TEST_PIDS set, the kernel writes its PID to a file named x there.
     """
     params = new_code_cell("x = 1\nlabel = 'a'")
     if parameters:
         params.metadata["tags"] = ["parameters"]
     nb = new_notebook(metadata={"kernelspec": KERNEL}, cells=[
         params,
-        new_code_cell("import os, time\n"
+        new_code_cell("import os, signal, time\n"
+                      "if os.environ.get('SWEEP_TEST_PIDS'):\n"
+                      "    with open(os.path.join(os.environ['SWEEP_TEST_PIDS'], str(x)), 'w') as f:\n"
+                      "        f.write(str(os.getpid()))\n"
                       "if x == 3:\n    raise ValueError(f'x={x} is unlucky')\n"
+                      "if x == 5:\n    os._exit(3)\n"
+                      "if x == 6:\n    os.kill(os.getppid(), signal.SIGKILL)\n"
                       "if x > 1:\n    time.sleep(float(os.environ.get('SWEEP_TEST_SLEEP', 0)))"),
         new_code_cell("from pilcro_lib.sweep import record_metrics\n"
                       "record_metrics({'square': x * x, 'label': label})"),
@@ -39,22 +46,16 @@ def _tiny_notebook(path, *, parameters=True):
     return path
 
 
+def _quiet(*_):
+    pass
+
+
 def _read_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
 # ------------------------------------------------------------------ grid parsing
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("3", 3), ("-2", -2), ("1e-3", 1e-3), ("0.5", 0.5), (".5", 0.5), ("2.", 2.0),
-    ("True", True), ("false", False), ("None", None), ("null", None),
-    ("adam", "adam"), ("nan", "nan"), ("1e", "1e"), ("fashion_mnist", "fashion_mnist"),
-])
-def test_parse_value(text, expected):
-    value = parse_value(text)
-    assert value == expected and type(value) is type(expected)
 
 
 def test_parse_grid_and_points_are_the_cartesian_product():
@@ -84,8 +85,17 @@ def test_parse_grid_rejects_bad_syntax(specs, message):
 
 def test_point_slug_is_sorted_safe_and_unique():
     assert point_slug({"seed": 1, "lr": 0.001}) == "lr=0.001__seed=1"
+    assert point_slug({"opt": "adam", "flag": True, "w": None}) == "flag=True__opt=adam__w=None"
     a, b = point_slug({"name": "a/b"}), point_slug({"name": "a-b"})
     assert "/" not in a and a != b and a.startswith("name=a-b__")
+
+
+@pytest.mark.parametrize("text, value", [("1", 1), ("0.5", 0.5), ("True", True), ("None", None), ("1e-3", 0.001)])
+def test_point_slug_tells_a_string_from_the_value_it_reads_as(text, value):
+    """The string '1' and the int 1 are different points: they must not share a notebook."""
+    assert point_slug({"x": text}) != point_slug({"x": value})
+    assert point_slug({"x": text}).startswith(f"x={text}__")  # still readable, with a hash
+    assert point_slug({"x": float("nan")}) != "x=nan"
 
 
 # ------------------------------------------------------------------ metrics
@@ -139,6 +149,8 @@ def test_run_sweep_validates_its_arguments(tmp_path):
         run_sweep(nb, {"x": [1]}, profile="huge", out=tmp_path)
     with pytest.raises(ValueError, match="unknown parameter"):  # the notebook has no `profile` parameter
         run_sweep(nb, {"x": [1]}, profile="smoke", out=tmp_path)
+    with pytest.raises(ValueError, match="out '.*tiny.ipynb' cannot hold the sweep's folder"):
+        run_sweep(nb, {"x": [1]}, out=nb)
     with pytest.raises(ValueError, match="at least one value"):
         run_sweep(nb, {"x": []}, out=tmp_path)
     untagged = _tiny_notebook(tmp_path / "untagged.ipynb", parameters=False)
@@ -146,16 +158,30 @@ def test_run_sweep_validates_its_arguments(tmp_path):
         run_sweep(untagged, {"x": [1]}, out=tmp_path)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--grid", "x"], "no '=' found"),
-    (["--grid", "x=1", "--workers", "0"], "--workers must be >= 1"),
-    (["--grid", "x=1", "--profile", "huge"], "invalid choice"),
+@pytest.mark.parametrize("argv, argument, message", [
+    (["missing.ipynb", "--grid", "x=1"], "notebook", "not an existing .ipynb file"),
+    (["notes.txt", "--grid", "x=1"], "notebook", "not an existing .ipynb file"),
+    (["tiny.ipynb", "--grid", "x=1", "--workers", "0"], "--workers", "integer >= 1, got 0"),
+    (["tiny.ipynb", "--grid", "x=1", "--workers", "-1"], "--workers", "integer >= 1, got -1"),
+    (["tiny.ipynb", "--grid", "x=1", "--workers", "abc"], "--workers", "invalid int value: 'abc'"),
+    (["tiny.ipynb", "--grid", "x"], "--grid", "no '=' found"),
+    (["tiny.ipynb", "--grid", "x="], "--grid", "empty value"),
+    (["tiny.ipynb", "--grid", "x=1,,2"], "--grid", "empty value"),
+    (["tiny.ipynb", "--grid", "y=1"], "--grid", "unknown parameter(s) 'y' for tiny.ipynb; its parameters are 'x', 'label'"),
+    (["tiny.ipynb", "--grid", "x=1", "--profile", "huge"], "--profile", "invalid choice: 'huge'"),
+    (["tiny.ipynb", "--grid", "x=1", "--profile", "smoke"], "--profile", "unknown parameter(s) 'profile'"),
+    (["tiny.ipynb", "--grid", "x=1", "--out", "notes.txt"], "--out", "out 'notes.txt' cannot hold"),
 ])
-def test_command_line_errors_are_clear(tmp_path, capsys, argv, message):
-    nb = _tiny_notebook(tmp_path / "tiny.ipynb")
+def test_command_line_errors_name_the_argument(tmp_path, monkeypatch, capsys, argv, argument, message):
+    monkeypatch.chdir(tmp_path)
+    _tiny_notebook(tmp_path / "tiny.ipynb")
+    (tmp_path / "notes.txt").write_text("not a notebook\n")
     with pytest.raises(SystemExit) as exit_info:
-        sweep.main([str(nb), *argv, "--out", str(tmp_path)])
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+        sweep.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert f"error: argument {argument}: " in err and message in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists(), "nothing is created before the arguments are checked"
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, capsys):
@@ -177,11 +203,12 @@ def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, capsys):
 def test_sweep_records_failures_writes_the_summary_and_resumes(tmp_path):
     nb = _tiny_notebook(tmp_path / "tiny.ipynb")
     out = tmp_path / "sweeps"
-    results = run_sweep(nb, parse_grid(["x=1,2,3", "label=b"]), workers=2, out=out, log=lambda *_: None)
+    results = run_sweep(nb, parse_grid(["x=1,2,3", "label=b"]), workers=2, out=out, log=_quiet)
     assert [r.status for r in results] == ["ran", "ran", "failed"]  # x=3 failed, the others still ran
     folder = out / "tiny"
     assert sorted(p.name for p in folder.iterdir()) == [
-        ".lock", "label=b__x=1.ipynb", "label=b__x=2.ipynb", "label=b__x=3.failed.ipynb", "summary.csv", "summary.md"]
+        ".lock", "label=b__x=1.ipynb", "label=b__x=2.ipynb", "label=b__x=3.failed.ipynb",
+        "summary.csv", "summary.json", "summary.md"]
 
     rows = _read_csv(folder / "summary.csv")
     # metric columns in the order the notebook recorded them; its `label` only repeats the parameter
@@ -191,7 +218,7 @@ def test_sweep_records_failures_writes_the_summary_and_resumes(tmp_path):
         ("1", "ran", "1", "b"), ("2", "ran", "4", "b"), ("3", "failed", "", "b")]
     assert float(rows[0]["wall_time_s"]) > 0
     assert rows[2]["error"] == "ValueError: x=3 is unlucky"
-    assert "In [" in rows[2]["failed_cell"] and "import os, time" in rows[2]["failed_cell"]
+    assert "In [" in rows[2]["failed_cell"] and "import os, signal, time" in rows[2]["failed_cell"]
     assert rows[2]["notebook"] == "label=b__x=3.failed.ipynb"
     md = (folder / "summary.md").read_text()
     assert "3 points; 2 ran, 1 failed" in md and "| 3 | b | failed |" in md
@@ -200,7 +227,7 @@ def test_sweep_records_failures_writes_the_summary_and_resumes(tmp_path):
     kept = folder / "label=b__x=2.ipynb"
     kept_mtime = kept.stat().st_mtime_ns
     (folder / "label=b__x=1.ipynb").unlink()
-    again = run_sweep(nb, parse_grid(["x=1,2", "label=b"]), workers=2, out=out, log=lambda *_: None)
+    again = run_sweep(nb, parse_grid(["x=1,2", "label=b"]), workers=2, out=out, log=_quiet)
     assert [r.status for r in again] == ["ran", "done before"]
     assert kept.stat().st_mtime_ns == kept_mtime
     assert again[1].metrics == {"square": 4, "label": "b"} and again[1].wall_time_s > 0
@@ -215,42 +242,125 @@ def test_an_unfinished_or_other_run_is_not_taken_for_done(tmp_path):
     assert all(sweep._completed(tmp_path / "out" / "tiny" / f"x={x}.ipynb", {"x": x}) is None for x in (1, 2, 3))
 
 
-def _sweep_until_x2_runs(tmp_path, *, sleep):
-    """Start a sweep of x=1,2,4 (one worker; x > 1 sleeps ``sleep`` s) in a process of its own
-    session and return (notebook, out, process) once x=1 is done and x=2 is running."""
+def test_a_point_whose_process_dies_fails_alone(tmp_path):
+    """x=5 ends its kernel, x=6 kills its point's process: those two fail, the others still run."""
+    nb = _tiny_notebook(tmp_path / "tiny.ipynb")
+    results = run_sweep(nb, {"x": [1, 5, 6, 2]}, workers=2, out=tmp_path / "sweeps", log=_quiet)
+    assert [r.status for r in results] == ["ran", "failed", "failed", "ran"]
+    assert [r.metrics.get("square") for r in results] == [1, None, None, 4]
+    assert "DeadKernelError" in results[1].error
+    assert results[2].error == "the point's process died (killed by SIGKILL)"
+    assert results[2].notebook == "x=6.failed.ipynb" and (tmp_path / "sweeps" / "tiny" / "x=6.failed.ipynb").is_file()
+
+
+def test_a_narrower_rerun_keeps_the_earlier_rows(tmp_path):
     nb = _tiny_notebook(tmp_path / "tiny.ipynb")
     out = tmp_path / "sweeps"
-    command = [sys.executable, "-m", "pilcro_lib.sweep", str(nb), "--grid", "x=1,2,4", "--out", str(out)]
-    proc = subprocess.Popen(command, env=dict(os.environ, SWEEP_TEST_SLEEP=str(sleep)), start_new_session=True,
+    run_sweep(nb, {"x": [1, 3]}, out=out, log=_quiet)
+    assert [r.status for r in run_sweep(nb, {"x": [1]}, out=out, log=_quiet)] == ["done before"]
+    rows = _read_csv(out / "tiny" / "summary.csv")
+    assert [(r["x"], r["status"], r["square"], r["error"]) for r in rows] == [
+        ("1", "done before", "1", ""), ("3", "failed", "", "ValueError: x=3 is unlucky")]
+    assert "2 points; 1 done before, 1 failed" in (out / "tiny" / "summary.md").read_text()
+
+
+def test_merge_results_replaces_the_same_points_and_appends_new_ones():
+    earlier = [PointResult({"x": 1}, "ran"), PointResult({"x": "1"}, "failed"), PointResult({"x": 2}, "not run")]
+    current = [PointResult({"x": 3}, "ran"), PointResult({"x": 2}, "ran")]
+    merged = sweep.merge_results(earlier, current)
+    assert [(r.point["x"], r.status) for r in merged] == [(1, "ran"), ("1", "failed"), (2, "ran"), (3, "ran")]
+
+
+def test_a_point_runs_again_when_the_notebook_code_changed(tmp_path):
+    nb = _tiny_notebook(tmp_path / "tiny.ipynb")
+    out = tmp_path / "sweeps"
+    run_sweep(nb, {"x": [2]}, out=out, log=_quiet)
+    notebook = nbformat.read(nb, as_version=4)
+    notebook.cells.append(new_markdown_cell("Prose does not change what runs."))
+    nbformat.write(notebook, nb)
+    assert [r.status for r in run_sweep(nb, {"x": [2]}, out=out, log=_quiet)] == ["done before"]
+
+    notebook.cells[2].source = notebook.cells[2].source.replace("x * x", "x * x + 1")
+    nbformat.write(notebook, nb)
+    lines = []
+    results = run_sweep(nb, {"x": [2]}, out=out, log=lines.append)
+    assert [(r.status, r.metrics["square"]) for r in results] == [("ran", 5)]
+    assert "1 to run (1 again because the notebook's code changed since they ran)" in lines[0]
+
+
+def _sweep_in_background(tmp_path, grid, *, sleep, workers=1, started=()):
+    """Start ``python -m pilcro_lib.sweep`` of ``grid`` (a ``x=...`` entry; points x > 1 sleep
+    ``sleep`` s) in a process of its own session; return (notebook, out, process, pids) once the
+    kernels of the points x in ``started`` run. ``pids/<x>`` holds the PID of point x's kernel."""
+    nb = _tiny_notebook(tmp_path / "tiny.ipynb")
+    out, pids = tmp_path / "sweeps", tmp_path / "pids"
+    pids.mkdir()
+    command = [sys.executable, "-m", "pilcro_lib.sweep", str(nb), "--grid", grid, "--workers", str(workers),
+               "--out", str(out)]
+    env = dict(os.environ, SWEEP_TEST_SLEEP=str(sleep), SWEEP_TEST_PIDS=str(pids))
+    proc = subprocess.Popen(command, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    first = out / "tiny" / "x=1.ipynb"
-    deadline = time.monotonic() + 40
-    while not first.exists() and time.monotonic() < deadline and proc.poll() is None:
+    deadline = time.monotonic() + 60
+    while not all((pids / str(x)).exists() for x in started) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    assert first.exists(), "the first point did not finish"
-    time.sleep(1.0)  # x=2 is now sleeping inside its kernel
-    return nb, out, proc
+    assert all((pids / str(x)).exists() for x in started), "the points did not start"
+    time.sleep(0.5)  # the kernels are now sleeping
+    return nb, out, proc, pids
 
 
 def test_ctrl_c_keeps_finished_points_and_a_rerun_resumes(tmp_path):
-    nb, out, proc = _sweep_until_x2_runs(tmp_path, sleep=60)
+    nb, out, proc, _ = _sweep_in_background(tmp_path, "x=1,2,4", sleep=60, started=[2])
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     stdout, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130, stdout
     assert sorted(p.name for p in (out / "tiny").glob("*.ipynb")) == ["x=1.ipynb"]
     assert [r["status"] for r in _read_csv(out / "tiny" / "summary.csv")] == ["ran", "not run", "not run"]
 
-    results = run_sweep(nb, {"x": [1, 2, 4]}, workers=2, out=out, log=lambda *_: None)
+    results = run_sweep(nb, {"x": [1, 2, 4]}, workers=2, out=out, log=_quiet)
     assert [r.status for r in results] == ["done before", "ran", "ran"]
     assert [r.metrics["square"] for r in results] == [1, 4, 16]
 
 
 def test_sigint_to_the_sweep_process_alone_lets_the_running_point_finish(tmp_path):
-    """``kill -INT`` (or ``timeout -s INT``) reaches the sweep but not its workers: the point being
-    run finishes and is kept, the points not started are skipped, and the sweep exits."""
-    _, out, proc = _sweep_until_x2_runs(tmp_path, sleep=4)
+    """``kill -INT`` (or ``timeout -s INT``) reaches the sweep but not its points' processes: the
+    point being run finishes and is kept, the points not started are skipped, and the sweep exits."""
+    _, out, proc, _ = _sweep_in_background(tmp_path, "x=1,2,4", sleep=4, started=[2])
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout
     assert [r["status"] for r in _read_csv(out / "tiny" / "summary.csv")] == ["ran", "ran", "not run"]
     assert sorted(p.name for p in (out / "tiny").glob("*.ipynb")) == ["x=1.ipynb", "x=2.ipynb"]
+
+
+@pytest.mark.parametrize("signum, whole_group, status", [
+    (signal.SIGTERM, False, 143),  # kill PID
+    (signal.SIGTERM, True, 143),   # a job scheduler or container stopping the process group
+    (signal.SIGINT, True, 130),    # Ctrl-C in a terminal
+])
+def test_a_stopped_sweep_leaves_no_process_behind(tmp_path, signum, whole_group, status):
+    psutil = pytest.importorskip("psutil")
+    _, out, proc, pids = _sweep_in_background(tmp_path, "x=2,4,7", sleep=60, workers=2, started=[2, 4])
+    started = psutil.Process(proc.pid).children(recursive=True)  # the points' processes and their kernels
+    assert {int((pids / x).read_text()) for x in ("2", "4")} <= {p.pid for p in started}
+    (os.killpg if whole_group else os.kill)(proc.pid, signum)
+    stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == status, stdout
+    assert not _still_running(psutil, started, timeout=5)
+    assert [r["status"] for r in _read_csv(out / "tiny" / "summary.csv")] == ["not run"] * 3
+    assert not list((out / "tiny").rglob("*.ipynb"))
+
+
+def _still_running(psutil, processes, *, timeout):
+    """Those of ``processes`` still running after up to ``timeout`` s (an unreaped zombie has ended)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = []
+        for process in processes:
+            try:
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    running.append(process)
+            except psutil.NoSuchProcess:
+                pass
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.2)

@@ -1,0 +1,162 @@
+"""Execute notebooks in place through papermill, refusing parameters they do not declare.
+
+Command line (what ``make execute`` runs)::
+
+    python -m pilcro_lib.execute notebooks/00_getting_started.ipynb --profile book \\
+        --params epochs=3 lr=0.01
+
+executes each notebook given, in place, with the notebook's folder as the kernel's working
+directory. ``--profile P`` sets ``PILCRO_PROFILE`` in the kernels' environment (the notebooks
+read their default profile from it). ``--params key=value ...`` injects papermill parameters;
+values are parsed as ``int``, ``float``, ``True``/``False``, ``None`` or else kept as strings
+(:func:`parse_value`). Every name must be a parameter of each notebook's cell tagged
+``parameters``: an undeclared name stops the command before anything runs, with a message that
+names it and lists the notebook's parameters. Through make::
+
+    make execute NB=notebooks/00_getting_started.ipynb PROFILE=book PARAMS="epochs=3 lr=0.01"
+
+The shared checks of notebook parameters live here too: :func:`parse_assignments` reads
+``key=value`` arguments, :func:`check_notebook` and :func:`check_parameters` validate a notebook
+and the names set in it, and :func:`argument_errors` turns their errors into argparse's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PROFILES", "argument_errors", "check_notebook", "check_parameters", "execute_in_place",
+           "main", "parse_assignments", "parse_value"]
+
+PROFILES = ("smoke", "book", "paper")  # the same as pilcro_lib.utils.PROFILES, without importing torch
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+
+
+def parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"1e-3"`` -> 0.001, ``"True"`` -> True, ``"None"`` -> None, else the string."""
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    return text
+
+
+def parse_assignments(specs: Iterable[str], what: str = "parameter",
+                      parse: Callable[[str], Any] = parse_value) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``, each text after ``=`` read by ``parse``.
+
+    ``what`` names an entry in the error messages (e.g. ``"grid entry"``); a ValueError raised by
+    ``parse`` is reported with the entry it came from.
+    """
+    parsed: dict[str, Any] = {}
+    for spec in specs:
+        key, sep, text = (part.strip() for part in spec.partition("="))
+        if not sep:
+            raise ValueError(f"{what} {spec!r} must look like name=value (no '=' found)")
+        if not _NAME.match(key):
+            raise ValueError(f"{what} {spec!r}: {key!r} is not a valid parameter name")
+        if key in parsed:
+            raise ValueError(f"{what} {spec!r}: {key!r} is given twice")
+        if not text:
+            raise ValueError(f"{what} {spec!r}: empty value")
+        try:
+            parsed[key] = parse(text)
+        except ValueError as error:
+            raise ValueError(f"{what} {spec!r}: {error}") from None
+    return parsed
+
+
+def check_notebook(notebook: str | Path) -> Path:
+    """``notebook`` as a ``Path``; FileNotFoundError unless it is an existing ``.ipynb`` file."""
+    path = Path(notebook)
+    if not path.is_file() or path.suffix != ".ipynb":
+        raise FileNotFoundError(f"notebook {str(notebook)!r} is not an existing .ipynb file")
+    return path
+
+
+def check_parameters(notebook: Path, names: Iterable[str]) -> list[str]:
+    """The parameters ``notebook`` declares (in its cell tagged ``parameters``).
+
+    Raises ValueError, naming the undeclared ones and listing the declared ones, unless every
+    one of ``names`` is declared.
+    """
+    import papermill
+
+    declared = list(papermill.inspect_notebook(str(notebook)))
+    unknown = [name for name in names if name not in declared]
+    if unknown:
+        allowed = (f"its parameters are {', '.join(map(repr, declared))}" if declared
+                   else "it has no code cell tagged 'parameters'")
+        raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for {notebook.name}; {allowed}")
+    return declared
+
+
+@contextmanager
+def argument_errors(parser: argparse.ArgumentParser, argument: str) -> Iterator[None]:
+    """Inside, a ValueError, TypeError or FileNotFoundError ends the command as argparse does for
+    a bad ``argument``: ``error: argument ARGUMENT: message`` and exit status 2."""
+    try:
+        yield
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        parser.error(f"argument {argument}: {error}")
+
+
+def execute_in_place(notebook: Path, parameters: dict[str, Any], profile: str | None = None) -> None:
+    """Execute ``notebook`` with papermill, writing it back in place; the kernel runs in its folder.
+
+    ``profile`` (if given) becomes ``PILCRO_PROFILE`` in the kernel's environment. Raises
+    papermill's ``PapermillExecutionError`` when a cell raises (the notebook is written up to it).
+    """
+    import papermill
+
+    if profile is not None:
+        os.environ["PILCRO_PROFILE"] = profile
+    papermill.execute_notebook(str(notebook), str(notebook), parameters=parameters,
+                               cwd=str(notebook.resolve().parent))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    from papermill.exceptions import PapermillExecutionError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pilcro_lib.execute",
+        description="Execute notebooks in place (papermill), with parameters they declare.")
+    parser.add_argument("notebooks", nargs="+", metavar="notebook", help="the notebooks (.ipynb) to execute")
+    parser.add_argument("--profile", choices=PROFILES, help="PILCRO_PROFILE for the kernels")
+    parser.add_argument("--params", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="papermill parameters; each must be declared by every notebook")
+    args = parser.parse_args(argv)
+    with argument_errors(parser, "notebook"):
+        notebooks = [check_notebook(notebook) for notebook in args.notebooks]
+    with argument_errors(parser, "--params"):
+        parameters = parse_assignments(args.params)
+        if args.profile is not None and "profile" in parameters:
+            raise ValueError("give the profile with --profile (PROFILE= for make execute), not as profile=...")
+        for notebook in notebooks:
+            check_parameters(notebook, parameters)
+    for notebook in notebooks:
+        print(f"== {notebook} ({args.profile or os.environ.get('PILCRO_PROFILE', 'default')} profile)", flush=True)
+        try:
+            execute_in_place(notebook, parameters, args.profile)
+        except PapermillExecutionError as error:
+            print(f"{notebook}: {error.ename}: {error.evalue} (cell {error.cell_index})", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
