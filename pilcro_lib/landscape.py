@@ -7,6 +7,11 @@ reacts to the input at ``u``. Everything here is differentiable, so the P-object
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from copy import deepcopy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -171,6 +176,8 @@ def flatness(landscape: Tensor, *, border: int = 2, stride: int = 2) -> dict[str
 
 MC_INPUTS = ("gaussian", "uniform")
 MODES = ("eval", "train")
+DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 _SIZE_ERRORS = ("too small", "greater than actual input size", "Output size is", "non-positive")
 
 
@@ -240,6 +247,42 @@ def _restore_buffers(saved: list[tuple[Tensor, Tensor]]) -> None:
             buf.copy_(copy)
 
 
+def _is_random_regulariser(module: nn.Module) -> bool:
+    """Dropout of any kind, and torchvision's stochastic depth (EfficientNet's residual drop)."""
+    from torchvision.ops import StochasticDepth
+
+    return isinstance(module, (*DROPOUTS, StochasticDepth))
+
+
+@contextmanager
+def measurement_mode(model: nn.Module, mode: str | None) -> Iterator[nn.Module]:
+    """Put ``model`` in ``mode`` for the block, then leave it exactly as it was.
+
+    ``"train"``: the network as it takes a training step. BatchNorm normalises with the
+    statistics of the batch it sees (and the gradient flows through those statistics);
+    dropout and stochastic depth stay in eval mode, so a landscape is a property of the
+    weights and the inputs, not of one random mask. ``"eval"``: every module in eval mode
+    (BatchNorm uses its running statistics). ``None``: the modes the modules are in.
+    On exit every buffer (BatchNorm's running statistics, its batch counter) is restored and
+    every module gets its own ``training`` flag back: measuring changes nothing.
+    """
+    if mode is not None:
+        check_choice("mode", mode, MODES)
+    flags = [(module, module.training) for module in model.modules()]
+    saved = _snapshot_buffers(model)
+    try:
+        if mode is not None:
+            model.train(mode == "train")
+            for module in model.modules():
+                if _is_random_regulariser(module):
+                    module.eval()
+        yield model
+    finally:
+        _restore_buffers(saved)
+        for module, training in flags:
+            module.training = training
+
+
 def _saliency_checked(model: nn.Module, x: Tensor, y: Tensor | None, score: str, squared: bool) -> Tensor:
     """:func:`saliency`, turning PyTorch's size errors into a ``ValueError`` that names ``inputs``."""
     try:
@@ -261,16 +304,19 @@ def importance_landscape(
     squared: bool = False,
     batch_size: int = 256,
     normalize: bool = True,
+    mode: str | None = None,
 ) -> Tensor:
     """The landscape ``L(u) = mean_x g_u(x)`` over a dataset, ``[H, W]`` (float64, on the CPU).
 
     ``inputs``: a tensor ``[N, C, H, W]`` (with ``targets`` ``[N]`` when the score needs labels)
     or a Dataset of ``(image [C, H, W], label)`` (an :class:`~pilcro_lib.data.ImageDataset`),
     whose labels are used. One backward pass per batch, no graph kept across batches; batches
-    go to the model's device. The model runs in the mode it is in (``eval()`` is the usual
-    choice; in ``train()`` BatchNorm uses batch statistics) and is left exactly as given: its
-    buffers (BatchNorm running statistics) are restored and no parameter ``.grad`` is touched.
-    With ``normalize`` the map is divided by its mean (``Lambda``).
+    go to the model's device. ``mode``: ``"train"`` (BatchNorm with the statistics of each
+    batch of ``batch_size`` images, as in a training step; dropout off), ``"eval"``, or
+    ``None`` for the mode the model is in (see :func:`measurement_mode`). The model is left
+    exactly as given: its buffers (BatchNorm running statistics) and training flags are
+    restored and no parameter ``.grad`` is touched. With ``normalize`` the map is divided by
+    its mean (``Lambda``).
     """
     check_choice("score", score, SCORES)
     batch_size = check_positive_int("batch_size", batch_size)
@@ -292,17 +338,14 @@ def importance_landscape(
         raise TypeError(f"inputs must be a Tensor [N, C, H, W] or a Dataset, got {type(inputs).__name__}")
 
     device = _model_device(model)
-    saved = _snapshot_buffers(model)
     total, count = None, 0
-    try:
+    with measurement_mode(model, mode):
         for x, y in _batches(inputs, targets, batch_size):
             x = x.to(device, non_blocking=True)
             y = None if y is None or score in ("logsumexp", "readout") else y.to(device, non_blocking=True)
             g = _saliency_checked(model, x, y, score, squared).sum(0, dtype=torch.float64)
             total = g if total is None else total + g
             count += x.shape[0]
-    finally:
-        _restore_buffers(saved)
     landscape = (total / count).cpu()
     return _normalize(landscape) if normalize else landscape
 
@@ -329,7 +372,7 @@ def monte_carlo_landscape(
     inputs: str | Tensor | torch.utils.data.Dataset = "gaussian",
     n_inputs: int = 8,
     score: str = "readout",
-    mode: str = "eval",
+    mode: str = "train",
     seed: int = 0,
     normalize: bool = True,
     return_per_init: bool = False,
@@ -342,7 +385,10 @@ def monte_carlo_landscape(
     ``"gaussian"`` (standard normal noise), ``"uniform"`` (noise in [0, 1]), a tensor
     ``[N, C, H, W]`` or a Dataset to draw ``n_inputs`` images from per init. Labels for
     ``score`` ``loss``/``logit`` come from the Dataset, else are drawn uniformly. ``mode``:
-    ``eval`` or ``train`` (BatchNorm with batch statistics). Returns the mean map ``[H, W]``
+    ``train`` (default: the network as it takes its first training step, BatchNorm with the
+    statistics of the ``n_inputs`` images, dropout off) or ``eval`` (BatchNorm with its
+    running statistics, which at initialisation make it the identity; see
+    :func:`measurement_mode`). Returns the mean map ``[H, W]``
     (float64, normalised to mean 1 if ``normalize``) and, with ``return_per_init``, also the raw
     per-init maps ``[n_inits, H, W]`` (see :func:`running_cv`).
     """
@@ -368,16 +414,17 @@ def monte_carlo_landscape(
         gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + i)
-            model = build_model().to(device).train(mode == "train")
+            model = build_model().to(device)
         if i == 0:
             _check_inputs(model, (1, *input_size), name="input_size")
         x, y = _mc_batch(inputs, n_inputs, input_size, gen)
-        if score in ("loss", "logit") and y is None:
-            with torch.no_grad():
-                num_classes = model(x[:1].to(device)).shape[1]
-            y = torch.randint(num_classes, (n_inputs,), generator=gen)
-        y = None if score in ("logsumexp", "readout") else y.to(device)
-        maps.append(_saliency_checked(model, x.to(device), y, score, squared).mean(0).double().cpu())
+        with measurement_mode(model, mode):
+            if score in ("loss", "logit") and y is None:
+                with torch.no_grad():
+                    num_classes = model(x.to(device)).shape[1]
+                y = torch.randint(num_classes, (n_inputs,), generator=gen)
+            y = None if score in ("logsumexp", "readout") else y.to(device)
+            maps.append(_saliency_checked(model, x.to(device), y, score, squared).mean(0).double().cpu())
     per_init = torch.stack(maps)
     mean = per_init.mean(0)
     mean = _normalize(mean) if normalize else mean
@@ -390,3 +437,124 @@ def running_cv(per_init: Tensor) -> Tensor:
         raise ValueError(f"per_init must be [n_inits, H, W], got shape {tuple(per_init.shape)}")
     counts = torch.arange(1, per_init.shape[0] + 1, dtype=per_init.dtype).view(-1, 1, 1)
     return cv(normalize(per_init.cumsum(0) / counts))
+
+
+# --- how sure a Monte-Carlo map is, and the period-s grid of strided shortcuts ---------------------
+
+
+def _check_per_init(per_init: Tensor, minimum: int = 2) -> Tensor:
+    """Per-init maps ``[n_inits, H, W]`` (float, finite), at least ``minimum`` of them."""
+    if not isinstance(per_init, Tensor) or per_init.dim() != 3 or not per_init.is_floating_point():
+        what = tuple(per_init.shape) if isinstance(per_init, Tensor) else type(per_init).__name__
+        raise ValueError(f"per_init must be a float tensor [n_inits, H, W], got {what}")
+    if per_init.shape[0] < minimum or not torch.isfinite(per_init).all():
+        raise ValueError(f"per_init must hold at least {minimum} finite maps, got {per_init.shape[0]}")
+    return per_init.detach().double().cpu()
+
+
+def standard_error(per_init: Tensor) -> Tensor:
+    """Monte-Carlo standard error of the normalised mean map, per pixel: ``[n, H, W]`` -> ``[H, W]``.
+
+    ``per_init``: the raw per-init maps of :func:`monte_carlo_landscape`
+    (``return_per_init=True``). The mean map is ``m(u) = mean_i m_i(u)``; its standard error
+    ``std_i m_i(u) / sqrt(n)`` is divided by ``mean_u m(u)``, so it is in the units of
+    ``Lambda`` (a pixel with ``Lambda = 1.2 +- 0.1`` has a standard error of 0.1).
+    """
+    per_init = _check_per_init(per_init)
+    n = per_init.shape[0]
+    return per_init.std(0, unbiased=True) / math.sqrt(n) / per_init.mean().clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def bootstrap_flatness(
+    per_init: Tensor, *, n_boot: int = 200, seed: int = 0, **figure_kwargs
+) -> dict[str, float]:
+    """Bootstrap standard error of each :func:`flatness` figure of the mean map over the inits.
+
+    ``per_init``: ``[n_inits, H, W]`` raw per-init maps. The initialisations are resampled with
+    replacement ``n_boot`` times (a seeded generator); the result maps each figure's name to
+    the standard deviation of that figure over the resampled mean maps. ``figure_kwargs``
+    (``border``, ``stride``) go to :func:`flatness`.
+    """
+    per_init = _check_per_init(per_init)
+    n_boot = check_positive_int("n_boot", n_boot, minimum=2)
+    gen = torch.Generator().manual_seed(check_positive_int("seed", seed, minimum=0))
+    n = per_init.shape[0]
+    draws = [flatness(per_init[torch.randint(n, (n,), generator=gen)].mean(0), **figure_kwargs)
+             for _ in range(n_boot)]
+    return {key: float(torch.tensor([d[key] for d in draws], dtype=torch.float64).std()) for key in draws[0]}
+
+
+def grid_ratio(lam: Tensor, period: int = 8, offset: int = 0) -> Tensor:
+    """Mean of the map on a grid over its mean off the grid. ``[..., H, W]`` -> ``[...]``.
+
+    The grid holds the pixels ``(i, j)`` with ``i % period == j % period == offset``: the
+    positions that ``log2(period)`` stride-2 1x1 convolutions in a row read (offset 0). 1 for a
+    map with no such grid; large where those positions dominate.
+    """
+    if not isinstance(lam, Tensor) or lam.dim() < 2 or not lam.is_floating_point():
+        raise ValueError(f"lam must be a float map [..., H, W], got {type(lam).__name__}")
+    h, w = lam.shape[-2:]
+    period = check_positive_int("period", period, minimum=2)
+    if period > min(h, w):
+        raise ValueError(f"period={period} is larger than the {h}x{w} map; it must be in [2, {min(h, w)}]")
+    offset = check_positive_int("offset", offset, minimum=0)
+    if offset >= period:
+        raise ValueError(f"offset={offset} must be in [0, {period - 1}] for period={period}")
+    rows = torch.arange(h, device=lam.device) % period == offset
+    cols = torch.arange(w, device=lam.device) % period == offset
+    grid = rows[:, None] & cols[None, :]
+    return lam[..., grid].mean(-1) / lam[..., ~grid].mean(-1)
+
+
+# --- the network as it trains, for the analytic maps; how a landscape scales with a path count -----
+
+
+def with_batch_statistics(model: nn.Module, inputs: Tensor) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm running statistics are those of the batch ``inputs``.
+
+    ``inputs``: ``[B, C, H, W]`` (e.g. the noise images of a Monte-Carlo landscape). Every
+    BatchNorm's running mean and variance are reset and then set, by one forward pass in
+    train mode (``momentum=None``: a plain average), to the statistics of the batch reaching
+    it. The copy's eval mode then normalises as the original does in a training step on
+    ``inputs``, so ``path_count(copy, ..., weighting="variance")`` (which reads the running
+    variances, :mod:`pilcro_lib.paths`) is the analytic map of the network as it trains.
+    ``model`` is not changed.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(inputs, Tensor) or inputs.dim() != 4:
+        what = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be a 4-D tensor [batch, channels, height, width], got {what}")
+    copy = deepcopy(model).eval()
+    norms = [m for m in copy.modules() if isinstance(m, BATCH_NORMS)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    device = next(iter(copy.parameters()), inputs).device
+    with torch.no_grad():
+        copy(inputs.to(device))
+    return copy.eval()
+
+
+def power_law_fit(count: Tensor, landscape: Tensor) -> tuple[float, float]:
+    """Exponent ``p`` of ``landscape ~ count^p``: least squares of ``log landscape`` on ``log count``.
+
+    ``count``, ``landscape``: positive maps of the same shape (e.g. ``[H, W]``). Returns
+    ``(p, r)``, ``r`` the Pearson correlation of the two logarithms (how straight the log-log
+    cloud is). For a linear net the squared landscape follows ``p = 1``; the L1 landscape
+    ``p = 1/2`` when the input gradient is Gaussian at every pixel.
+    """
+    for name, m in (("count", count), ("landscape", landscape)):
+        if not isinstance(m, Tensor) or m.numel() < 2 or not bool((m > 0).all()):
+            raise ValueError(f"{name} must be a map of at least 2 positive values")
+    if count.shape != landscape.shape:
+        raise ValueError(f"count and landscape must have the same shape, got {tuple(count.shape)} "
+                         f"and {tuple(landscape.shape)}")
+    x = count.detach().double().flatten().cpu().log()
+    y = landscape.detach().double().flatten().cpu().log()
+    if x.std() == 0:
+        raise ValueError("count is constant: the exponent is undefined on a flat path count")
+    xc, yc = x - x.mean(), y - y.mean()
+    slope = (xc @ yc / (xc @ xc)).item()
+    return slope, (xc @ yc / (xc.norm() * yc.norm()).clamp_min(1e-300)).item()

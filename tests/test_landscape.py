@@ -194,3 +194,129 @@ def test_importance_landscape_accepts_models_led_by_any_spatial_layer(kind):
     assert landscape.importance_landscape(net, x, y).shape == (12, 12)
     with pytest.raises(ValueError, match="inputs have 2 channels but the model's first spatial layer expects 1"):
         landscape.importance_landscape(net, torch.rand(3, 2, 12, 12), y)
+
+
+# --- the network as it trains: batch statistics, running statistics untouched -----------------------
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}, [m.training for m in model.modules()]
+
+
+def _batch_stats_by_hand(model, x, y):
+    """The train-mode landscape computed directly: one training-mode pass, its buffers put back."""
+    import copy
+
+    twin = copy.deepcopy(model).train()
+    return landscape.normalize(landscape.saliency(twin, x, y).mean(0).double())
+
+
+@pytest.mark.parametrize("start_in_train", [False, True])
+def test_train_mode_uses_batch_statistics_and_leaves_the_model_as_it_was(data, start_in_train):
+    x, y = data
+    model = small_net().train(start_in_train)
+    with torch.no_grad():  # running statistics far from the batch's, so the two modes differ
+        model[1].running_mean.fill_(3.0)
+        model[1].running_var.fill_(9.0)
+    before, flags = _state(model)
+    train = landscape.importance_landscape(model, x, y, batch_size=64, mode="train")
+    eval_ = landscape.importance_landscape(model, x, y, batch_size=64, mode="eval")
+    after, flags_after = _state(model)
+    assert flags_after == flags
+    for key, value in before.items():
+        assert torch.equal(after[key], value), f"{key} changed by measuring"
+    close(train, _batch_stats_by_hand(model, x, y))
+    assert (train - eval_).abs().max() > 1e-3
+    as_is = landscape.importance_landscape(model, x, y, batch_size=64)
+    close(as_is, train if start_in_train else eval_)
+
+
+def test_train_mode_keeps_dropout_off_and_restores_its_flag(data):
+    x, y = data
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(2, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(6, 4)).train()
+    first = landscape.importance_landscape(model, x, y, batch_size=64, mode="train")
+    second = landscape.importance_landscape(model, x, y, batch_size=64, mode="train")
+    assert torch.equal(first, second)  # no random mask
+    assert model[3].training
+    with landscape.measurement_mode(model, "train") as inside:
+        assert inside[1].training and not inside[3].training
+    with pytest.raises(ValueError, match="mode='test' is not allowed"):
+        with landscape.measurement_mode(model, "test"):
+            pass
+
+
+def _cifar_resnet_landscape(mode):
+    from functools import partial
+
+    from pilcro_lib.models import cifar_resnet18
+
+    return landscape.monte_carlo_landscape(partial(cifar_resnet18, width=8), (3, 32, 32), n_inits=3, n_inputs=8,
+                                           mode=mode, seed=0)
+
+
+def test_cifar_resnet_at_init_has_no_period_8_grid_with_batch_statistics():
+    """With PyTorch's default conv init, eval-mode BatchNorm is the identity at init and the 1x1
+    stride-2 shortcuts dominate: a period-8 grid. With batch statistics (the network as it trains)
+    the branches are balanced and the grid is gone."""
+    train = _cifar_resnet_landscape("train")
+    eval_ = _cifar_resnet_landscape("eval")
+    assert 1 / 1.5 < landscape.grid_ratio(train).item() < 1.5
+    assert landscape.grid_ratio(eval_).item() > 3
+
+
+def test_batch_statistics_copy_predicts_the_train_mode_grid():
+    from pilcro_lib import paths
+    from pilcro_lib.models import cifar_resnet18
+
+    torch.manual_seed(0)
+    net = cifar_resnet18(width=8)
+    before, _ = _state(net)
+    x = torch.randn(16, 3, 32, 32)
+    trained_view = landscape.with_batch_statistics(net, x)
+    assert all(torch.equal(v, _state(net)[0][k]) for k, v in before.items())
+    bn = trained_view[1]
+    with torch.no_grad():
+        first = net[0](x)
+    torch.testing.assert_close(bn.running_var, first.var(dim=(0, 2, 3)), rtol=1e-3, atol=1e-6)
+    grid = {name: landscape.grid_ratio(landscape.normalize(paths.path_count(m, (3, 32, 32), weighting="variance")))
+            for name, m in (("eval", net), ("train", trained_view))}
+    assert grid["eval"] > 3 and 1 / 1.5 < grid["train"] < 1.5
+
+
+def test_grid_ratio():
+    lam = torch.ones(16, 16, dtype=torch.float64)
+    assert landscape.grid_ratio(lam).item() == 1
+    lam[::8, ::8] = 5.0
+    assert landscape.grid_ratio(lam).item() == 5
+    assert landscape.grid_ratio(lam, offset=1).item() < 1
+    for kwargs, match in ((dict(period=1), "period"), (dict(period=32), "period=32 is larger"),
+                          (dict(offset=8), "offset=8")):
+        with pytest.raises(ValueError, match=match):
+            landscape.grid_ratio(lam, **kwargs)
+
+
+def test_standard_error_and_bootstrap_shrink_like_one_over_sqrt_n():
+    g = torch.Generator().manual_seed(0)
+    per_init = 1 + 0.4 * torch.randn(400, 8, 8, generator=g, dtype=torch.float64)
+    se = landscape.standard_error(per_init)
+    assert se.shape == (8, 8)
+    assert 0.8 < (se.mean() / (0.4 / 20)).item() < 1.2
+    quarter = landscape.standard_error(per_init[:100]).mean()
+    assert 1.6 < (quarter / se.mean()).item() < 2.4
+    boot = landscape.bootstrap_flatness(per_init[:100], n_boot=50)
+    assert set(boot) == set(landscape.flatness(per_init[0]))
+    assert 0 < boot["cv"] < 0.05
+    with pytest.raises(ValueError, match="per_init"):
+        landscape.standard_error(per_init[:1])
+
+
+def test_power_law_fit_recovers_an_exponent():
+    count = torch.arange(1, 65, dtype=torch.float64).view(8, 8)
+    p, r = landscape.power_law_fit(count, 3 * count.sqrt())
+    assert p == pytest.approx(0.5) and r == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="positive"):
+        landscape.power_law_fit(count - 1, count)
+    with pytest.raises(ValueError, match="same shape"):
+        landscape.power_law_fit(count, count.flatten())
