@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import random
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 PROFILES = ("smoke", "book", "paper")
+DEVICE_NAMES = ("cpu", "cuda", "cuda:<index>", "mps")
+DTYPE_KINDS = ("float", "integer")
+MAX_SEED = 2**64 - 1
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
@@ -25,18 +30,179 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     return value
 
 
-def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value`` if it is an integer >= ``minimum``, else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _is_int(value: Any) -> bool:
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an ``int`` if it is an integer (NumPy integers too, bools not) in
+    ``[minimum, maximum]``, else raise a ``TypeError``/``ValueError`` naming ``name``."""
+    allowed = f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+    if not _is_int(value):
+        raise TypeError(f"{name} must be {allowed}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return int(value)
+
+
+def _range_text(minimum: float | None, maximum: float | None, strict: bool) -> str:
+    if minimum is not None and maximum is not None:
+        return f" in ({minimum}, {maximum})" if strict else f" in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f" {'>' if strict else '>='} {minimum}"
+    if maximum is not None:
+        return f" {'<' if strict else '<='} {maximum}"
+    return ""
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict: bool = False,
+    finite: bool = True,
+    allow_bool: bool = False,
+) -> float:
+    """Return ``value`` as a ``float`` if it is a real number (Python or NumPy) within the bounds.
+
+    ``minimum``/``maximum`` are inclusive, or exclusive with ``strict`` (NaN is outside every
+    range); ``finite`` refuses NaN and infinities; bools are refused unless ``allow_bool``.
+    Raises a ``TypeError`` (not a number) or ``ValueError`` (out of range) naming ``name`` and
+    the allowed range.
+    """
+    allowed = ("a finite number" if finite else "a number") + _range_text(minimum, maximum, strict)
+    is_bool = isinstance(value, (bool, np.bool_))
+    if (is_bool and not allow_bool) or not isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+        raise TypeError(f"{name} must be {allowed}, got {value!r}")
+    number = float(value)
+    below = minimum is not None and (number <= minimum if strict else number < minimum)
+    above = maximum is not None and (number >= maximum if strict else number > maximum)
+    bounded = minimum is not None or maximum is not None
+    if (finite and not math.isfinite(number)) or (bounded and math.isnan(number)) or below or above:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return number
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is ``True`` or ``False`` (NumPy bools too), else raise a ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_type(name: str, value: Any, types: type | tuple[type, ...], what: str | None = None) -> Any:
+    """Return ``value`` if it is an instance of ``types``, else raise a ``TypeError`` naming ``name``.
+
+    ``what`` describes the allowed values (default: the type names).
+    """
+    if not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise TypeError(f"{name} must be {what or 'an instance of ' + names}, got {type(value).__name__}")
+    return value
+
+
+def check_int_tuple(name: str, value: Any, length: int, *, minimum: int = 1, dims: str = "") -> tuple[int, ...]:
+    """``value`` as a tuple of ``length`` integers >= ``minimum`` (e.g. ``input_size`` as
+    ``(channels, height, width)``, described by ``dims``), else raise naming ``name``."""
+    allowed = f"{length} integers >= {minimum}" + (f" {dims}" if dims else "")
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise TypeError(f"{name} must be a sequence of {allowed}, got {value!r}")
+    if len(value) != length or not all(_is_int(v) for v in value) or any(v < minimum for v in value):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def _dtype_ok(tensor: Tensor, kind: str) -> bool:
+    if kind == "float":
+        return tensor.is_floating_point()
+    return not tensor.is_floating_point() and not tensor.is_complex() and tensor.dtype != torch.bool
+
+
+def check_tensor(
+    name: str,
+    value: Any,
+    *,
+    ndim: int | None = None,
+    min_ndim: int | None = None,
+    dims: str = "",
+    dtype_kind: str | None = None,
+    finite: bool = False,
+    nonempty: bool = False,
+) -> Tensor:
+    """Return ``value`` if it is a tensor of the expected form, else raise naming ``name``.
+
+    ``ndim``: exact number of dimensions, ``min_ndim``: at least that many, ``dims``: their
+    names for the message (e.g. ``"[N, C, H, W]"``); ``dtype_kind``: ``"float"`` or
+    ``"integer"`` (not bool); ``finite``: no NaN or infinity (one pass over the tensor);
+    ``nonempty``: at least one element. ``TypeError`` for a non-tensor or a wrong dtype,
+    ``ValueError`` otherwise.
+    """
+    described = f" {dims}" if dims else ""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a tensor{described}, got {type(value).__name__}")
+    if ndim is not None and value.dim() != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D tensor{described}, got shape {tuple(value.shape)}")
+    if min_ndim is not None and value.dim() < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions{described}, got shape {tuple(value.shape)}")
+    if dtype_kind is not None and not _dtype_ok(value, check_choice("dtype_kind", dtype_kind, DTYPE_KINDS)):
+        kind = "a floating-point" if dtype_kind == "float" else "an integer"
+        raise TypeError(f"{name} must be {kind} tensor, got dtype {value.dtype}")
+    if nonempty and value.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    if finite and value.is_floating_point() and not torch.isfinite(value).all():
+        bad = int((~torch.isfinite(value)).sum())
+        raise ValueError(f"{name} must be finite, but {bad} of its {value.numel()} values are NaN or infinite")
+    return value
+
+
+def check_image_batch(name: str, value: Any, *, dims: str = "[batch, channels, height, width]") -> Tensor:
+    """Return ``value`` if it is a non-empty, finite floating-point image batch ``[B, C, H, W]``."""
+    return check_tensor(name, value, ndim=4, dims=dims, dtype_kind="float", nonempty=True, finite=True)
+
+
+def check_map(name: str, value: Any) -> Tensor:
+    """Return ``value`` if it is a floating-point map (or a stack of maps) ``[..., H, W]`` with at least one pixel."""
+    return check_tensor(name, value, min_ndim=2, dims="[..., H, W]", dtype_kind="float", nonempty=True)
+
+
+def check_model_builder(name: str, value: Any) -> Any:
+    """Return ``value`` if it is a function that builds a model (not a model itself), else raise a ``TypeError``."""
+    if isinstance(value, torch.nn.Module) or not callable(value):
+        raise TypeError(
+            f"{name} must be a function that returns a freshly initialised nn.Module (e.g. a lambda), "
+            f"got {type(value).__name__}"
+        )
+    return value
+
+
+def check_indices(name: str, value: Any, size: int, *, dims: str = "[n]", what: str = "indices") -> Tensor:
+    """Return ``value`` if it is a 1-D integer tensor whose entries lie in ``[0, size)``."""
+    check_tensor(name, value, ndim=1, dims=dims, dtype_kind="integer")
+    if value.numel() > 0:
+        low, high = torch.stack([value.min(), value.max()]).tolist()
+        if low < 0 or high >= size:
+            raise ValueError(f"{name} must be {what} in [0, {size - 1}], got values from {low} to {high}")
+    return value
+
+
+def check_labels(name: str, labels: Any, n: int, num_classes: int | None = None) -> Tensor:
+    """Return ``labels`` if it is an integer tensor ``[n]`` (of class indices in ``[0, num_classes)``)."""
+    check_tensor(name, labels, ndim=1, dims="[N]", dtype_kind="integer")
+    if labels.shape[0] != n:
+        raise ValueError(f"{name} must have shape [{n}] (one per input), got shape {tuple(labels.shape)}")
+    if num_classes is not None:
+        check_indices(name, labels, num_classes, dims="[N]", what=f"class indices (num_classes={num_classes})")
+    return labels
 
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded with ``seed``."""
-    check_positive_int("seed", seed, minimum=0)
+    seed = check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -45,14 +211,34 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, else the best available: cuda, then mps, then cpu."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """The requested device, else the best available: cuda, then mps, then cpu.
+
+    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"`` (or a ``torch.device``); a
+    device that this machine does not have is refused with a ``ValueError`` that says so.
+    """
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    check_type("device", device, (str, torch.device), "a device name (str) or a torch.device")
+    allowed = f"choose one of {', '.join(map(repr, DEVICE_NAMES))}, or None for the best available"
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device={device!r} is not a device name; {allowed}") from err
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r} is not supported; {allowed}")
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but no CUDA device is available; use device='cpu'")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if chosen.type == "mps" and not _mps_available():
+        raise ValueError(f"device={device!r} was requested but no MPS device is available; use device='cpu'")
+    return chosen
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def git_commit(path: str | Path | None = None) -> str:
@@ -77,6 +263,10 @@ def provenance(profile: str | None = None, seed: int | None = None, device: torc
     """What produced a notebook's outputs: library version, commit, profile, device, versions, time."""
     from pilcro_lib import __version__
 
+    if profile is not None:
+        check_choice("profile", profile, PROFILES)
+    if seed is not None:
+        check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED)
     device = get_device(device)
     name = str(device)
     if device.type == "cuda":
@@ -104,5 +294,6 @@ def print_provenance(**kwargs: Any) -> dict:
 
 
 def env_profile(default: str = "book") -> str:
-    """The profile named by ``PILCRO_PROFILE`` (default ``default``)."""
-    return os.environ.get("PILCRO_PROFILE", default)
+    """The profile named by ``PILCRO_PROFILE`` (default ``default``), one of :data:`PROFILES`."""
+    check_choice("default", default, PROFILES)
+    return check_choice("PILCRO_PROFILE", os.environ.get("PILCRO_PROFILE", default), PROFILES)
