@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,7 +19,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from pilcro_lib.utils import check_choice
+from pilcro_lib.utils import (
+    MAX_SEED,
+    check_bool,
+    check_choice,
+    check_indices,
+    check_labels,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    check_type,
+)
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "celeba", "fashion_mnist_sample")
 SPLITS = ("train", "test")
@@ -49,10 +60,13 @@ class ImageDataset(Dataset):
     """Images ``[N, C, H, W]`` (uint8, or float in [0, 1]) with int64 labels ``[N]``, in memory."""
 
     def __init__(self, images: Tensor, labels: Tensor, classes: list[str], name: str):
-        if images.dim() != 4:
-            raise ValueError(f"images must be [N, C, H, W], got shape {tuple(images.shape)}")
-        if labels.shape != (images.shape[0],):
-            raise ValueError(f"labels must be [N] with N={images.shape[0]}, got shape {tuple(labels.shape)}")
+        check_tensor("images", images, ndim=4, dims="[N, C, H, W]", nonempty=True)
+        _check_pixels(images)
+        check_type("classes", classes, (list, tuple), "a list of class names")
+        if not classes or not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"classes must be a non-empty list of class names (str), got {classes!r}")
+        check_labels("labels", labels, images.shape[0], num_classes=len(classes))
+        check_type("name", name, str)
         self.images = images
         self.labels = labels.long()
         self.classes = list(classes)
@@ -85,15 +99,39 @@ class ImageDataset(Dataset):
                 "classes": self.classes, "content": sha256_of_tensors(self.images, self.labels)[:16]}
 
     def subset(self, indices: Tensor) -> "ImageDataset":
-        """The images at ``indices`` (a 1-D index tensor), as a new dataset."""
+        """The images at ``indices`` (a non-empty 1-D integer tensor), as a new dataset."""
+        check_indices("indices", indices, len(self), what="image indices")
+        if indices.numel() == 0:
+            raise ValueError("indices must select at least one image, got an empty tensor")
         return ImageDataset(self.images[indices], self.labels[indices], self.classes, self.name)
 
     def __repr__(self) -> str:
         return f"ImageDataset({self.name!r}, n={len(self)}, shape={self.image_shape}, classes={self.num_classes})"
 
 
+def _check_image_dtype(images: Tensor) -> None:
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise TypeError(f"images must be uint8 (0..255) or floating point (in [0, 1]), got dtype {images.dtype}")
+
+
+def _check_pixels(images: Tensor) -> None:
+    """Refuse images whose dtype or values are not pixels: uint8, or finite floats in [0, 1]."""
+    _check_image_dtype(images)
+    if images.dtype == torch.uint8:
+        return
+    check_tensor("images", images, finite=True)
+    low, high = torch.aminmax(images)
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"images must lie in [0, 1] when floating point, got values from {low.item():.4g} to {high.item():.4g}; "
+            "pass 8-bit images as uint8 or divide them by 255"
+        )
+
+
 def to_float(images: Tensor) -> Tensor:
     """uint8 images -> float32 in [0, 1]; float images are returned as float32."""
+    check_tensor("images", images)
+    _check_image_dtype(images)
     return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
 
 
@@ -121,8 +159,11 @@ def load_dataset(
     """
     check_choice("name", name, DATASETS)
     check_choice("split", split, SPLITS)
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
-        raise ValueError(f"subset must be a positive integer or None, got {subset!r}")
+    subset = None if subset is None else check_positive_int("subset", subset)
+    seed = check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED)
+    check_bool("download", download)
+    if root is not None:
+        check_type("root", root, (str, os.PathLike), "a folder (str or Path) or None")
     root = Path(root) if root is not None else default_root()
     loader = {
         "fashion_mnist_sample": _load_sample,
@@ -133,6 +174,8 @@ def load_dataset(
     }[name]
     images, labels = loader(split, root, download)
     data = ImageDataset(images, labels, CLASSES[name], name)
+    if subset is not None and subset > len(data):
+        raise ValueError(f"subset={subset} is larger than the {name} {split} split ({len(data)} images); use subset=None for all")
     if subset is not None and subset < len(data):
         g = torch.Generator().manual_seed(seed)
         data = data.subset(torch.randperm(len(data), generator=g)[:subset].sort().values)
@@ -141,25 +184,50 @@ def load_dataset(
 
 def train_val_split(dataset: ImageDataset, val_fraction: float, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
     """A seeded random split into (train, validation); ``val_fraction`` in (0, 1)."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    check_type("dataset", dataset, ImageDataset)
+    check_number("val_fraction", val_fraction, minimum=0, maximum=1, strict=True)
+    seed = check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED)
     n_val = max(1, round(len(dataset) * val_fraction))
+    if n_val >= len(dataset):
+        raise ValueError(f"val_fraction={val_fraction!r} leaves no training images in a dataset of {len(dataset)}")
     perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     return dataset.subset(perm[n_val:].sort().values), dataset.subset(perm[:n_val].sort().values)
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (``.gz`` or raw) of unsigned bytes into an array of its stated shape."""
+IDX_REPAIR = (
+    "Reinstall it (Debian's files: apt-get install --reinstall dataset-fashion-mnist) "
+    "or delete it and download it again (download=True)"
+)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (``.gz`` or raw) of unsigned bytes into an array of its stated shape.
+
+    A missing file raises ``FileNotFoundError``; a damaged, truncated or non-IDX file a
+    ``ValueError`` that names it and says how to replace it.
+    """
+    check_type("path", path, (str, os.PathLike), "a file path (str or Path)")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path={str(path)!r}: no such IDX file")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"path={str(path)!r} is damaged or truncated ({type(err).__name__}: {err}). {IDX_REPAIR}") from err
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+        raise ValueError(f"path={str(path)!r} is not an IDX file of unsigned bytes (header {raw[:4]!r}). {IDX_REPAIR}")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"path={str(path)!r} is truncated: it ends inside its header. {IDX_REPAIR}")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {data.size}")
+        raise ValueError(
+            f"path={str(path)!r} is truncated or corrupt: its header states shape {shape} but it holds "
+            f"{data.size} values. {IDX_REPAIR}"
+        )
     return data.reshape(shape)
 
 

@@ -12,16 +12,25 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pilcro_lib.landscape import flatness, saliency
+from pilcro_lib.data import ImageDataset
+from pilcro_lib.landscape import flatness_or_nan, saliency
 from pilcro_lib.objective import (
     DEFAULT_EVERY,
     DEFAULT_SUB_BATCH,
     InputGradientPenalty,
     PObjective,
     Regularizer,
-    _check_inputs,
 )
-from pilcro_lib.utils import check_choice
+from pilcro_lib.utils import (
+    check_bool,
+    check_choice,
+    check_image_batch,
+    check_labels,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    check_type,
+)
 
 ARMS = ("plain", "p_objective", "input_gradient", "circular", "full")
 MODELS = ("reference", "resnet18")
@@ -38,7 +47,10 @@ class LandscapeRecorder:
     """
 
     def __init__(self, probe_inputs: Tensor, probe_targets: Tensor, inner: Regularizer | None = None) -> None:
-        _check_inputs(probe_inputs)
+        check_image_batch("probe_inputs", probe_inputs)
+        check_labels("probe_targets", probe_targets, probe_inputs.shape[0])
+        if inner is not None and not callable(inner):
+            raise TypeError(f"inner must be a regulariser (callable) or None, got {type(inner).__name__}")
         self.probe_inputs, self.probe_targets, self.inner = probe_inputs, probe_targets, inner
         self.landscapes: dict[int, Tensor] = {}
         self._epoch = 0
@@ -46,6 +58,8 @@ class LandscapeRecorder:
 
     def record(self, model: nn.Module, epoch: int) -> Tensor:
         """Store and return the landscape ``[H, W]`` of the probe batch under ``epoch``."""
+        check_type("model", model, nn.Module, "a torch.nn.Module")
+        epoch = check_positive_int("epoch", epoch, minimum=0)
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
@@ -133,6 +147,11 @@ def make_arm(
 
 def epochs_to_reach(history: list[dict], target: float, key: str = "val_acc") -> tuple[float, float]:
     """First epoch whose ``key`` reaches ``target`` and the training wall time until then (s); NaN if never."""
+    check_number("target", target)
+    for record in history:
+        if not isinstance(record, dict) or not {key, "epoch", "epoch_time_s"} <= record.keys():
+            found = sorted(record) if isinstance(record, dict) else type(record).__name__
+            raise ValueError(f"history must be fit's records, each with 'epoch', 'epoch_time_s' and key={key!r}; got {found}")
     elapsed = 0.0
     for record in history:
         elapsed += record["epoch_time_s"]
@@ -145,7 +164,11 @@ def spearman(a: Tensor, b: Tensor) -> float:
     """Spearman rank correlation of two maps of the same shape (average ranks for ties)."""
     from scipy.stats import spearmanr
 
-    return float(spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic)
+    check_tensor("a", a, nonempty=True, finite=True)
+    check_tensor("b", b, nonempty=True, finite=True)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return float(spearmanr(a.detach().flatten().cpu().numpy(), b.detach().flatten().cpu().numpy()).statistic)
 
 
 def run_arm(
@@ -179,6 +202,18 @@ def run_arm(
     from pilcro_lib.train import evaluate, fit
     from pilcro_lib.utils import seed_everything
 
+    for name, data in (("train_set", train_set), ("val_set", val_set), ("test_set", test_set)):
+        check_type(name, data, ImageDataset)
+    epochs = check_positive_int("epochs", epochs)
+    probe_size = check_positive_int("probe_size", probe_size)
+    check_type("noise_levels", noise_levels, (list, tuple), "a list of noise levels")
+    for sigma in noise_levels:
+        check_number("noise_levels", sigma, minimum=0)
+    if position_sets is not None:
+        check_type("position_sets", position_sets, (list, tuple), "a list of ((row, col), ImageDataset)")
+        for entry in position_sets:
+            if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], ImageDataset)):
+                raise ValueError(f"position_sets must hold ((row, col), ImageDataset) pairs, got {entry!r}")
     seed_everything(seed)
     c, h, _ = train_set.image_shape
     model, reg = make_arm(arm, in_channels=c, num_classes=train_set.num_classes, input_size=h, **arm_kwargs)
@@ -195,8 +230,8 @@ def run_arm(
         "test_acc": evaluate(model, test_set)["accuracy"],
         "noise_acc": {str(s): evaluate(model, test_set, noise=s, seed=seed)["accuracy"] for s in noise_levels},
         "landscapes": {str(k): v.tolist() for k, v in sorted(lands.items())},
-        "flatness": flatness(lands[epochs]),
-        "flatness_init": flatness(lands[0]),
+        "flatness": flatness_or_nan(lands[epochs]),
+        "flatness_init": flatness_or_nan(lands[0]),
         "spearman_init_final": spearman(lands[0], lands[epochs]),
         "train_time_s": sum(r["epoch_time_s"] for r in history.records),
     }
@@ -210,6 +245,14 @@ def mean_std_table(frame, by: str | list[str], columns: list[str], *, digits: in
 
     frame: a pandas DataFrame. Returns a DataFrame of strings (sample std, ``ddof=1``).
     """
+    import pandas as pd
+
+    check_type("frame", frame, pd.DataFrame, "a pandas DataFrame")
+    digits = check_positive_int("digits", digits, minimum=0)
+    for name, wanted in (("by", [by] if isinstance(by, str) else by), ("columns", columns)):
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} names columns that frame lacks: {missing}; it has {list(frame.columns)}")
     stats = frame.groupby(by, sort=False)[columns].agg(["mean", "std"])
     out = stats.xs("mean", axis=1, level=1).copy().astype(object)
     for col in columns:
@@ -224,8 +267,10 @@ def claim_verdict(treated, control, *, higher_is_better: bool, z: float = 2.0) -
     (Welch: ``sqrt(s_t^2/n_t + s_c^2/n_c)``), ``contradicted`` when it favours the control by as
     much, else ``not resolved`` (within seed-to-seed noise). NaN values count as missing.
     """
-    t = torch.tensor([float(v) for v in treated], dtype=torch.float64)
-    c = torch.tensor([float(v) for v in control], dtype=torch.float64)
+    check_bool("higher_is_better", higher_is_better)
+    check_number("z", z, minimum=0, strict=True)
+    t = _per_seed("treated", treated)
+    c = _per_seed("control", control)
     t, c = t[~t.isnan()], c[~c.isnan()]
     if len(t) < 2 or len(c) < 2:
         return {"treated": math.nan, "control": math.nan, "difference": math.nan, "std_error": math.nan, "verdict": "not measured"}
@@ -234,3 +279,11 @@ def claim_verdict(treated, control, *, higher_is_better: bool, z: float = 2.0) -
     gain = diff if higher_is_better else -diff
     verdict = "supported" if gain > z * se else "contradicted" if -gain > z * se else "not resolved"
     return {"treated": t.mean().item(), "control": c.mean().item(), "difference": diff, "std_error": se, "verdict": verdict}
+
+
+def _per_seed(name: str, values) -> Tensor:
+    """Per-seed values (numbers; NaN allowed, it counts as missing) as a float64 tensor."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of per-seed numbers, got {values!r}")
+    values = list(values.tolist() if isinstance(values, Tensor) else values)
+    return torch.tensor([check_number(name, v, finite=False) for v in values], dtype=torch.float64)

@@ -16,9 +16,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pilcro_lib.utils import check_choice, check_positive_int, get_device
+from pilcro_lib.utils import (
+    MAX_SEED,
+    check_bool,
+    check_choice,
+    check_image_batch,
+    check_int_tuple,
+    check_labels,
+    check_map,
+    check_model_builder,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    check_type,
+    get_device,
+)
 
 SCORES = ("loss", "logit", "logsumexp", "readout")
+FLATNESS_FIGURES = ("cv", "border_ratio", "curvature", "gradient_energy", "max_over_min", "checkerboard")
 READOUT_SEED = 1234
 
 
@@ -35,10 +50,11 @@ def score_sum(outputs: Tensor, targets: Tensor | None, score: str = "loss") -> T
     outputs: ``[B, K]`` logits; targets: ``[B]`` class indices (needed for ``loss`` and ``logit``).
     """
     check_choice("score", score, SCORES)
-    if outputs.dim() != 2:
-        raise ValueError(f"the model's outputs must be [batch, classes], got shape {tuple(outputs.shape)}")
+    check_tensor("outputs", outputs, ndim=2, dims="[batch, classes] (the model's logits)", dtype_kind="float")
     if score in ("loss", "logit") and targets is None:
         raise ValueError(f"targets are required for score={score!r}; pass class indices of shape [batch]")
+    if score in ("loss", "logit"):
+        check_labels("targets", targets, outputs.shape[0], num_classes=outputs.shape[1])
     if score == "loss":
         return F.cross_entropy(outputs, targets, reduction="sum")
     if score == "logit":
@@ -63,9 +79,8 @@ def saliency(
     One backward pass of the summed score serves the whole batch. With ``create_graph=True``
     the result is differentiable in the model's parameters (double backpropagation).
     """
-    if not isinstance(inputs, Tensor) or inputs.dim() != 4:
-        shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
-        raise ValueError(f"inputs must be a 4-D tensor [batch, channels, height, width], got {shape}")
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    check_image_batch("inputs", inputs)
     x = inputs.detach().requires_grad_(True)
     with torch.enable_grad():
         s = score_sum(model(x), targets, score)
@@ -75,6 +90,7 @@ def saliency(
 
 def normalize(landscape: Tensor) -> Tensor:
     """``Lambda = L / mean_u L(u)`` over the last two dimensions (``[..., H, W]`` -> same shape)."""
+    check_map("landscape", landscape)
     mean = landscape.mean(dim=(-2, -1), keepdim=True)
     return landscape / mean.clamp_min(torch.finfo(landscape.dtype).tiny)
 
@@ -84,12 +100,12 @@ _normalize = normalize  # functions below take a ``normalize`` flag that shadows
 
 def cv(lam: Tensor) -> Tensor:
     """Coefficient of variation of a normalised landscape: ``std_u(Lambda)``. ``[..., H, W]`` -> ``[...]``."""
-    return lam.flatten(-2).std(dim=-1, unbiased=False)
+    return check_map("lam", lam).flatten(-2).std(dim=-1, unbiased=False)
 
 
 def laplacian(lam: Tensor) -> Tensor:
     """5-point discrete Laplacian with replicate padding (zero on a constant map). Same shape."""
-    shape = lam.shape
+    shape = check_map("lam", lam).shape
     x = lam.reshape(-1, 1, *shape[-2:])
     p = F.pad(x, (1, 1, 1, 1), mode="replicate")
     lap = p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4 * x
@@ -103,6 +119,7 @@ def curvature(lam: Tensor) -> Tensor:
 
 def gradient_energy(lam: Tensor) -> Tensor:
     """``mean_u |grad Lambda|^2`` with forward differences (replicate edge). ``[..., H, W]`` -> ``[...]``."""
+    check_map("lam", lam)
     dy = torch.diff(lam, dim=-2, append=lam[..., -1:, :])
     dx = torch.diff(lam, dim=-1, append=lam[..., :, -1:])
     return (dx.pow(2) + dy.pow(2)).mean(dim=(-2, -1))
@@ -110,9 +127,8 @@ def gradient_energy(lam: Tensor) -> Tensor:
 
 def border_ratio(lam: Tensor, width: int = 2) -> Tensor:
     """Mean of ``Lambda`` on the outer ring of ``width`` pixels over the mean inside it."""
-    h, w = lam.shape[-2:]
-    if not 1 <= width < min(h, w) / 2:
-        raise ValueError(f"width must be >= 1 and leave an interior in a {h}x{w} map, got {width}")
+    h, w = check_map("lam", lam).shape[-2:]
+    width = _check_ring("width", width, h, w)
     ring = torch.ones(h, w, dtype=torch.bool, device=lam.device)
     ring[width:-width, width:-width] = False
     return lam[..., ring].mean(-1) / lam[..., ~ring].mean(-1)
@@ -120,15 +136,16 @@ def border_ratio(lam: Tensor, width: int = 2) -> Tensor:
 
 def max_over_min(lam: Tensor) -> Tensor:
     """Largest over smallest value of the map. ``[..., H, W]`` -> ``[...]``."""
-    flat = lam.flatten(-2)
+    flat = check_map("lam", lam).flatten(-2)
     return flat.max(-1).values / flat.min(-1).values.clamp_min(torch.finfo(lam.dtype).tiny)
 
 
 def asymmetry(lam: Tensor, dim: int = -1) -> Tensor:
     """Mirror asymmetry ``|Lambda - flip(Lambda)|_1 / |Lambda|_1`` along ``dim`` (-1: left/right,
     -2: top/bottom). ``[..., H, W]`` -> ``[...]``; 0 for a mirror-symmetric map."""
-    if dim not in (-1, -2):
-        raise ValueError(f"dim must be -1 (left/right) or -2 (top/bottom), got {dim}")
+    check_map("lam", lam)
+    if isinstance(dim, bool) or dim not in (-1, -2):
+        raise ValueError(f"dim must be -1 (left/right) or -2 (top/bottom), got {dim!r}")
     return (lam - lam.flip(dim)).abs().sum(dim=(-2, -1)) / lam.abs().sum(dim=(-2, -1))
 
 
@@ -139,7 +156,8 @@ def checkerboard(lam: Tensor, stride: int = 2) -> Tensor:
     (``a, b = 0..s-1``, not both 0; the Nyquist frequencies for ``s = 2``), over the power at all
     non-zero frequencies. 0 for a smooth map, 1 for a pure period-``s`` pattern.
     """
-    h, w = lam.shape[-2:]
+    h, w = check_map("lam", lam).shape[-2:]
+    stride = _check_stride("stride", stride, h, w)
     power = torch.fft.fft2(lam).abs().pow(2)
     power[..., 0, 0] = 0
     rows = {round(a * h / stride) % h for a in range(stride)}
@@ -153,14 +171,37 @@ def checkerboard(lam: Tensor, stride: int = 2) -> Tensor:
     return power[..., mask].sum(-1) / total.clamp_min(torch.finfo(lam.dtype).tiny)
 
 
+def _check_ring(name: str, width: int, h: int, w: int) -> int:
+    """A ring width that leaves an interior in an ``h x w`` map."""
+    width = check_positive_int(name, width)
+    if not width < min(h, w) / 2:
+        raise ValueError(f"{name}={width} leaves no interior in a {h}x{w} map; it must be in [1, {(min(h, w) - 1) // 2}]")
+    return width
+
+
+def _check_stride(name: str, stride: int, h: int, w: int) -> int:
+    """A checkerboard period that fits an ``h x w`` map."""
+    stride = check_positive_int(name, stride, minimum=2)
+    if stride > min(h, w):
+        raise ValueError(f"{name}={stride} is larger than the {h}x{w} map; it must be in [2, {min(h, w)}]")
+    return stride
+
+
 def flatness(landscape: Tensor, *, border: int = 2, stride: int = 2) -> dict[str, float]:
     """All flatness figures of one landscape ``[H, W]`` (normalised to mean 1 first).
 
     Keys: ``cv``, ``border_ratio``, ``curvature``, ``gradient_energy``, ``max_over_min``,
-    ``checkerboard``. A perfectly flat landscape gives 0, 1, 0, 0, 1 and 0.
+    ``checkerboard``. A perfectly flat landscape gives 0, 1, 0, 0, 1 and 0. The landscape must be
+    finite, not all zero (an all-zero map has no landscape to measure) and of positive mean.
     """
-    if landscape.dim() != 2:
-        raise ValueError(f"landscape must be a 2-D map [H, W], got shape {tuple(landscape.shape)}")
+    check_tensor("landscape", landscape, ndim=2, dims="[H, W]", nonempty=True, finite=True)
+    _check_ring("border", border, *landscape.shape)
+    _check_stride("stride", stride, *landscape.shape)
+    if not landscape.any():
+        raise ValueError("landscape is all zero: an all-zero map has no landscape to measure")
+    mean = landscape.detach().double().mean().item()
+    if mean <= 0:
+        raise ValueError(f"landscape must have a positive mean (it is normalised by its mean), got a mean of {mean:.4g}")
     lam = normalize(landscape.detach().double())
     return {
         "cv": cv(lam).item(),
@@ -172,12 +213,21 @@ def flatness(landscape: Tensor, *, border: int = 2, stride: int = 2) -> dict[str
     }
 
 
+def flatness_or_nan(landscape: Tensor | None, *, border: int = 2, stride: int = 2) -> dict[str, float]:
+    """:func:`flatness`, or NaN for every figure where there is no landscape to measure:
+    ``None`` (none recorded), all zero, or not finite (a diverged run)."""
+    if landscape is None or not torch.isfinite(landscape).all() or not landscape.any():
+        return dict.fromkeys(FLATNESS_FIGURES, math.nan)
+    return flatness(landscape, border=border, stride=stride)
+
+
 # --- landscapes over datasets and over random initialisations -------------------------------------
 
 MC_INPUTS = ("gaussian", "uniform")
 MODES = ("eval", "train")
 DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+MC_SEED_STRIDE = 1_000_003  # init i of seed s draws its inputs with seed s * MC_SEED_STRIDE + i
 _SIZE_ERRORS = ("too small", "greater than actual input size", "Output size is", "non-positive")
 
 
@@ -187,8 +237,11 @@ def pearson(a: Tensor, b: Tensor, *, flat_tol: float = 1e-9) -> float:
     Undefined for a constant map: returns ``nan`` when either map's relative standard deviation
     (``std / |mean|``) is at most ``flat_tol``.
     """
+    check_tensor("a", a, nonempty=True, finite=True)
+    check_tensor("b", b, nonempty=True, finite=True)
+    check_number("flat_tol", flat_tol, minimum=0)
     if a.shape != b.shape:
-        raise ValueError(f"maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     x = a.detach().double().flatten().cpu()
     y = b.detach().double().flatten().cpu()
     for v in (x, y):
@@ -318,14 +371,16 @@ def importance_landscape(
     restored and no parameter ``.grad`` is touched. With ``normalize`` the map is divided by
     its mean (``Lambda``).
     """
+    check_type("model", model, nn.Module, "a torch.nn.Module")
     check_choice("score", score, SCORES)
     batch_size = check_positive_int("batch_size", batch_size)
+    check_bool("squared", squared)
+    check_bool("normalize", normalize)
     if isinstance(inputs, Tensor):
         _check_inputs(model, tuple(inputs.shape))
-        if inputs.shape[0] == 0:
-            raise ValueError("inputs must hold at least one image")
-        if targets is not None and (targets.dim() != 1 or targets.shape[0] != inputs.shape[0]):
-            raise ValueError(f"targets must have shape [{inputs.shape[0]}], got {tuple(targets.shape)}")
+        check_image_batch("inputs", inputs)
+        if targets is not None:
+            check_labels("targets", targets, inputs.shape[0])
         if targets is None and score in ("loss", "logit"):
             raise ValueError(f"targets are required for score={score!r} when inputs is a tensor")
     elif isinstance(inputs, torch.utils.data.Dataset):
@@ -392,29 +447,34 @@ def monte_carlo_landscape(
     (float64, normalised to mean 1 if ``normalize``) and, with ``return_per_init``, also the raw
     per-init maps ``[n_inits, H, W]`` (see :func:`running_cv`).
     """
+    check_model_builder("build_model", build_model)
     n_inits = check_positive_int("n_inits", n_inits)
     n_inputs = check_positive_int("n_inputs", n_inputs)
     check_choice("score", score, SCORES)
     check_choice("mode", mode, MODES)
-    seed = check_positive_int("seed", seed, minimum=0)
-    if len(tuple(input_size)) != 3:
-        raise ValueError(f"input_size must be (channels, height, width), got {input_size!r}")
-    input_size = tuple(int(s) for s in input_size)
+    seed = check_positive_int("seed", seed, minimum=0, maximum=(MAX_SEED - n_inits) // MC_SEED_STRIDE)
+    input_size = check_int_tuple("input_size", input_size, 3, dims="(channels, height, width)")
+    for flag, value in (("squared", squared), ("normalize", normalize), ("return_per_init", return_per_init)):
+        check_bool(flag, value)
     if isinstance(inputs, str):
         check_choice("inputs", inputs, MC_INPUTS)
     elif isinstance(inputs, Tensor):
+        check_image_batch("inputs", inputs)
         if tuple(inputs.shape[1:]) != input_size:
             raise ValueError(f"inputs must have shape [N, {input_size}], got {tuple(inputs.shape)}")
-    elif not isinstance(inputs, torch.utils.data.Dataset):
+    elif isinstance(inputs, torch.utils.data.Dataset):
+        if len(inputs) == 0:
+            raise ValueError("inputs must hold at least one image, got an empty Dataset")
+    else:
         raise TypeError(f"inputs must be one of {MC_INPUTS}, a Tensor or a Dataset, got {type(inputs).__name__}")
     device = get_device(device) if device is not None else torch.device("cpu")
 
     maps = []
     for i in range(n_inits):
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        gen = torch.Generator().manual_seed(seed * MC_SEED_STRIDE + i)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + i)
-            model = build_model().to(device)
+            model = check_type("build_model()", build_model(), nn.Module, "an nn.Module").to(device)
         if i == 0:
             _check_inputs(model, (1, *input_size), name="input_size")
         x, y = _mc_batch(inputs, n_inputs, input_size, gen)
@@ -433,8 +493,7 @@ def monte_carlo_landscape(
 
 def running_cv(per_init: Tensor) -> Tensor:
     """``cv`` of the normalised running mean of per-init maps ``[n, H, W]`` after 1..n inits: ``[n]``."""
-    if per_init.dim() != 3:
-        raise ValueError(f"per_init must be [n_inits, H, W], got shape {tuple(per_init.shape)}")
+    check_tensor("per_init", per_init, ndim=3, dims="[n_inits, H, W]", dtype_kind="float", nonempty=True, finite=True)
     counts = torch.arange(1, per_init.shape[0] + 1, dtype=per_init.dtype).view(-1, 1, 1)
     return cv(normalize(per_init.cumsum(0) / counts))
 

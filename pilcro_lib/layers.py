@@ -28,7 +28,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pilcro_lib.utils import check_choice, check_positive_int
+from pilcro_lib.utils import (
+    check_bool,
+    check_choice,
+    check_int_tuple,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    check_type,
+    get_device,
+)
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 COMBINING_MODES = ("row_col", "free", "row", "col", "input")
@@ -43,11 +52,16 @@ Padding = int | tuple[int, int] | str
 def _pair(name: str, value: Size2) -> tuple[int, int]:
     """``value`` as a pair of positive ints (an int is used for both), else an error naming ``name``."""
     if isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-        return check_positive_int(name, value[0]), check_positive_int(name, value[1])
+        return check_int_tuple(name, value, 2)
     v = check_positive_int(name, value)
     return v, v
+
+
+def _check_layer_input(name: str, x: Tensor, in_channels: int) -> None:
+    """A float batch ``[N, C, H, W]`` with the layer's ``in_channels``."""
+    check_tensor(name, x, ndim=4, dims="[N, C, H, W]", dtype_kind="float")
+    if x.shape[1] != in_channels:
+        raise ValueError(f"{name} has {x.shape[1]} channels but in_channels={in_channels}")
 
 
 def _padding_amounts(padding: Padding, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -111,13 +125,10 @@ class _SpatialLayer(nn.Module):
             (padded[1] - self.kernel_size[1]) // self.stride[1] + 1,
         )
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError(f"expected input of shape [N, C, H, W], got {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"input has {x.shape[1]} channels but in_channels={self.in_channels}")
+    def _check_input(self, x: Tensor, name: str = "x") -> None:
+        _check_layer_input(name, x, self.in_channels)
         if tuple(x.shape[-2:]) != self.input_size:
-            raise ValueError(f"input spatial size {tuple(x.shape[-2:])} does not match input_size={self.input_size}")
+            raise ValueError(f"{name} has spatial size {tuple(x.shape[-2:])} but input_size={self.input_size}")
 
     def _pad(self, x: Tensor) -> Tensor:
         """``x`` padded by ``self.pad`` with ``padding_mode`` (no copy when there is no padding)."""
@@ -161,6 +172,7 @@ class LocallyConnected2d(_SpatialLayer):
         bias: bool = True,
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, input_size, stride, padding, padding_mode)
+        check_bool("bias", bias)
         kh, kw = self.kernel_size
         positions = self.output_size[0] * self.output_size[1]
         fan_in = in_channels * kh * kw
@@ -184,13 +196,17 @@ class LocallyConnected2d(_SpatialLayer):
     def load_kernel(self, kernel: Tensor, bias: Tensor | None = None) -> None:
         """Set the weights from ``[H_out, W_out, F, C, kh, kw]`` kernels (and bias ``[F, H_out, W_out]``)."""
         expected = (*self.output_size, self.out_channels, self.in_channels, *self.kernel_size)
+        check_tensor("kernel", kernel, dims="[H_out, W_out, F, C, kh, kw]", finite=True)
         if tuple(kernel.shape) != expected:
             raise ValueError(f"kernel must have shape {expected}, got {tuple(kernel.shape)}")
-        self.kernel().copy_(kernel)
         if bias is not None:
             if self.bias is None:
                 raise ValueError("bias given but the layer was built with bias=False")
+            check_tensor("bias", bias, dims="[F, H_out, W_out]", finite=True)
+            if bias.shape != self.bias.shape:
+                raise ValueError(f"bias must have shape {tuple(self.bias.shape)}, got {tuple(bias.shape)}")
             self.bias.copy_(bias)
+        self.kernel().copy_(kernel)
 
 
 class InputCombiningHead(nn.Module):
@@ -205,6 +221,10 @@ class InputCombiningHead(nn.Module):
 
     def __init__(self, in_channels: int, rank: int, input_size: tuple[int, int], output_size: tuple[int, int], init_logit: float) -> None:
         super().__init__()
+        in_channels, rank = check_positive_int("in_channels", in_channels), check_positive_int("rank", rank)
+        input_size = check_int_tuple("input_size", input_size, 2, dims="(height, width)")
+        output_size = check_int_tuple("output_size", output_size, 2, dims="(height, width)")
+        init_logit = check_number("init_logit", init_logit)
         self.output_size = output_size
         self.reduce = nn.Conv2d(in_channels, rank, 1)
         self.dilated = nn.ModuleList(
@@ -294,6 +314,8 @@ class LowRankLocallyConnected2d(_SpatialLayer):
         self.rank = check_positive_int("rank", rank)
         self.combining = check_choice("combining", combining, COMBINING_MODES)
         self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
+        check_bool("spatial_bias", spatial_bias)
+        check_bool("bias", bias)
         kh, kw = self.kernel_size
         h, w = self.output_size
         fan_in = in_channels * kh * kw
@@ -344,7 +366,7 @@ class LowRankLocallyConnected2d(_SpatialLayer):
             return self._normalize(self._shared_logits())
         if inputs is None:
             raise ValueError("combining='input' computes its weights from the input: pass inputs [N, C, H, W]")
-        self._check_input(inputs)
+        self._check_input(inputs, "inputs")
         return self._normalize(self.head(inputs).permute(0, 2, 3, 1))
 
     def _spatial_bias(self) -> Tensor | None:
@@ -415,12 +437,16 @@ class CoordConv2d(nn.Module):
     ) -> None:
         super().__init__()
         self.in_channels = check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
         check_choice("padding_mode", padding_mode, PADDING_MODES)
+        kernel_size, stride = _pair("kernel_size", kernel_size), _pair("stride", stride)
+        _padding_amounts(padding, kernel_size, stride)
         self.conv = nn.Conv2d(
-            in_channels + 2, out_channels, _pair("kernel_size", kernel_size), stride=_pair("stride", stride), padding=padding, padding_mode=padding_mode, bias=bias
+            in_channels + 2, out_channels, kernel_size, stride=stride, padding=padding, padding_mode=padding_mode, bias=check_bool("bias", bias)
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        _check_layer_input("x", x, self.in_channels)
         n, _, h, w = x.shape
         rows = torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device)[:, None].expand(h, w)
         cols = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device)[None, :].expand(h, w)
@@ -430,6 +456,7 @@ class CoordConv2d(nn.Module):
 
 def parameter_count(module: nn.Module) -> int:
     """Number of trainable parameters of ``module``."""
+    check_type("module", module, nn.Module, "a torch.nn.Module")
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
@@ -437,6 +464,8 @@ def forward_flops(module: nn.Module, inputs: Tensor) -> int:
     """Floating-point operations (a multiply-add counts 2) of one forward pass on ``inputs``,
     as counted by ``torch.utils.flop_counter``: convolutions, matmuls and einsums only
     (elementwise work such as the LRLC combine, ``2*N*K*F*H_out*W_out``, is not counted)."""
+    check_type("module", module, nn.Module, "a torch.nn.Module")
+    check_tensor("inputs", inputs)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         module(inputs)
@@ -466,6 +495,9 @@ def peak_extra_memory(step: Callable[[], object], device: torch.device) -> int:
     CUDA: ``torch.cuda.max_memory_allocated``. CPU: the memory timeline of ``torch.profiler``
     (``profile_memory=True``; tensors alive before the step, e.g. parameters and inputs, excluded).
     """
+    if not callable(step):
+        raise TypeError(f"step must be a function of no arguments, got {type(step).__name__}")
+    device = get_device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
@@ -518,9 +550,14 @@ def benchmark_layers(
 
     import pandas as pd
 
-    from pilcro_lib.utils import get_device
-
-    check_positive_int("repeats", repeats)
+    for name, value in (("batch", batch), ("channels", channels), ("input_rank", input_rank), ("repeats", repeats)):
+        check_positive_int(name, value)
+    check_type("sizes", sizes, Sequence, "a sequence of input sizes")
+    check_type("ranks", ranks, Sequence, "a sequence of ranks")
+    for size in sizes:
+        check_positive_int("sizes", size, minimum=3)  # a valid 3x3 layer needs at least 3 pixels
+    for rank in ranks:
+        check_positive_int("ranks", rank)
     device = get_device(device)
     rows = []
     for size in sizes:
@@ -571,6 +608,7 @@ def benchmark_layers(
 
 def lrlc_layers(model: nn.Module) -> list[LowRankLocallyConnected2d]:
     """The LRLC layers of ``model``, in module order."""
+    check_type("model", model, nn.Module, "a torch.nn.Module")
     return [m for m in model.modules() if isinstance(m, LowRankLocallyConnected2d)]
 
 
@@ -583,7 +621,8 @@ def mean_combining_weights(model: nn.Module, inputs: Tensor, index: int = 0) -> 
     input during one forward pass in eval mode (the model's mode is restored).
     """
     layers = lrlc_layers(model)
-    if not 0 <= index < len(layers):
+    index = check_positive_int("index", index, minimum=0)
+    if index >= len(layers):
         raise ValueError(f"index={index} but the model has {len(layers)} LRLC layer(s)")
     layer = layers[index]
     if layer.head is None:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from pilcro_lib.layers import CoordConv2d, LocallyConnected2d, LowRankLocallyConnected2d
-from pilcro_lib.utils import check_choice
+from pilcro_lib.utils import check_bool, check_choice, check_number, check_positive_int, check_type
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDINGS = ("valid", "same", "full")
@@ -21,23 +21,51 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
+        for name, values in (("mean", mean), ("std", std)):
+            check_type(name, values, Sequence, "a sequence of per-channel numbers")
+            if not values:
+                raise ValueError(f"{name} must hold one number per channel, got an empty sequence")
+            for v in values:
+                check_number(name, v, minimum=0 if name == "std" else None, strict=True)
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have one number per channel each, got {len(mean)} and {len(std)}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.mean.shape[1]:
+            raise ValueError(f"x must be [B, {self.mean.shape[1]}, H, W] for this Normalize, got shape {tuple(x.shape)}")
         return (x - self.mean) / self.std
+
+
+def _normalization_layers(normalization: tuple[Sequence[float], Sequence[float]] | None, in_channels: int) -> list[nn.Module]:
+    """``[Normalize(mean, std)]`` for ``normalization=(mean, std)`` of ``in_channels`` entries each; ``[]`` for ``None``."""
+    if normalization is None:
+        return []
+    if not (isinstance(normalization, (list, tuple)) and len(normalization) == 2 and all(isinstance(v, Sequence) for v in normalization)):
+        raise ValueError(f"normalization must be (mean, std), each with one number per channel, or None; got {normalization!r}")
+    norm = Normalize(*normalization)
+    if norm.mean.shape[1] != in_channels:
+        raise ValueError(f"normalization has {norm.mean.shape[1]} channels but in_channels={in_channels}")
+    return [norm]
 
 
 def padding_amount(padding: str, kernel_size: int) -> int:
     """Pixels of padding per side for a stride-1 ``kernel_size`` conv: valid 0, same (k-1)/2, full k-1."""
     check_choice("padding", padding, PADDINGS)
+    check_positive_int("kernel_size", kernel_size)
     if padding == "same" and kernel_size % 2 == 0:
         raise ValueError(f"padding='same' needs an odd kernel_size, got {kernel_size}")
     return {"valid": 0, "same": (kernel_size - 1) // 2, "full": kernel_size - 1}[padding]
 
 
 def output_size(input_size: int, kernel_size: int, padding: int, stride: int = 1) -> int:
-    """Spatial output size of a convolution along one axis."""
+    """Spatial output size (>= 1) of a convolution along one axis."""
+    for name, value in (("input_size", input_size), ("kernel_size", kernel_size), ("stride", stride)):
+        check_positive_int(name, value)
+    check_positive_int("padding", padding, minimum=0)
+    if kernel_size > input_size + 2 * padding:
+        raise ValueError(f"input_size={input_size} is too small for kernel_size={kernel_size} with padding={padding}")
     return (input_size + 2 * padding - kernel_size) // stride + 1
 
 
@@ -71,6 +99,9 @@ def make_layer(
     """
     check_choice("kind", kind, LAYER_TYPES)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("input_size", input_size)):
+        check_positive_int(name, value)
+    check_bool("bias", bias)
     pad = padding_amount(padding, kernel_size)
     spatial = dict(padding=pad, padding_mode=padding_mode)
     if kind == "lc":
@@ -145,20 +176,25 @@ def reference_net(
     (global average pooling) or ``flatten``.
     """
     check_choice("head", head, HEADS)
+    check_type("layer_types", layer_types, (list, tuple), "a list of layer kinds")
     if len(layer_types) < 1:
         raise ValueError("layer_types must name at least one layer")
     for kind in layer_types:
         check_choice("kind", kind, LAYER_TYPES)
-    size = input_size
-    for _ in layer_types:
-        size = output_size(size, 3, padding_amount(padding, 3))
-    if size < 1:
-        raise ValueError(f"input_size={input_size} is too small for {len(layer_types)} layers with padding={padding!r}")
+    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width), ("rank", rank)):
+        check_positive_int(name, value)
+    pad = padding_amount(padding, 3)
+    size = check_positive_int("input_size", input_size)
+    try:
+        for _ in layer_types:
+            size = output_size(size, 3, pad)
+    except ValueError as err:
+        raise ValueError(f"input_size={input_size} is too small for {len(layer_types)} layers with padding={padding!r}") from err
     kwargs = dict(in_channels=in_channels, num_classes=num_classes, input_size=input_size, rank=rank,
                   padding=padding, padding_mode=padding_mode, head=head)
     wide = _wide_width(layer_types, width, **kwargs) if "wide_conv" in layer_types else width
     widths = [wide if kind == "wide_conv" else width for kind in layer_types]
-    layers: list[nn.Module] = [] if normalization is None else [Normalize(*normalization)]
+    layers = _normalization_layers(normalization, in_channels)
     return nn.Sequential(*layers, *_reference_layers(layer_types, widths, **kwargs))
 
 
@@ -169,6 +205,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1, padding_mode: str = "zeros"):
         super().__init__()
+        for name, value in (("in_channels", in_channels), ("channels", channels), ("stride", stride)):
+            check_positive_int(name, value)
+        check_choice("padding_mode", padding_mode, PADDING_MODES)
         self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False, padding_mode=padding_mode)
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False, padding_mode=padding_mode)
@@ -198,7 +237,9 @@ def cifar_resnet18(
     applies to every 3x3 conv.
     """
     check_choice("padding_mode", padding_mode, PADDING_MODES)
-    layers: list[nn.Module] = [] if normalization is None else [Normalize(*normalization)]
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("width", width)):
+        check_positive_int(name, value)
+    layers = _normalization_layers(normalization, in_channels)
     layers += [
         nn.Conv2d(in_channels, width, 3, 1, 1, bias=False, padding_mode=padding_mode),
         nn.BatchNorm2d(width),
@@ -215,4 +256,5 @@ def cifar_resnet18(
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
+    check_type("model", model, nn.Module, "a torch.nn.Module")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

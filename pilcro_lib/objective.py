@@ -31,8 +31,17 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from pilcro_lib.landscape import SCORES, curvature, flatness, gradient_energy, normalize, score_sum
-from pilcro_lib.utils import check_choice, check_positive_int
+from pilcro_lib.landscape import SCORES, curvature, flatness_or_nan, gradient_energy, normalize, score_sum
+from pilcro_lib.utils import (
+    check_choice,
+    check_image_batch,
+    check_labels,
+    check_map,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    check_type,
+)
 
 MEASURES = ("laplacian", "gradient", "cv")
 # The cheap default of the regularisers: a landscape from the first 32 samples of every 4th batch.
@@ -46,6 +55,7 @@ Regularizer = Callable[[nn.Module, Tensor, Tensor, "Tensor | None"], "Tensor | N
 def landscape_measure(lam: Tensor, measure: str = "laplacian") -> Tensor:
     """The penalised figure of a normalised landscape ``[..., H, W]`` -> ``[...]``."""
     check_choice("measure", measure, MEASURES)
+    check_map("lam", lam)
     if measure == "laplacian":
         return curvature(lam)
     if measure == "gradient":
@@ -61,6 +71,7 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
     exactly 0, in place, before autograd saves them) and restores ``momentum`` and
     ``num_batches_tracked`` afterwards.
     """
+    check_type("model", model, nn.Module, "a torch.nn.Module")
     saved = []
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
@@ -76,13 +87,13 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
                 m.num_batches_tracked.copy_(tracked)
 
 
-def _check_inputs(inputs: Tensor) -> None:
-    if not isinstance(inputs, Tensor) or inputs.dim() != 4:
-        shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
-        raise ValueError(
-            f"inputs must be a 4-D image batch [batch, channels, height, width] (the P-objective needs a "
-            f"spatial input), got {shape}"
-        )
+SPATIAL_DIMS = "[batch, channels, height, width] (the P-objective needs a spatial input)"
+
+
+def _check_inputs(inputs: Tensor, targets: Tensor | None) -> None:
+    check_image_batch("inputs", inputs, dims=SPATIAL_DIMS)
+    if targets is not None:
+        check_labels("targets", targets, inputs.shape[0])
 
 
 def _check_sub_batch(sub_batch: int | None) -> int | None:
@@ -98,7 +109,7 @@ def input_gradient(
     ``b = sub_batch or B``, differentiable in the parameters. BatchNorm running statistics are
     left untouched (:func:`frozen_batchnorm_stats`).
     """
-    _check_inputs(inputs)
+    _check_inputs(inputs, targets)
     check_choice("score", score, SCORES)
     sub_batch = _check_sub_batch(sub_batch)
     if sub_batch is not None and sub_batch > inputs.shape[0]:
@@ -114,6 +125,7 @@ def input_gradient(
 
 def batch_landscape(grad: Tensor) -> Tensor:
     """Normalised batch landscape ``Lambda`` ``[H, W]`` from input gradients ``[B, C, H, W]``."""
+    check_tensor("grad", grad, ndim=4, dims="[B, C, H, W]")
     return normalize(grad.abs().sum(1).mean(0))
 
 
@@ -154,9 +166,7 @@ class _InputGradientRegularizer:
         warmup_epochs: int = 0,
         score: str = "loss",
     ) -> None:
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-        self.lam = float(lam)
+        self.lam = check_number("lam", lam, minimum=0)
         self.every = check_positive_int("every", every)
         self.sub_batch = _check_sub_batch(sub_batch)
         self.warmup_epochs = check_positive_int("warmup_epochs", warmup_epochs, minimum=0)
@@ -179,7 +189,7 @@ class _InputGradientRegularizer:
         self._reset_epoch()
 
     def __call__(self, model: nn.Module, inputs: Tensor, targets: Tensor, outputs: Tensor | None = None) -> Tensor | None:
-        _check_inputs(inputs)
+        check_tensor("inputs", inputs, ndim=4, dims=SPATIAL_DIMS)  # shape only: no device sync on skipped steps
         step, self.step = self.step, self.step + 1
         if self.lam == 0 or self.epoch < self.warmup_epochs or step % self.every:
             return None
@@ -199,9 +209,9 @@ class _InputGradientRegularizer:
         NaN when no penalised step happened this epoch (warm-up, ``lam = 0``).
         """
         log = {"penalty": self._penalty_sum / self._count if self._count else math.nan}
-        figures = flatness(self._landscape_sum) if self._landscape_sum is not None else None
+        figures = flatness_or_nan(self._landscape_sum)
         for key in ("cv", "curvature", "gradient_energy", "border_ratio", "max_over_min", "checkerboard"):
-            log[f"landscape_{key}"] = figures[key] if figures else math.nan
+            log[f"landscape_{key}"] = figures[key]
         return log
 
     def describe(self) -> dict:
@@ -213,6 +223,8 @@ class _InputGradientRegularizer:
         return {"step": self.step, "epoch": self.epoch}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        if not isinstance(state, dict) or not {"step", "epoch"} <= state.keys():
+            raise ValueError(f"state must be a dict with 'step' and 'epoch' (from state_dict()), got {state!r}")
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self._reset_epoch()

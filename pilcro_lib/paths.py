@@ -32,7 +32,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pilcro_lib.landscape import _check_inputs
-from pilcro_lib.utils import check_choice, check_positive_int
+from pilcro_lib.layers import PADDING_MODES
+from pilcro_lib.utils import (
+    check_bool,
+    check_choice,
+    check_int_tuple,
+    check_model_builder,
+    check_positive_int,
+    check_type,
+)
 
 WEIGHTINGS = ("count", "variance")
 PADDINGS_1D = ("valid", "same", "full")
@@ -252,15 +260,18 @@ def path_count(model: nn.Module, input_size: tuple[int, int, int], *, weighting:
     :data:`SUPPORTED`, ``ValueError`` if ``input_size`` is malformed or too small.
     """
     check_choice("weighting", weighting, WEIGHTINGS)
-    if len(tuple(input_size)) != 3:
-        raise ValueError(f"input_size must be (channels, height, width), got {input_size!r}")
-    c, h, w = (check_positive_int("input_size", int(s)) for s in input_size)
+    c, h, w = _check_model_and_size(model, input_size)
     _check_inputs(model, (1, c, h, w), name="input_size")
     x = torch.zeros(1, 1, h, w, dtype=torch.float64, requires_grad=True)
     with torch.enable_grad():
         out = _Skeleton(weighting).run(model, x, "")
         (grad,) = torch.autograd.grad(out.sum(), x)
     return grad[0, 0]
+
+
+def _check_model_and_size(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[int, int, int]:
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    return check_int_tuple("input_size", input_size, 3, dims="(channels, height, width)")
 
 
 def conv_profile_1d(
@@ -275,7 +286,7 @@ def conv_profile_1d(
     length = check_positive_int("length", length)
     k = check_positive_int("kernel_size", kernel_size)
     depth = check_positive_int("depth", depth, minimum=0)
-    check_choice("padding_mode", padding_mode, ("zeros", "reflect", "replicate", "circular"))
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
     if isinstance(padding, str):
         check_choice("padding", padding, PADDINGS_1D)
         if padding == "same" and k % 2 == 0:
@@ -322,6 +333,7 @@ def valid_profile_closed_form(length: int, kernel_size: int, depth: int) -> Tens
     ``n(i) = sum_{m = max(0, i - n_out + 1)}^{min(i, L (k - 1))} c(m)`` with
     ``n_out = length - L (k - 1)``.
     """
+    length = check_positive_int("length", length)
     k = check_positive_int("kernel_size", kernel_size)
     depth = check_positive_int("depth", depth)
     n_out = length - depth * (k - 1)
@@ -369,6 +381,10 @@ def compare_with_monte_carlo(
     """
     from pilcro_lib.landscape import monte_carlo_landscape, normalize, pearson
 
+    check_model_builder("build_model", build_model)
+    input_size = check_int_tuple("input_size", input_size, 3, dims="(channels, height, width)")
+    if second_moment is not None:
+        check_bool("second_moment", second_moment)
     if second_moment is None:
         second_moment = input_size[-1] * input_size[-2] <= MAX_MOMENT_PIXELS
     with torch.random.fork_rng(devices=[]):
@@ -504,9 +520,7 @@ def second_moment(model: nn.Module, input_size: tuple[int, int, int]) -> Tensor:
     ReLU (independent gates) and max pooling (uniform router) are first-order approximations.
     Cost: ``(H W)^2`` memory, so ``H * W <= 4096``.
     """
-    if len(tuple(input_size)) != 3:
-        raise ValueError(f"input_size must be (channels, height, width), got {input_size!r}")
-    c, h, w = (check_positive_int("input_size", int(s)) for s in input_size)
+    c, h, w = _check_model_and_size(model, input_size)
     if h * w > MAX_MOMENT_PIXELS:
         raise ValueError(f"input_size {h}x{w} has more than {MAX_MOMENT_PIXELS} pixels; use path_count instead")
     _check_inputs(model, (1, c, h, w), name="input_size")
@@ -537,6 +551,18 @@ def toy_net(
     pool?], global average pooling, linear readout. ``pool``: ``None`` or a callable returning a
     pooling module (inserted after every conv block). Input ``[B, in_channels, H, W]``."""
     depth = check_positive_int("depth", depth)
+    for name, value in (("in_channels", in_channels), ("width", width), ("kernel_size", kernel_size), ("stride", stride),
+                        ("num_classes", num_classes)):
+        check_positive_int(name, value)
+    if isinstance(padding, str):
+        check_choice("padding", padding, ("valid", "same"))
+    else:
+        check_positive_int("padding", padding, minimum=0)
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
+    check_bool("relu", relu)
+    check_bool("batchnorm", batchnorm)
+    if pool is not None and not callable(pool):
+        raise TypeError(f"pool must be None or a function returning a pooling module, got {pool!r}")
     layers: list[nn.Module] = []
     channels = in_channels
     for _ in range(depth):

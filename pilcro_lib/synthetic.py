@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from pilcro_lib.data import ImageDataset
-from pilcro_lib.utils import check_choice, check_positive_int
+from pilcro_lib.utils import MAX_SEED, check_bool, check_choice, check_positive_int, check_tensor, check_type
 
 
 def _check_canvas(canvas_size: int, image_size: int) -> None:
@@ -26,10 +26,12 @@ def paste(dataset: ImageDataset, canvas_size: int, offsets: Tensor, *, backgroun
     background: ``zeros`` or ``noise`` (uniform [0, 1], seeded). Returns an ``ImageDataset``
     of ``[N, C, canvas_size, canvas_size]`` images with an ``offsets`` attribute.
     """
+    check_type("dataset", dataset, ImageDataset)
     check_choice("background", background, ("zeros", "noise"))
+    seed = check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED)
     n, c, h, w = dataset.images.shape
     _check_canvas(canvas_size, max(h, w))
-    offsets = torch.as_tensor(offsets, dtype=torch.long)
+    offsets = check_tensor("offsets", torch.as_tensor(offsets), dims="[N, 2]", dtype_kind="integer").long()
     if offsets.shape != (n, 2):
         raise ValueError(f"offsets must have shape [{n}, 2], got {tuple(offsets.shape)}")
     if offsets.min() < 0 or (offsets[:, 0] + h).max() > canvas_size or (offsets[:, 1] + w).max() > canvas_size:
@@ -52,7 +54,9 @@ def paste(dataset: ImageDataset, canvas_size: int, offsets: Tensor, *, backgroun
 
 def random_offsets(n: int, image_size: int, canvas_size: int, *, seed: int = 0) -> Tensor:
     """``[n, 2]`` uniform random top-left corners that keep an ``image_size`` image on the canvas."""
-    _check_canvas(canvas_size, image_size)
+    n = check_positive_int("n", n)
+    _check_canvas(canvas_size, check_positive_int("image_size", image_size))
+    seed = check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED)
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, canvas_size - image_size + 1, (n, 2), generator=g)
 
@@ -63,6 +67,9 @@ def on_noise(dataset: ImageDataset, canvas_size: int, *, aligned: bool, seed: in
     The offline analogue of aligned vs translated CelebA: the aligned variant keeps class
     evidence at fixed positions, the translated one lets it sit anywhere.
     """
+    check_type("dataset", dataset, ImageDataset)
+    check_bool("aligned", aligned)
+    seed = check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED - 1)
     size = dataset.images.shape[-1]
     if aligned:
         _check_canvas(canvas_size, size)
@@ -78,9 +85,15 @@ def position_grid(dataset: ImageDataset, canvas_size: int, grid: int) -> list[tu
     Returns ``[((row, col), ImageDataset), ...]`` in row-major order: the test sets of an
     accuracy-by-position map.
     """
-    check_positive_int("grid", grid)
+    check_type("dataset", dataset, ImageDataset)
+    grid = check_positive_int("grid", grid)
     size = dataset.images.shape[-1]
     _check_canvas(canvas_size, size)
+    if grid > canvas_size - size + 1:
+        raise ValueError(
+            f"grid={grid} is more than the {canvas_size - size + 1} distinct offsets of a {size}-pixel image "
+            f"on a canvas_size={canvas_size} canvas"
+        )
     steps = torch.linspace(0, canvas_size - size, grid).round().long().tolist()
     out = []
     for r in steps:

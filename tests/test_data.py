@@ -48,7 +48,7 @@ def test_subset_is_seeded_and_sized():
 
 
 def test_train_val_split_partitions():
-    data = ImageDataset(torch.arange(50, dtype=torch.float32).view(50, 1, 1, 1), torch.zeros(50), ["a"], "toy")
+    data = ImageDataset(torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1), torch.zeros(50, dtype=torch.long), ["a"], "toy")
     tr, va = train_val_split(data, 0.2, seed=3)
     assert len(tr) == 40 and len(va) == 10
     assert sorted(torch.cat([tr.images, va.images]).flatten().tolist()) == list(range(50))
