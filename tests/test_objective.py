@@ -273,15 +273,18 @@ class _Interrupt(Exception):
     pass
 
 
-class InterruptedPObjective(PObjective):
-    """Raises once its step counter reaches ``stop_at`` (a killed run); same repr as PObjective."""
+def interrupted(reg: PObjective, stop_at: int) -> PObjective:
+    """``reg``, made to raise once its step counter reaches ``stop_at`` (a killed run); it still
+    describes itself as the same PObjective, so the run can be resumed with a plain one."""
+    penalty = reg.penalty
 
-    stop_at: int | None = None
-
-    def __call__(self, model, inputs, targets, outputs=None):
-        if self.step == self.stop_at:
+    def stopping(grad, land):
+        if reg.step > stop_at:  # the step counter has already moved past this step
             raise _Interrupt
-        return super().__call__(model, inputs, targets, outputs)
+        return penalty(grad, land)
+
+    reg.penalty = stopping
+    return reg
 
 
 def test_fit_with_pobjective_resumes_exactly(tmp_path):
@@ -293,8 +296,7 @@ def test_fit_with_pobjective_resumes_exactly(tmp_path):
         return net, fit(net, data, data, epochs=2, batch_size=16, run_dir=run_dir, regularizer=reg, progress=False)
 
     net_a, hist_a = train(tmp_path / "a", PObjective(1.0, every=2, sub_batch=8))
-    killed = InterruptedPObjective(1.0, every=2, sub_batch=8)
-    killed.stop_at = 4  # in the second epoch (3 steps per epoch)
+    killed = interrupted(PObjective(1.0, every=2, sub_batch=8), stop_at=4)  # in the second epoch (3 steps per epoch)
     with pytest.raises(_Interrupt):
         train(tmp_path / "b", killed)
     net_b, hist_b = train(tmp_path / "b", PObjective(1.0, every=2, sub_batch=8))
