@@ -2,7 +2,7 @@
 
 :func:`run_arm` trains one arm (:func:`make_arm`: plain, P-objective, input-gradient penalty,
 circular or full padding) and measures accuracy, noise robustness and the landscape per epoch;
-:func:`claim_verdict` says whether per-seed results support a claim beyond seed-to-seed noise.
+:func:`mean_std_table` summarises per-seed results (the verdicts use :mod:`pilcro_lib.stats`).
 """
 
 from __future__ import annotations
@@ -258,32 +258,3 @@ def mean_std_table(frame, by: str | list[str], columns: list[str], *, digits: in
     for col in columns:
         out[col] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(stats[(col, "mean")], stats[(col, "std")])]
     return out
-
-
-def claim_verdict(treated, control, *, higher_is_better: bool, z: float = 2.0) -> dict[str, float | str]:
-    """Does ``treated`` beat ``control`` (per-seed values)? Difference of means and its standard error.
-
-    ``supported`` when the difference favours the treatment by more than ``z`` standard errors
-    (Welch: ``sqrt(s_t^2/n_t + s_c^2/n_c)``), ``contradicted`` when it favours the control by as
-    much, else ``not resolved`` (within seed-to-seed noise). NaN values count as missing.
-    """
-    check_bool("higher_is_better", higher_is_better)
-    check_number("z", z, minimum=0, strict=True)
-    t = _per_seed("treated", treated)
-    c = _per_seed("control", control)
-    t, c = t[~t.isnan()], c[~c.isnan()]
-    if len(t) < 2 or len(c) < 2:
-        return {"treated": math.nan, "control": math.nan, "difference": math.nan, "std_error": math.nan, "verdict": "not measured"}
-    diff = (t.mean() - c.mean()).item()
-    se = math.sqrt(t.var().item() / len(t) + c.var().item() / len(c))
-    gain = diff if higher_is_better else -diff
-    verdict = "supported" if gain > z * se else "contradicted" if -gain > z * se else "not resolved"
-    return {"treated": t.mean().item(), "control": c.mean().item(), "difference": diff, "std_error": se, "verdict": verdict}
-
-
-def _per_seed(name: str, values) -> Tensor:
-    """Per-seed values (numbers; NaN allowed, it counts as missing) as a float64 tensor."""
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise TypeError(f"{name} must be a sequence of per-seed numbers, got {values!r}")
-    values = list(values.tolist() if isinstance(values, Tensor) else values)
-    return torch.tensor([check_number(name, v, finite=False) for v in values], dtype=torch.float64)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from pilcro_lib.utils import check_bool
+
 ALPHA = 0.05
 POWER = 0.8
 VERDICTS = ("supported", "contradicted", "not resolved", "not measured")
@@ -22,6 +24,8 @@ VERDICTS = ("supported", "contradicted", "not resolved", "not measured")
 
 def _values(name: str, values: Iterable[float]) -> np.ndarray:
     try:
+        if isinstance(values, (str, bytes)):
+            raise TypeError
         array = np.asarray([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a sequence of numbers (one per seed), got {values!r}") from None
@@ -62,6 +66,7 @@ def compare(treated: Iterable[float], control: Iterable[float], *, higher_is_bet
     in an arm every statistic is NaN.
     """
     alpha = _check_level("alpha", alpha)
+    check_bool("higher_is_better", higher_is_better)
     t, c = _values("treated", treated), _values("control", control)
     out: dict[str, Any] = {"n_treated": len(t), "n_control": len(c)}
     keys = ("treated", "control", "difference", "ci_low", "ci_high", "std_error", "df", "t", "p", "detectable", "gain")

@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from pilcro_lib import data, experiments, landscape, layers, models, objective, paths, synthetic, utils
+from pilcro_lib import data, experiments, landscape, layers, models, objective, paths, stats, synthetic, utils
 
 NAN, INF = float("nan"), float("inf")
 X = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(0))  # a batch of 4 tiny images
@@ -398,10 +398,10 @@ CASES = [
     ("table by", lambda: experiments.mean_std_table(FRAME, "seed", ["acc"]), V, r"by names columns that frame lacks: \['seed'\]"),
     ("table digits", lambda: experiments.mean_std_table(FRAME, "arm", ["acc"], digits=-1), V, r"digits must be an integer >= 0, got -1"),
     ("table frame", lambda: experiments.mean_std_table({"acc": [1]}, "arm", ["acc"]), T, r"frame must be a pandas DataFrame, got dict"),
-    ("verdict z", lambda: experiments.claim_verdict([1, 2], [1, 2], higher_is_better=True, z=0), V, r"z must be a finite number > 0, got 0"),
-    ("verdict treated scalar", lambda: experiments.claim_verdict(0.5, [1, 2], higher_is_better=True), T, r"treated must be a sequence of per-seed numbers, got 0\.5"),
-    ("verdict control str", lambda: experiments.claim_verdict([1, 2], ["a", "b"], higher_is_better=True), T, r"control must be a number, got 'a'"),
-    ("verdict higher_is_better", lambda: experiments.claim_verdict([1, 2], [1, 2], higher_is_better="yes"), T, r"higher_is_better must be True or False"),
+    ("verdict alpha", lambda: stats.compare([1, 2], [1, 2], alpha=0), V, r"alpha must be a number in \(0, 1\), got 0"),
+    ("verdict treated scalar", lambda: stats.compare(0.5, [1, 2]), T, r"treated must be a sequence of numbers \(one per seed\), got 0\.5"),
+    ("verdict control str", lambda: stats.compare([1, 2], ["a", "b"]), T, r"control must be a sequence of numbers"),
+    ("verdict higher_is_better", lambda: stats.compare([1, 2], [1, 2], higher_is_better="yes"), T, r"higher_is_better must be True or False"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device cuda without GPU", lambda: utils.get_device("cuda"), V,

@@ -12,7 +12,7 @@ from torch.func import functional_call
 from pilcro_lib.data import ImageDataset
 from pilcro_lib.landscape import curvature, cv, gradient_energy, normalize, saliency
 from pilcro_lib.cost import ReuseForwardPenalty, cost_arms, step_cost, training_step_times
-from pilcro_lib.experiments import LandscapeRecorder, claim_verdict, epochs_to_reach, make_arm, mean_std_table, run_arm, spearman
+from pilcro_lib.experiments import LandscapeRecorder, epochs_to_reach, make_arm, mean_std_table, run_arm, spearman
 from pilcro_lib.objective import (
     DEFAULT_EVERY,
     DEFAULT_SUB_BATCH,
@@ -398,15 +398,9 @@ def test_reuse_forward_penalty_equals_second_forward():
         step_cost(names=["no such arm"])
 
 
-def test_claim_verdict_and_mean_std_table():
+def test_mean_std_table():
     import pandas as pd
 
-    v = claim_verdict([0.9, 0.91, 0.92], [0.8, 0.81, 0.82], higher_is_better=True)
-    assert v["verdict"] == "supported" and v["difference"] == pytest.approx(0.1)
-    assert v["std_error"] == pytest.approx(math.sqrt(2 * 0.0001 / 3))
-    assert claim_verdict([0.9, 0.91, 0.92], [0.8, 0.81, 0.82], higher_is_better=False)["verdict"] == "contradicted"
-    assert claim_verdict([0.8, 0.9], [0.85, 0.86], higher_is_better=True)["verdict"] == "not resolved"
-    assert claim_verdict([1.0, float("nan")], [0.5, 0.6], higher_is_better=True)["verdict"] == "not measured"
     frame = pd.DataFrame({"arm": ["a", "a", "b", "b"], "acc": [0.5, 0.7, 0.1, 0.1]})
     table = mean_std_table(frame, "arm", ["acc"], digits=2)
     assert list(table.index) == ["a", "b"]

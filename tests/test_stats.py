@@ -63,6 +63,7 @@ def test_seed_gate():
     "call, error, match",
     [
         (lambda: compare("ab", [1.0, 2.0]), TypeError, "treated must be a sequence of numbers"),
+        (lambda: compare([1.0, 2.0], [1.0, 2.0], higher_is_better=1), TypeError, "higher_is_better must be True or False"),
         (lambda: compare([1.0, math.inf], [1.0, 2.0]), ValueError, "treated holds an infinite value"),
         (lambda: compare([1.0, 2.0], [1.0, 2.0], alpha=1.5), ValueError, r"alpha must be a number in \(0, 1\)"),
         (lambda: detectable_effect(0.1, 4, power=0), ValueError, r"power must be a number in \(0, 1\)"),
