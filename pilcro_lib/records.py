@@ -13,6 +13,14 @@ re-renders every chapter without retraining. Checkpoints live in the ignored ``r
 (``$PILCRO_RUNS``). A record made by other training code (another
 :func:`pilcro_lib.fingerprint.code_fingerprint`) is never returned as current: it is retrained,
 or refused with ``PILCRO_STALE_RECORDS=refuse``.
+
+Planning mode. With ``$PILCRO_PLAN`` set to a folder, :func:`cached_run` trains nothing: a run
+without a current record is written to that folder as a :class:`RunRequest`
+(``<key>.pkl``, see :mod:`pilcro_lib.plans`) and a placeholder :class:`Record` is returned whose
+``metrics`` and ``provenance`` raise :class:`MissingRun` when read. A loop that asks for many
+runs before reading any of them so plans them all; the first read ends the notebook there.
+:meth:`RunRequest.compute` later computes the run, anywhere, into the same record
+(``python -m pilcro_lib.runs``).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +44,7 @@ from pilcro_lib.utils import check_choice, get_device, git_commit
 SCHEMA = "pilcro-run-record/1"
 DIGITS = 6  # significant digits of the floats a record stores
 STALE_POLICIES = ("retrain", "refuse")
+PLAN_ENV = "PILCRO_PLAN"  # a folder: plan missing runs there instead of training them
 _REPO = Path(__file__).resolve().parent.parent
 _FIELDS = {"schema": str, "key": str, "name": str, "spec": dict, "code": str, "metrics": dict, "provenance": dict}
 _PROVENANCE = ("commit", "dirty", "pilcro_lib", "torch", "device", "wall_time_s", "finished_utc")
@@ -43,6 +52,34 @@ _PROVENANCE = ("commit", "dirty", "pilcro_lib", "torch", "device", "wall_time_s"
 
 class StaleRecordError(RuntimeError):
     """A stored record was made by other training code than the current one."""
+
+
+class MissingRun(Exception):
+    """The results of a run that has no record yet were read while planning (``$PILCRO_PLAN``)."""
+
+    def __init__(self, name: str, key: str) -> None:
+        super().__init__(f"run {name}/{key} has no record yet: it is planned, not computed "
+                         "(compute it with python -m pilcro_lib.runs compute)")
+        self.name, self.key = name, key
+
+
+class Pending(Mapping):
+    """The metrics (or provenance) of a planned run: reading any entry raises :class:`MissingRun`."""
+
+    def __init__(self, name: str, key: str) -> None:
+        self.name, self.key = name, key
+
+    def __getitem__(self, item: str) -> Any:
+        raise MissingRun(self.name, self.key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise MissingRun(self.name, self.key)
+
+    def __len__(self) -> int:
+        raise MissingRun(self.name, self.key)
+
+    def __repr__(self) -> str:
+        return f"<results of planned run {self.name}/{self.key}>"
 
 
 @dataclass
@@ -55,6 +92,27 @@ class Record:
     provenance: dict[str, Any]
     path: Path
     reused: bool
+
+
+@dataclass
+class RunRequest:
+    """A run that :func:`cached_run` was asked for, with its identity (``spec``, ``key``) as computed there."""
+
+    run_fn: Callable[..., dict[str, Any]]
+    inputs: dict[str, Any]
+    name: str
+    store: str | Path | None
+    runs: str | Path | None
+    spec: dict[str, Any]
+    key: str
+
+    def record_path(self) -> Path:
+        """Where this run's record is (or will be) stored."""
+        return Path(self.store if self.store is not None else default_store()) / self.name / f"{self.key}.json"
+
+    def compute(self) -> Record:
+        """The run's record, computed as :func:`cached_run` computes it (or read, if current)."""
+        return _cached(self)
 
 
 def _in_checkout() -> bool:
@@ -94,7 +152,8 @@ def cached_run(
     ``run_fn`` returns JSON-serialisable metrics; it may checkpoint into ``run_dir`` (e.g. with
     :func:`pilcro_lib.train.fit`) so that a killed run resumes. ``name`` groups records in a
     folder (default ``run_fn.__name__``). Two processes asking for the same run: one computes,
-    the other waits and then reads its record.
+    the other waits and then reads its record. With ``$PILCRO_PLAN`` set, a run without a
+    current record is planned instead of computed (see the module's docstring).
     """
     if not callable(run_fn):
         raise TypeError(f"run_fn must be a function run_fn(*, run_dir, **inputs), got {type(run_fn).__name__}")
@@ -103,26 +162,45 @@ def cached_run(
     if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
         raise ValueError(f"name must be a non-empty folder name without slashes, got {name!r}")
     spec = {"function": describe(run_fn, where="run_fn"), "inputs": describe(inputs, where="inputs")}
-    key = run_key(spec)
-    path = Path(store if store is not None else default_store()) / name / f"{key}.json"
+    request = RunRequest(run_fn, inputs, name, store, runs, spec, run_key(spec))
+    plan = os.environ.get(PLAN_ENV)
+    if plan:
+        return _current(request.record_path(), request.key, policy) or _planned(request, Path(plan))
+    return _cached(request)
+
+
+def _cached(request: RunRequest) -> Record:
+    """The current record of ``request``, else the run computed and its record stored."""
+    policy = stale_policy()
+    key, name, inputs = request.key, request.name, request.inputs
+    path = request.record_path()
     record = _current(path, key, policy)
     if record is not None:
         return record
-    run_dir = Path(runs if runs is not None else default_runs()) / f"{key}-{code_fingerprint()}"
+    run_dir = Path(request.runs if request.runs is not None else default_runs()) / f"{key}-{code_fingerprint()}"
     with run_dir_lock(run_dir, name=".record.lock"):
         record = _current(path, key, policy)  # another process may have finished it while this one waited
         if record is not None:
             return record
         start = time.perf_counter()
-        metrics = run_fn(**inputs, run_dir=run_dir)
+        metrics = request.run_fn(**inputs, run_dir=run_dir)
         metrics = _rounded(_checked(metrics))
         device = inputs.get("device")
         provenance = run_provenance(time.perf_counter() - start, get_device(device) if device is not None else None)
-        stored = {"schema": SCHEMA, "key": key, "name": name, "spec": spec, "code": code_fingerprint(),
+        stored = {"schema": SCHEMA, "key": key, "name": name, "spec": request.spec, "code": code_fingerprint(),
                   "metrics": metrics, "provenance": provenance}
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, (json.dumps(stored, sort_keys=True, separators=(",", ":")) + "\n").encode())
     return Record(key, name, metrics, provenance, path, reused=False)
+
+
+def _planned(request: RunRequest, folder: Path) -> Record:
+    """Write ``request`` into the plan ``folder``; a placeholder record whose results raise :class:`MissingRun`."""
+    from pilcro_lib.plans import save_request
+
+    save_request(request, folder)
+    pending = Pending(request.name, request.key)
+    return Record(request.key, request.name, pending, pending, request.record_path(), reused=False)
 
 
 def _checked(metrics: Any) -> dict[str, Any]:

@@ -1,0 +1,344 @@
+"""Compute a chapter's runs anywhere: plan the runs a notebook needs, compute them in parallel, render.
+
+Command line::
+
+    python -m pilcro_lib.runs plan notebooks/06_p_objective_experiments.ipynb --profile paper
+    python -m pilcro_lib.runs compute notebooks/06_p_objective_experiments.ipynb --profile paper \\
+        --executor ray --gpus-per-run 1
+    make execute NB=notebooks/06_p_objective_experiments.ipynb PROFILE=paper   # renders from the records
+
+``plan`` executes the notebook through papermill into a temporary copy (the notebook itself is
+not touched) in planning mode (``$PILCRO_PLAN``, see :mod:`pilcro_lib.records`): each run it asks
+for that has no record is written as a request to ``runs/plans/<notebook>/<key>.pkl`` instead of
+being trained, and the first read of a planned run's results ends the notebook there. A loop
+that asks for its runs before reading their results is planned whole; a loop that reads each
+run's results as it goes plans one run per stage. ``plan`` prints the planned runs.
+
+``compute`` plans, computes the planned runs in parallel through ``--executor`` (``local``, the
+default: a process pool here; ``ray``; ``slurm``: see :mod:`pilcro_lib.executors`) and repeats
+until the notebook asks for no missing run: a chapter that chooses something on validation
+results plans its later runs only once those results exist (at most ``--max-stages`` stages).
+Each run is computed by the code of :func:`pilcro_lib.records.cached_run` itself, so its record
+is the one the notebook would have written; executing the notebook afterwards (``make execute``)
+renders it from the records. ``-p NAME VALUE`` sets a parameter of the notebook's cell tagged
+``parameters`` (as papermill's ``-p``); give the same ones to ``make execute`` (``PARAMS=``).
+
+A text progress bar counts finished runs; a table of every run (status, wall time, worker,
+devices, error) ends the command and is written to ``summary.md`` in the plan folder. A failing
+run is reported and the others go on. Ctrl-C cancels the running runs and keeps the finished
+ones (their records are written as each ends); the same command resumes, and a killed run
+resumes from its last checkpoint. Exit status: 0 when nothing is missing any more, 1 when a run
+or the notebook failed or the stage limit was reached, 130 after Ctrl-C, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pilcro_lib.execute import PROFILES, argument_errors, check_notebook, check_parameters, parse_value
+from pilcro_lib.executors import EXECUTORS, Executor, Outcome, make_executor
+from pilcro_lib.plans import RequestFile, list_requests
+
+__all__ = ["Computation", "Plan", "compute", "compute_planned", "default_plans", "main", "plan", "summary_table"]
+
+MISSING = "MissingRun"  # the exception a read of a planned run's results raises in the notebook
+
+
+@dataclass
+class Plan:
+    """One planning stage: the runs the notebook asked for that have no record, and how it ended
+    (``error`` is empty when it ran to its end, ``"MissingRun: ..."`` when a planned run's results were read)."""
+
+    folder: Path
+    requests: list[RequestFile]
+    error: str = ""
+
+
+@dataclass
+class Computation:
+    """What ``compute`` did: ``status`` is ``complete``, ``failed``, ``notebook failed``,
+    ``stage limit`` or ``interrupted``; ``outcomes`` of every run it computed, in order."""
+
+    status: str = "complete"
+    stages: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    message: str = ""
+
+
+def default_plans(notebook: Path) -> Path:
+    """``runs/plans/<notebook's name>`` under the runs folder (``$PILCRO_RUNS``)."""
+    from pilcro_lib.records import default_runs
+
+    return default_runs() / "plans" / notebook.stem
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` updated with ``values`` while inside (the notebook's kernel inherits it)."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _check_profile(profile: str | None) -> None:
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not allowed; choose one of {', '.join(map(repr, PROFILES))}")
+
+
+def plan(notebook: str | Path, *, profile: str | None = None, parameters: Mapping[str, Any] | None = None,
+         folder: str | Path | None = None) -> Plan:
+    """Execute ``notebook`` in planning mode and return the runs it needs that have no record.
+
+    ``profile`` becomes ``PILCRO_PROFILE`` in the kernel; ``parameters`` are papermill parameters
+    (each declared by the notebook); ``folder``: where the requests go (default
+    :func:`default_plans`). Requests of an earlier plan in ``folder`` are replaced.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from pilcro_lib.records import PLAN_ENV
+
+    notebook = check_notebook(notebook)
+    _check_profile(profile)
+    parameters = dict(parameters or {})
+    check_parameters(notebook, parameters)
+    folder = Path(folder) if folder is not None else default_plans(notebook)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.pkl"):
+        old.unlink()
+    env = {PLAN_ENV: str(folder.resolve()), **({"PILCRO_PROFILE": profile} if profile else {})}
+    error = ""
+    with _environment(env), tempfile.TemporaryDirectory() as tmp:
+        try:
+            papermill.execute_notebook(str(notebook), str(Path(tmp) / notebook.name), parameters=parameters,
+                                       cwd=str(notebook.resolve().parent), progress_bar=False, log_output=False)
+        except PapermillExecutionError as failure:
+            error = f"{failure.ename}: {failure.evalue} (cell {failure.cell_index})"
+    requests = list_requests(folder)
+    _prune_blobs(folder, requests)
+    return Plan(folder, requests, error)
+
+
+def _prune_blobs(folder: Path, requests: Sequence[RequestFile]) -> None:
+    """Delete the stored tensors that no request of ``folder`` uses any more."""
+    used = {digest for request in requests for digest in request.blobs}
+    for blob in (folder / "blobs").glob("*.pt"):
+        if blob.stem not in used:
+            blob.unlink()
+
+
+def compute_planned(requests: Sequence[RequestFile], executor: Executor, *, desc: str = "runs",
+                    outcomes: list[Outcome] | None = None) -> list[Outcome]:
+    """Compute ``requests`` through ``executor`` with a progress bar; each computed run's record is
+    written to this process's store as it ends. Outcomes are appended to ``outcomes`` (returned)
+    as they come, so that an interrupted caller keeps those of the finished runs."""
+    from tqdm import tqdm
+
+    outcomes = [] if outcomes is None else outcomes
+    by_key = {request.key: request for request in requests}
+    failed = 0
+    with tqdm(total=len(requests), desc=desc, unit="run", file=sys.stderr, ascii=True) as bar, \
+            closing(executor.run([request.path for request in requests])) as results:
+        for outcome in results:
+            if outcome.status == "computed":
+                _keep(outcome, by_key[outcome.key])
+            else:
+                failed += 1
+                bar.write(f"  failed: {outcome.name}/{outcome.key}: {outcome.error}")
+                bar.set_postfix(failed=failed)
+            outcomes.append(outcome)
+            bar.update(1)
+    return outcomes
+
+
+def _keep(outcome: Outcome, request: RequestFile) -> None:
+    """Store a computed run's record where this process's ``cached_run`` will look for it
+    (a worker on another machine wrote it to its own disk)."""
+    from pilcro_lib.checkpoint import write_atomic
+    from pilcro_lib.records import default_store, read_record
+
+    path = Path(request.store if request.store is not None else default_store()) / request.name / f"{request.key}.json"
+    if path.is_file() and path.read_text() == outcome.record:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, outcome.record.encode())
+    read_record(path)
+
+
+def compute(notebook: str | Path, executor: Executor, *, profile: str | None = None,
+            parameters: Mapping[str, Any] | None = None, folder: str | Path | None = None, max_stages: int = 10,
+            log: Callable[[str], Any] = print) -> Computation:
+    """Plan ``notebook`` and compute its missing runs through ``executor``, stage after stage, until
+    it asks for no missing run; at most ``max_stages`` stages. Never raises for a failing run or
+    notebook, nor for Ctrl-C: the returned :class:`Computation` says how it ended."""
+    if isinstance(max_stages, bool) or not isinstance(max_stages, int) or max_stages < 1:
+        raise ValueError(f"max_stages must be an integer >= 1, got {max_stages!r}")
+    done = Computation()
+    try:
+        for stage in range(1, max_stages + 1):
+            done.stages = stage
+            log(f"stage {stage}: planning {Path(notebook).name} ...")
+            planned = plan(notebook, profile=profile, parameters=parameters, folder=folder)
+            if not planned.requests:
+                if planned.error:
+                    done.status, done.message = "notebook failed", f"the notebook failed: {planned.error}"
+                else:
+                    done.message = "nothing is missing: the notebook renders from its records"
+                return done
+            log(f"stage {stage}: {len(planned.requests)} run(s) to compute with the {executor.name} executor")
+            compute_planned(planned.requests, executor, desc=f"stage {stage}", outcomes=done.outcomes)
+            failed = [o for o in done.outcomes if o.status != "computed"]
+            if failed:
+                done.status, done.message = "failed", f"{len(failed)} run(s) failed; fix them and run the same command"
+                return done
+        done.status = "stage limit"
+        done.message = f"runs were still missing after {max_stages} stages; run the same command again to go on"
+    except KeyboardInterrupt:
+        done.status = "interrupted"
+        done.message = "interrupted: finished runs are kept; run the same command again to resume"
+    return done
+
+
+def summary_table(outcomes: Sequence[Outcome], requests: Mapping[str, RequestFile] | None = None) -> str:
+    """A markdown table of ``outcomes``: run, key, status, wall time, worker, devices, error."""
+    requests = requests or {}
+    lines = ["| run | key | status | wall time (s) | worker | devices | error |", "|---|---|---|---|---|---|---|"]
+    for o in outcomes:
+        run = requests[o.key].summary if o.key in requests else o.name
+        cells = [f"{o.name}: {run}" if o.key in requests else run, o.key, o.status,
+                 "" if o.wall_time_s is None else f"{o.wall_time_s:.1f}", o.worker, o.devices, o.error]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _parameters(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for name, text in pairs or ():
+        if name in parameters:
+            raise ValueError(f"parameter {name!r} is given twice")
+        parameters[name] = parse_value(text)
+    return parameters
+
+
+def _render_hint(notebook: Path, profile: str | None, parameters: Mapping[str, Any]) -> str:
+    params = " ".join(f"{k}={v}" for k, v in parameters.items())
+    return (f"make execute NB={notebook}" + (f" PROFILE={profile}" if profile else "")
+            + (f' PARAMS="{params}"' if params else ""))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pilcro_lib.runs",
+                                     description="Plan the runs a notebook needs, and compute them anywhere.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("plan", "list the runs the notebook needs that have no record (trains nothing)"),
+                            ("compute", "compute the missing runs in parallel, stage after stage")):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("notebook", help="the notebook (.ipynb)")
+        sub.add_argument("--profile", choices=PROFILES, help="PILCRO_PROFILE for the notebook")
+        sub.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                         help="a parameter of the notebook's parameters cell (repeatable)")
+        sub.add_argument("--plans", help="folder of the plans (default: runs/plans); the notebook's go in a sub-folder")
+    compute_parser = commands.choices["compute"]
+    compute_parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where runs are computed")
+    compute_parser.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each run gets (default 0: CPU)")
+    compute_parser.add_argument("--max-stages", type=int, default=10, help="plan+compute rounds at most (default 10)")
+    compute_parser.add_argument("--workers", type=int, help="local: runs at a time (default: one per GPU slot, else 1)")
+    compute_parser.add_argument("--address", help="ray: address of a running cluster (default: start one here)")
+    compute_parser.add_argument("--cpus-per-run", type=int, help="ray, slurm: CPUs each run gets")
+    compute_parser.add_argument("--partition", help="slurm: the partition")
+    compute_parser.add_argument("--time", type=int, metavar="MINUTES", help="slurm: each job's time limit")
+    compute_parser.add_argument("--parallelism", type=int, help="slurm: jobs of the array running at a time")
+    return parser
+
+
+# command-line option -> (the executors that take it, their keyword argument)
+_OPTIONS = {"workers": (("local",), "workers"), "address": (("ray",), "address"),
+            "cpus_per_run": (("ray", "slurm"), "cpus_per_run"), "partition": (("slurm",), "partition"),
+            "time": (("slurm",), "time_min"), "parallelism": (("slurm",), "parallelism")}
+
+
+def _executor_options(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """The executor's keyword arguments from the command line; ValueError for an option of another executor."""
+    options: dict[str, Any] = {"folder": folder / "slurm"} if args.executor == "slurm" else {}
+    for attribute, (executors, keyword) in _OPTIONS.items():
+        value = getattr(args, attribute)
+        if value is None:
+            continue
+        if args.executor not in executors:
+            raise ValueError(f"--{attribute.replace('_', '-')} is an option of --executor {' or '.join(executors)}, "
+                             f"not of {args.executor}")
+        options[keyword] = value
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    with argument_errors(parser, "notebook"):
+        notebook = check_notebook(args.notebook)
+    with argument_errors(parser, "--parameter"):
+        parameters = _parameters(args.parameter)
+        if "profile" in parameters:
+            raise ValueError("give the profile with --profile, not as -p profile ...")
+        check_parameters(notebook, parameters)
+    folder = Path(args.plans) / notebook.stem if args.plans else default_plans(notebook)
+    if args.command == "plan":
+        planned = plan(notebook, profile=args.profile, parameters=parameters, folder=folder)
+        return _report_plan(planned, notebook, args, parameters)
+    with argument_errors(parser, "--executor"):
+        executor = make_executor(args.executor, args.gpus_per_run, **_executor_options(args, folder))
+    with argument_errors(parser, "--max-stages"):
+        if args.max_stages < 1:
+            raise ValueError(f"must be an integer >= 1, got {args.max_stages!r}")
+    with executor:
+        done = compute(notebook, executor, profile=args.profile, parameters=parameters, folder=folder,
+                       max_stages=args.max_stages)
+    requests = {r.key: r for r in list_requests(folder)}
+    table = summary_table(done.outcomes, requests)
+    if done.outcomes:
+        print(table)
+        (folder / "summary.md").write_text(f"# Runs of {notebook.name} ({done.status})\n\n{table}\n")
+    print(done.message)
+    if done.status == "complete":
+        print("render it with: " + _render_hint(notebook, args.profile, parameters))
+    return {"complete": 0, "interrupted": 130}.get(done.status, 1)
+
+
+def _report_plan(planned: Plan, notebook: Path, args: argparse.Namespace, parameters: Mapping[str, Any]) -> int:
+    """Print what ``plan`` found; the exit status."""
+    if planned.requests:
+        print(f"{len(planned.requests)} run(s) of {notebook.name} have no record (requests in {planned.folder}):")
+        print("| run | key | what |\n|---|---|---|")
+        for request in planned.requests:
+            print(f"| {request.name} | {request.key} | {request.summary} |")
+        if planned.error and not planned.error.startswith(MISSING):
+            print(f"the notebook then failed: {planned.error}")
+        command = f"python -m pilcro_lib.runs compute {notebook}" + (f" --profile {args.profile}" if args.profile else "")
+        command += "".join(f" -p {k} {v}" for k, v in parameters.items())
+        print(f"compute them with: {command} --executor local|ray|slurm")
+        return 0
+    if planned.error:
+        print(f"no run is missing, but the notebook failed: {planned.error}", file=sys.stderr)
+        return 1
+    print(f"nothing is missing: {notebook.name} renders from its records ({_render_hint(notebook, args.profile, parameters)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
