@@ -7,7 +7,7 @@ PROFILE ?= book
 NB      ?= $(sort $(wildcard notebooks/*.ipynb))
 BUILD_FLAGS := -W -n --keep-going
 
-.PHONY: book test pytest execute lock benchmarks clean
+.PHONY: book test pytest execute compute lock benchmarks clean
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
@@ -24,6 +24,13 @@ pytest: $(STAMP)
 # make execute NB=notebooks/00_getting_started.ipynb PROFILE=book PARAMS="epochs=3 lr=0.01"
 execute: $(STAMP)
 	$(BIN)/python -m pilcro_lib.execute $(NB) --profile $(PROFILE) $(if $(strip $(PARAMS)),--params $(PARAMS))
+
+# make compute NB=notebooks/06_p_objective_experiments.ipynb PROFILE=paper EXECUTOR=ray GPUS=1
+# plans the notebook's missing runs and computes them (python -m pilcro_lib.runs compute --help); then make execute
+EXECUTOR ?= local
+GPUS     ?= 0
+compute: $(STAMP)
+	$(BIN)/python -m pilcro_lib.runs compute $(NB) --profile $(PROFILE) --executor $(EXECUTOR) --gpus-per-run $(GPUS) $(foreach p,$(PARAMS),-p $(subst =, ,$(p)))
 
 benchmarks: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
