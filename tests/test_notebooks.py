@@ -104,3 +104,39 @@ def test_header_names_what_the_chapter_builds_on_and_its_run_times(path):
     for profile in ("smoke", "book", "paper"):
         assert f"{profile} profile" in run_time
     assert "GPU" in run_time
+
+
+# The pages formatted for reading so far (ruff format --line-length 88, HTML tables, set-up cells
+# collapsed); the other chapters join this list as they are formatted.
+FORMATTED = [
+    "01_importance_landscapes.ipynb",
+    "02_padding_and_paths.ipynb",
+    "03_pooling_and_striding.ipynb",
+    "04_architectures_at_init.ipynb",
+    "07_lrlc_layers.ipynb",
+    "09_results.ipynb",
+]
+MAX_CODE_LINE = 88
+
+
+@pytest.mark.parametrize("name", FORMATTED)
+def test_code_lines_fit_the_page(name):
+    """No code line longer than 88 characters, so no code cell scrolls sideways in the book."""
+    long = [(cell["id"], line) for cell in _cells(ROOT / "notebooks" / name) if cell["cell_type"] == "code"
+            for line in _source(cell).splitlines() if len(line) > MAX_CODE_LINE]
+    assert not long, f"{len(long)} code lines over {MAX_CODE_LINE} characters, e.g. {long[:3]}"
+
+
+@pytest.mark.parametrize("name", FORMATTED)
+def test_set_up_cells_are_collapsed_and_tables_are_html(name):
+    """The page opens with its idea: install, parameters and imports are collapsed; tables are
+    displayed as HTML tables, not printed as text."""
+    cells = _cells(ROOT / "notebooks" / name)
+    code = [c for c in cells if c["cell_type"] == "code"]
+    set_up = [code[0]] + [c for c in code if "parameters" in c["metadata"].get("tags", [])]
+    set_up += [c for c in code if "print_provenance(" in _source(c)]
+    for cell in set_up:
+        tags = set(cell["metadata"].get("tags", []))
+        assert tags & {"hide-cell", "hide-input", "remove-cell", "remove-input"}, f"cell {cell['id']} is not collapsed"
+    printed = [c["id"] for c in code if ".to_string(" in _source(c)]
+    assert not printed, f"tables printed as text in cells {printed}: display the DataFrame"
