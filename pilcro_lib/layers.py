@@ -3,13 +3,19 @@
 A convolution applies one filter bank at every output position; a locally connected layer
 applies a different bank at each position. The low-rank layer sits in between: ``K`` shared
 basis banks, mixed at each output position ``(h, w)`` by combining weights
-``alpha[h, w, k]`` normalised over ``k`` (our formulation of the layer of Elsayed et al., 2020):
+``alpha[h, w, k]`` normalised over ``k`` (our formulation of the layer of Elsayed et al., 2020,
+with the conventions of the authors' TensorFlow layer: initialisation, ``SAME`` padding, the
+input-dependent head):
 
     y[b, f, h, w] = sum_k alpha[h, w, k] * conv(x, bank_k)[b, f, h, w] + bias[f, h, w]
 
-It is computed as **one** convolution with ``K * F`` output channels followed by a weighted
-sum over ``K`` (a multiply by the ``[K, H_out, W_out]`` weights and a sum); the per-position kernel ``sum_k alpha[h, w, k] * bank_k`` is only built by
-:meth:`LowRankLocallyConnected2d.equivalent_kernel` (tests and pictures).
+Two routes compute it (:meth:`LowRankLocallyConnected2d.route_for` picks one per batch):
+
+- ``conv``: **one** convolution with ``K * F`` output channels, then the weighted sum over
+  ``K``: ``K`` times the multiply-adds of a convolution;
+- ``kernel``: the per-position kernels ``sum_k alpha[h, w, k] * bank_k`` first, then one
+  locally connected pass: ``(N + K) / N`` times a convolution's multiply-adds for a batch of
+  ``N``, but in one small matrix product per position, which runs slower per multiply-add.
 
 Shapes: inputs ``[N, C, H, W]``; outputs ``[N, F, H_out, W_out]``;
 ``H_out = (H + pad_top + pad_bottom - kh) // stride + 1`` (same for ``W``).
@@ -42,6 +48,16 @@ from pilcro_lib.utils import (
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 COMBINING_MODES = ("row_col", "free", "row", "col", "input")
 NORMALIZATIONS = ("softmax", "l2", "none")
+RESIZE_MODES = ("aligned", "half_pixel")
+COMBINING_INITS = ("default", "zeros")
+ROUTES = ("auto", "conv", "kernel")
+KERNEL_ROUTE_SLOWDOWN = 5.0
+"""Time per multiply-add of the kernel route's per-position matrix products over a convolution's
+(the rule of :meth:`LowRankLocallyConnected2d.route_for`; measured on CPU by ``benchmarks/layers.py``)."""
+COMBINE_COST = 64.0
+"""Time of the conv route's combine per combined number (its passes over the ``N*K*F*H_out*W_out``
+conv outputs, forward and backward) in a convolution's multiply-adds (the same rule, the same
+measurements)."""
 _TORCH_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
 _HEAD_DILATIONS = (1, 2, 4, 8)
 
@@ -64,23 +80,97 @@ def _check_layer_input(name: str, x: Tensor, in_channels: int) -> None:
         raise ValueError(f"{name} has {x.shape[1]} channels but in_channels={in_channels}")
 
 
-def _padding_amounts(padding: Padding, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Padding as ``(left, right, top, bottom)`` from an int, a pair, ``"valid"`` or ``"same"``."""
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's ``SAME`` padding along one axis, as ``(before, after)``.
+
+    The output has ``ceil(size / stride)`` positions; the total padding
+    ``max((ceil(size / stride) - 1) * stride + kernel - size, 0)`` is split with the odd pixel
+    after (bottom or right). E.g. ``same_padding(28, 3, 2) == (0, 1)``, ``same_padding(7, 4, 2) == (1, 2)``.
+    """
+    for name, value in (("size", size), ("kernel", kernel), ("stride", stride)):
+        check_positive_int(name, value)
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _check_padding(padding: Padding) -> str | tuple[int, int]:
+    """``padding`` as ``'valid'``, ``'same'`` or ``(rows, cols)`` pixels per side, else an error naming it."""
     if isinstance(padding, str):
-        check_choice("padding", padding, ("valid", "same"))
-        if padding == "valid":
-            return 0, 0, 0, 0
-        if stride != (1, 1):
-            raise ValueError(f"padding='same' needs stride=1, got stride={stride}")
-        (kh, kw) = kernel
-        return (kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2
+        return check_choice("padding", padding, ("valid", "same"))
     if isinstance(padding, Sequence):
         if len(padding) != 2:
             raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
         ph, pw = (check_positive_int("padding", p, minimum=0) for p in padding)
-    else:
-        ph = pw = check_positive_int("padding", padding, minimum=0)
+        return ph, pw
+    p = check_positive_int("padding", padding, minimum=0)
+    return p, p
+
+
+def _padding_amounts(padding: Padding, kernel: tuple[int, int], stride: tuple[int, int], input_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Padding as ``(left, right, top, bottom)`` from an int, a pair, ``"valid"`` or ``"same"``
+    (TensorFlow's, any stride: :func:`same_padding`)."""
+    padding = _check_padding(padding)
+    if padding == "valid":
+        return 0, 0, 0, 0
+    if padding == "same":
+        top, bottom = same_padding(input_size[0], kernel[0], stride[0])
+        left, right = same_padding(input_size[1], kernel[1], stride[1])
+        return left, right, top, bottom
+    ph, pw = padding
     return pw, pw, ph, ph
+
+
+def _tap_slices(kernel: tuple[int, int], stride: tuple[int, int], output_size: tuple[int, int]) -> list[tuple[slice, slice]]:
+    """For each tap ``(i, j)`` of the kernel, row-major: the rows and columns of the padded input it reads."""
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, output_size
+    return [(slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw)) for i in range(kh) for j in range(kw)]
+
+
+class _Patches(torch.autograd.Function):
+    """The input patch of every output position: padded ``x`` ``[N, C, H, W]`` -> ``[L, N, kh*kw*C]``,
+    positions ``L = H_out * W_out`` row-major, each patch ordered ``(i, j, c)``.
+
+    One strided slice per tap. The backward adds each tap's gradient into one buffer (autograd of
+    the slices would make a zero input-sized tensor per tap); it is written in differentiable
+    operations, so double backward works.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], output_size: tuple[int, int]) -> Tensor:
+        ctx.geometry = (x.shape, kernel, stride, output_size)
+        rows_cols = x.permute(2, 3, 0, 1).contiguous()  # [H, W, N, C]
+        taps = [rows_cols[rows, cols] for rows, cols in _tap_slices(kernel, stride, output_size)]  # each [H_out, W_out, N, C]
+        return torch.stack(taps, dim=3).view(output_size[0] * output_size[1], x.shape[0], -1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        (n, c, h, w), kernel, stride, output_size = ctx.geometry
+        per_tap = grad.reshape(*output_size, n, kernel[0] * kernel[1], c)
+        total = grad.new_zeros(h, w, n, c)
+        for t, (rows, cols) in enumerate(_tap_slices(kernel, stride, output_size)):
+            total[rows, cols] += per_tap[:, :, :, t]
+        return total.permute(2, 3, 0, 1).contiguous(), None, None, None
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the gradient contiguous (a batched matrix product would
+    otherwise copy a permuted gradient one matrix at a time)."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> Tensor:
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous()
+
+
+def _positionwise(x: Tensor, weight: Tensor, kernel: tuple[int, int], stride: tuple[int, int], output_size: tuple[int, int]) -> Tensor:
+    """A locally connected pass: padded ``x`` ``[N, C, H, W]`` and per-position weights
+    ``[L, kh*kw*C, F]`` (patch order of :class:`_Patches`) -> ``[N, F, H_out, W_out]``, one batched
+    matrix product over the positions."""
+    out = _ContiguousGrad.apply(torch.bmm(_Patches.apply(x, kernel, stride, output_size), weight))  # [L, N, F]
+    return out.permute(1, 2, 0).reshape(x.shape[0], weight.shape[-1], *output_size)
 
 
 class _SpatialLayer(nn.Module):
@@ -108,7 +198,7 @@ class _SpatialLayer(nn.Module):
         self.stride = _pair("stride", stride)
         self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
         self.padding = padding
-        self.pad = _padding_amounts(padding, self.kernel_size, self.stride)
+        self.pad = _padding_amounts(padding, self.kernel_size, self.stride, self.input_size)
         left, right, top, bottom = self.pad
         padded = (self.input_size[0] + top + bottom, self.input_size[1] + left + right)
         if self.kernel_size[0] > padded[0] or self.kernel_size[1] > padded[1]:
@@ -136,6 +226,10 @@ class _SpatialLayer(nn.Module):
             return x
         return F.pad(x, self.pad, mode=_TORCH_PAD_MODE[self.padding_mode])
 
+    def _positionwise(self, x: Tensor, weight: Tensor) -> Tensor:
+        """:func:`_positionwise` of ``x`` ``[N, C, H, W]``, padded here, with ``weight`` ``[L, kh*kw*C, F]``."""
+        return _positionwise(self._pad(x), weight, self.kernel_size, self.stride, self.output_size)
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, input_size={self.input_size}, "
@@ -153,10 +247,12 @@ def _he_uniform_(weight: Tensor, fan_in: int) -> Tensor:
 class LocallyConnected2d(_SpatialLayer):
     """A 2-D layer with an unshared ``F x C x kh x kw`` kernel (and bias) at every output position.
 
-    Parameters: ``weight`` ``[L, C*kh*kw, F]`` (``L = H_out * W_out``, positions row-major, the
-    middle axis ordered ``(c, i, j)`` as in ``F.unfold``) and ``bias`` ``[F, H_out, W_out]``:
-    ``H_out*W_out*F*(C*kh*kw + 1)`` numbers with bias. He-uniform (fan-in) weights, zero bias.
-    Forward: ``F.unfold`` then one batched matmul over positions (``'nkl,lko->nol'``).
+    Parameters: ``weight`` ``[T, F]``, one row per (output position, tap, input channel) that
+    can see the input, ordered ``(h, w, i, j, c)``: all ``T = H_out*W_out*kh*kw*C`` of them,
+    except that with ``padding_mode='zeros'`` the taps that fall on the padding at a position
+    are absent (they multiply zeros for every input, so their weights could never matter); and
+    ``bias`` ``[F, H_out, W_out]``. He-uniform (fan-in ``C*kh*kw``) weights, zero bias.
+    Forward: the patches of the padded input, then one batched matrix product over positions.
     """
 
     def __init__(
@@ -173,28 +269,47 @@ class LocallyConnected2d(_SpatialLayer):
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, input_size, stride, padding, padding_mode)
         check_bool("bias", bias)
+        present = self._present_taps()
+        self.register_buffer("taps", None if bool(present.all()) else present.nonzero().squeeze(1), persistent=False)
+        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        self.weight = nn.Parameter(_he_uniform_(torch.empty(int(present.sum()), out_channels), fan_in))
+        self.bias = nn.Parameter(torch.zeros(out_channels, *self.output_size)) if bias else None
+
+    def _present_taps(self) -> Tensor:
+        """Which rows of the full per-position weights ``[L*kh*kw*C]`` (order ``(h, w, i, j, c)``)
+        can see the input: all but, with zero padding, those whose tap is on the padding."""
         kh, kw = self.kernel_size
         positions = self.output_size[0] * self.output_size[1]
-        fan_in = in_channels * kh * kw
-        self.weight = nn.Parameter(_he_uniform_(torch.empty(positions, fan_in, out_channels), fan_in))
-        self.bias = nn.Parameter(torch.zeros(out_channels, *self.output_size)) if bias else None
+        if self.padding_mode != "zeros":
+            return torch.ones(positions * kh * kw * self.in_channels, dtype=torch.bool)
+        ones = F.pad(torch.ones(1, 1, *self.input_size), self.pad)
+        on_input = _Patches.apply(ones, self.kernel_size, self.stride, self.output_size).view(positions, kh * kw, 1) > 0
+        return on_input.expand(-1, -1, self.in_channels).reshape(-1)
+
+    def position_weights(self) -> Tensor:
+        """The weights as ``[L, kh*kw*C, F]``, zero at absent taps (a view of ``weight`` when none is absent)."""
+        positions = self.output_size[0] * self.output_size[1]
+        if self.taps is None:
+            return self.weight.view(positions, -1, self.out_channels)
+        rows = positions * self.kernel_size[0] * self.kernel_size[1] * self.in_channels
+        full = self.weight.new_zeros(rows, self.out_channels).index_copy(0, self.taps, self.weight)
+        return full.view(positions, -1, self.out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, C, H, W]`` -> ``[N, F, H_out, W_out]``."""
         self._check_input(x)
-        cols = F.unfold(self._pad(x), self.kernel_size, stride=self.stride)  # [N, C*kh*kw, L]
-        out = torch.einsum("nkl,lko->nol", cols, self.weight)  # [N, F, L]
-        out = out.reshape(x.shape[0], self.out_channels, *self.output_size)
+        out = self._positionwise(x, self.position_weights())
         return out if self.bias is None else out + self.bias
 
     def kernel(self) -> Tensor:
-        """The per-position kernels as ``[H_out, W_out, F, C, kh, kw]`` (a view of ``weight``)."""
+        """The per-position kernels as ``[H_out, W_out, F, C, kh, kw]``, zero at absent taps."""
         h, w = self.output_size
-        return self.weight.view(h, w, self.in_channels, *self.kernel_size, self.out_channels).permute(0, 1, 5, 2, 3, 4)
+        return self.position_weights().view(h, w, *self.kernel_size, self.in_channels, self.out_channels).permute(0, 1, 5, 4, 2, 3)
 
     @torch.no_grad()
     def load_kernel(self, kernel: Tensor, bias: Tensor | None = None) -> None:
-        """Set the weights from ``[H_out, W_out, F, C, kh, kw]`` kernels (and bias ``[F, H_out, W_out]``)."""
+        """Set the weights from ``[H_out, W_out, F, C, kh, kw]`` kernels (and bias ``[F, H_out, W_out]``);
+        the entries of absent taps are dropped (they multiply zero padding)."""
         expected = (*self.output_size, self.out_channels, self.in_channels, *self.kernel_size)
         check_tensor("kernel", kernel, dims="[H_out, W_out, F, C, kh, kw]", finite=True)
         if tuple(kernel.shape) != expected:
@@ -206,48 +321,70 @@ class LocallyConnected2d(_SpatialLayer):
             if bias.shape != self.bias.shape:
                 raise ValueError(f"bias must have shape {tuple(self.bias.shape)}, got {tuple(bias.shape)}")
             self.bias.copy_(bias)
-        self.kernel().copy_(kernel)
+        rows = kernel.permute(0, 1, 4, 5, 3, 2).reshape(-1, self.out_channels)  # order (h, w, i, j, c)
+        self.weight.copy_(rows if self.taps is None else rows[self.taps])
 
 
 class InputCombiningHead(nn.Module):
-    """Input-dependent combining logits: ``[N, C, H, W]`` -> ``[N, K, H_out, W_out]``.
+    """Input-dependent combining logits, the authors' head: ``[N, C, H, W]`` -> ``[N, K, H_out, W_out]``.
 
-    A 1x1 conv to ``K`` channels; its spatial mean; 3x3 depthwise convs of that at dilations
-    1, 2, 4, 8 (those whose 3x3 footprint fits the input), all resized bilinearly to the output
-    size and concatenated; 1x1 conv to ``3K`` + ReLU; 1x1 conv to ``6K`` + sigmoid; 1x1 conv
-    to ``K``. The last conv starts at zero weight and bias ``init_logit``, so the logits start
-    constant and the layer starts as a plain convolution.
+    A 1x1 conv to ``K`` channels; its spatial mean; 3x3 depthwise convs of it at dilations 1,
+    2, 4, 8 without padding (``[H - 2d, W - 2d]``; those that fit, ``2d + 1 <= min(H, W)``);
+    each of these resized bilinearly to ``output_size`` and concatenated; 1x1 conv to ``3K`` +
+    ReLU; 1x1 conv to ``6K`` + sigmoid; 1x1 conv to ``K``.
+
+    resize: ``aligned`` (the authors', TensorFlow's ``align_corners=True``: the corner pixels
+    of the map and of the output coincide) or ``half_pixel`` (``align_corners=False``, the
+    default of PyTorch's and TensorFlow 2's resizes: pixels are unit squares). Neither puts each
+    feature exactly over the output position it serves; ``half_pixel`` is kept to compare.
+    init_logit: ``None`` keeps PyTorch's default initialisation of every conv, the last one
+    included (the authors keep their framework's default, Keras' Glorot-uniform weights and zero
+    bias; PyTorch's uniform ``+-1/sqrt(fan_in)`` is its natural analogue), so the logits start
+    varying with the input and the position; a number zeroes the last conv's weights and sets
+    its biases to that number, so the logits start constant.
     """
 
-    def __init__(self, in_channels: int, rank: int, input_size: tuple[int, int], output_size: tuple[int, int], init_logit: float) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        rank: int,
+        input_size: tuple[int, int],
+        output_size: tuple[int, int],
+        init_logit: float | None = None,
+        *,
+        resize: str = "aligned",
+    ) -> None:
         super().__init__()
         in_channels, rank = check_positive_int("in_channels", in_channels), check_positive_int("rank", rank)
         input_size = check_int_tuple("input_size", input_size, 2, dims="(height, width)")
-        output_size = check_int_tuple("output_size", output_size, 2, dims="(height, width)")
-        init_logit = check_number("init_logit", init_logit)
-        self.output_size = output_size
+        self.output_size = check_int_tuple("output_size", output_size, 2, dims="(height, width)")
+        self.resize = check_choice("resize", resize, RESIZE_MODES)
         self.reduce = nn.Conv2d(in_channels, rank, 1)
         self.dilated = nn.ModuleList(
-            nn.Conv2d(rank, rank, 3, padding=d, dilation=d, groups=rank) for d in _HEAD_DILATIONS if 2 * d + 1 <= min(input_size)
+            nn.Conv2d(rank, rank, 3, dilation=d, groups=rank) for d in _HEAD_DILATIONS if 2 * d + 1 <= min(input_size)
         )
         features = rank * (2 + len(self.dilated))
         self.mlp = nn.Sequential(
             nn.Conv2d(features, 3 * rank, 1), nn.ReLU(), nn.Conv2d(3 * rank, 6 * rank, 1), nn.Sigmoid(), nn.Conv2d(6 * rank, rank, 1)
         )
-        with torch.no_grad():
-            self.mlp[-1].weight.zero_()
-            self.mlp[-1].bias.fill_(init_logit)
+        if init_logit is not None:
+            init_logit = check_number("init_logit", init_logit)
+            with torch.no_grad():
+                self.mlp[-1].weight.zero_()
+                self.mlp[-1].bias.fill_(init_logit)
 
     def _resize(self, t: Tensor) -> Tensor:
+        """``[N, K, h, w]`` -> ``[N, K, H_out, W_out]``, bilinear (``resize``)."""
         if tuple(t.shape[-2:]) == self.output_size:
             return t
-        return F.interpolate(t, size=self.output_size, mode="bilinear", align_corners=False)
+        return F.interpolate(t, size=self.output_size, mode="bilinear", align_corners=self.resize == "aligned")
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, C, H, W]`` -> logits ``[N, K, H_out, W_out]``."""
         a = self.reduce(x)
-        parts = [a, a.mean(dim=(-2, -1), keepdim=True).expand_as(a), *(conv(a) for conv in self.dilated)]
-        return self.mlp(torch.cat([self._resize(p) for p in parts], dim=1))
+        lowd, *dilated = (self._resize(t) for t in (a, *(conv(a) for conv in self.dilated)))
+        pooled = a.mean(dim=(-2, -1), keepdim=True).expand_as(lowd)
+        return self.mlp(torch.cat([lowd, pooled, *dilated], dim=1))
 
 
 class _Combine(torch.autograd.Function):
@@ -285,12 +422,22 @@ class LowRankLocallyConnected2d(_SpatialLayer):
       ``free`` one per position (``K*H_out*W_out``); ``row`` / ``col`` one axis only;
       ``input`` computed from the layer's input by :class:`InputCombiningHead` (per example).
     normalize: over ``k``: ``softmax``, ``l2`` (unit L2 norm) or ``none``.
-    Initialisation: constant logits (softmax: 0 -> weights ``1/K``; l2: 1 -> ``1/sqrt(K)``;
-    none: ``1/K``), so the layer starts as a convolution with the mean (softmax, none) or
-    ``sqrt(K)`` times the mean (l2) of the bases; bases He-uniform (fan-in ``C*kh*kw``).
+    Initialisation (the authors'): every logit ``1/sqrt(K)`` (``row_col``: half of it in the row
+    and half in the column term), so softmax starts at weights ``1/K`` (a convolution with the
+    mean of the bases), and ``l2`` and ``none`` at ``1/sqrt(K)`` (``sqrt(K)`` times the mean; with
+    independent He-uniform bases this keeps a single bank's output variance); ``l2`` logits start
+    with unit norm. Bases He-uniform (fan-in ``C*kh*kw``).
+    combining_init (``input`` only): ``default``, the head's last conv keeps PyTorch's default
+    initialisation (the authors keep Keras' default; see :class:`InputCombiningHead`), so the
+    weights start non-uniform; or ``zeros``, it starts at zero weights and biases ``1/sqrt(K)``,
+    so the layer starts exactly as the convolution the shared modes start as, and a net of them
+    as the corresponding conv net. resize (``input`` only): see :class:`InputCombiningHead`.
     spatial_bias: shared across channels, structured like the combining weights
     (``row_bias[h] + col_bias[w]``, one axis for ``row``/``col``, a free ``[H_out, W_out]`` for
     ``free``/``input``); bias: per channel ``[F]``. Both start at zero.
+    padding: an int, a pair, ``valid`` or ``same`` (TensorFlow's for any stride: :func:`same_padding`).
+    route: ``auto`` (:meth:`route_for` picks per batch), ``conv`` or ``kernel`` (not for ``input``);
+    the routes give the same numbers to rounding.
     Parameters: ``weight`` ``[K*F, C, kh, kw]`` (bank ``k`` is ``weight[k*F:(k+1)*F]``).
     """
 
@@ -309,25 +456,37 @@ class LowRankLocallyConnected2d(_SpatialLayer):
         normalize: str = "softmax",
         spatial_bias: bool = True,
         bias: bool = True,
+        combining_init: str = "default",
+        resize: str = "aligned",
+        route: str = "auto",
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, input_size, stride, padding, padding_mode)
         self.rank = check_positive_int("rank", rank)
         self.combining = check_choice("combining", combining, COMBINING_MODES)
         self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
+        self.route = check_choice("route", route, ROUTES)
+        check_choice("combining_init", combining_init, COMBINING_INITS)
+        check_choice("resize", resize, RESIZE_MODES)
         check_bool("spatial_bias", spatial_bias)
         check_bool("bias", bias)
+        if combining != "input":
+            for name, value, default in (("combining_init", combining_init, "default"), ("resize", resize, "aligned")):
+                if value != default:
+                    raise ValueError(f"{name}={value!r} applies to combining='input' only, got combining={combining!r}")
+        elif route == "kernel":
+            raise ValueError("route='kernel' needs combining weights shared by the batch; combining='input' allows route='auto' or 'conv'")
         kh, kw = self.kernel_size
         h, w = self.output_size
-        fan_in = in_channels * kh * kw
-        self.weight = nn.Parameter(_he_uniform_(torch.empty(rank * out_channels, in_channels, kh, kw), fan_in))
-        init = {"softmax": 0.0, "l2": 1.0, "none": 1.0 / rank}[normalize]
+        self.weight = nn.Parameter(_he_uniform_(torch.empty(rank * out_channels, in_channels, kh, kw), in_channels * kh * kw))
+        init = 1.0 / math.sqrt(rank)
         rows = combining in ("row_col", "row")
         cols = combining in ("row_col", "col")
         share = init / 2 if combining == "row_col" else init
         self.row_logits = nn.Parameter(torch.full((h, rank), share)) if rows else None
         self.col_logits = nn.Parameter(torch.full((w, rank), share)) if cols else None
         self.logits = nn.Parameter(torch.full((h, w, rank), init)) if combining == "free" else None
-        self.head = InputCombiningHead(in_channels, rank, self.input_size, self.output_size, init) if combining == "input" else None
+        head_init = init if combining_init == "zeros" else None
+        self.head = InputCombiningHead(in_channels, rank, self.input_size, self.output_size, head_init, resize=resize) if combining == "input" else None
         unshared = combining in ("free", "input")
         self.row_bias = nn.Parameter(torch.zeros(h)) if spatial_bias and rows else None
         self.col_bias = nn.Parameter(torch.zeros(w)) if spatial_bias and cols else None
@@ -399,22 +558,59 @@ class LowRankLocallyConnected2d(_SpatialLayer):
         alpha = self.combining_weights(inputs)
         return torch.einsum("...k,kfcij->...fcij", alpha, self.bases())
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, C, H, W]`` -> ``[N, F, H_out, W_out]``: one conv with ``K*F`` outputs, then combine."""
-        self._check_input(x)
+    def route_for(self, batch: int) -> str:
+        """The route :meth:`forward` takes for a batch of ``batch`` inputs: ``conv`` or ``kernel``.
+
+        ``route='auto'`` compares estimated times, in a convolution's multiply-adds per output
+        channel and position (``D = C*kh*kw`` multiply-adds per output of one conv):
+        conv route ``K * N * (D + COMBINE_COST)`` (``K`` convolutions' worth in one conv, then the
+        combine); kernel route ``KERNEL_ROUTE_SLOWDOWN * (N + K) * D`` (``K`` to build the
+        per-position kernels, ``N`` to apply them, in small matrix products that run slower per
+        multiply-add). It takes the cheaper: at ``D = 576`` (64 channels, 3x3) and batch 32 the
+        kernel route from ``K = 6``; at ``D = 9`` (one input channel) from ``K = 1``.
+        ``combining='input'`` always takes the conv route (its kernels differ per example:
+        building them alone costs ``K`` convolutions).
+        """
+        batch = check_positive_int("batch", batch)
+        if self.route != "auto":
+            return self.route
+        if self.head is not None:
+            return "conv"
+        depth = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        conv = self.rank * batch * (depth + COMBINE_COST)
+        kernel = KERNEL_ROUTE_SLOWDOWN * (batch + self.rank) * depth
+        return "kernel" if kernel < conv else "conv"
+
+    def _position_kernels(self) -> Tensor:
+        """The kernel route's per-position kernels ``sum_k alpha[h, w, k] * bank_k`` as
+        ``[H_out*W_out, kh*kw*C, F]`` (patch order ``(i, j, c)``, positions row-major)."""
+        alpha = self.combining_weights().reshape(-1, self.rank)  # [L, K]
+        banks = self.bases().permute(0, 3, 4, 2, 1).reshape(self.rank, -1)  # [K, kh*kw*C*F]
+        return (alpha @ banks).view(alpha.shape[0], -1, self.out_channels)
+
+    def _combined_convs(self, x: Tensor) -> Tensor:
+        """The conv route: one conv with ``K*F`` outputs ``[N, K*F, H_out, W_out]``, then the weighted sum over ``K``."""
         n = x.shape[0]
-        y = F.conv2d(self._pad(x), self.weight, stride=self.stride)  # [N, K*F, H_out, W_out]
+        y = F.conv2d(self._pad(x), self.weight, stride=self.stride)
         y = y.view(n, self.rank, self.out_channels, *self.output_size)
         if self.head is None:
             alpha = self.combining_weights().permute(2, 0, 1)[None, :, None]  # [1, K, 1, H_out, W_out]
         else:
             alpha = self.combining_weights(x).permute(0, 3, 1, 2)[:, :, None]  # [N, K, 1, H_out, W_out]
-        out = _Combine.apply(y, alpha)
+        return _Combine.apply(y, alpha)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, C, H, W]`` -> ``[N, F, H_out, W_out]`` by the route of :meth:`route_for`."""
+        self._check_input(x)
+        if self.route_for(x.shape[0]) == "kernel":
+            out = self._positionwise(x, self._position_kernels())
+        else:
+            out = self._combined_convs(x)
         b = self._spatial_bias()
         return out if b is None else out + b
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, rank={self.rank}, combining={self.combining!r}, normalize={self.normalize!r}"
+        return f"{super().extra_repr()}, rank={self.rank}, combining={self.combining!r}, normalize={self.normalize!r}, route={self.route!r}"
 
 
 class CoordConv2d(nn.Module):
@@ -422,6 +618,8 @@ class CoordConv2d(nn.Module):
 
     ``[N, C, H, W]`` -> ``[N, F, H_out, W_out]``; the conv is an ``nn.Conv2d`` with
     ``C + 2`` input channels (its default initialisation), so ``(C+2)*F*kh*kw (+F)`` parameters.
+    The input and its coordinate channels are padded together (``padding`` as for the other
+    layers: ``same`` is TensorFlow's, any stride).
     """
 
     def __init__(
@@ -438,12 +636,10 @@ class CoordConv2d(nn.Module):
         super().__init__()
         self.in_channels = check_positive_int("in_channels", in_channels)
         check_positive_int("out_channels", out_channels)
-        check_choice("padding_mode", padding_mode, PADDING_MODES)
-        kernel_size, stride = _pair("kernel_size", kernel_size), _pair("stride", stride)
-        _padding_amounts(padding, kernel_size, stride)
-        self.conv = nn.Conv2d(
-            in_channels + 2, out_channels, kernel_size, stride=stride, padding=padding, padding_mode=padding_mode, bias=check_bool("bias", bias)
-        )
+        self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
+        self.kernel_size, self.stride = _pair("kernel_size", kernel_size), _pair("stride", stride)
+        self.padding = _check_padding(padding)
+        self.conv = nn.Conv2d(in_channels + 2, out_channels, self.kernel_size, stride=self.stride, bias=check_bool("bias", bias))
 
     def forward(self, x: Tensor) -> Tensor:
         _check_layer_input("x", x, self.in_channels)
@@ -451,7 +647,8 @@ class CoordConv2d(nn.Module):
         rows = torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device)[:, None].expand(h, w)
         cols = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device)[None, :].expand(h, w)
         coords = torch.stack([rows, cols]).expand(n, 2, h, w)
-        return self.conv(torch.cat([x, coords], dim=1))
+        pad = _padding_amounts(self.padding, self.kernel_size, self.stride, (h, w))
+        return self.conv(F.pad(torch.cat([x, coords], dim=1), pad, mode=_TORCH_PAD_MODE[self.padding_mode]))
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -463,7 +660,9 @@ def parameter_count(module: nn.Module) -> int:
 def forward_flops(module: nn.Module, inputs: Tensor) -> int:
     """Floating-point operations (a multiply-add counts 2) of one forward pass on ``inputs``,
     as counted by ``torch.utils.flop_counter``: convolutions, matmuls and einsums only
-    (elementwise work such as the LRLC combine, ``2*N*K*F*H_out*W_out``, is not counted)."""
+    (elementwise work such as the LRLC conv route's combine, ``2*N*K*F*H_out*W_out``, is not
+    counted). An LRLC layer counts for the route it takes on this batch (``K`` convolutions, or
+    ``(N + K) / N`` of one on the kernel route)."""
     check_type("module", module, nn.Module, "a torch.nn.Module")
     check_tensor("inputs", inputs)
     counter = FlopCounterMode(display=False)
@@ -519,13 +718,19 @@ def peak_extra_memory(step: Callable[[], object], device: torch.device) -> int:
 BENCHMARK_LAYERS = ("conv", "lrlc", "lrlc_input", "lc")
 
 
-def _benchmark_layer(kind: str, channels: int, size: int, rank: int) -> nn.Module:
+def _benchmark_layer(kind: str, channels: int, size: int, rank: int, route: str) -> nn.Module:
     if kind == "conv":
         return nn.Conv2d(channels, channels, 3, bias=False)
     if kind == "lc":
         return LocallyConnected2d(channels, channels, 3, size)
     combining = "input" if kind == "lrlc_input" else "row_col"
-    return LowRankLocallyConnected2d(channels, channels, 3, size, rank, combining=combining, bias=False)
+    return LowRankLocallyConnected2d(channels, channels, 3, size, rank, combining=combining, bias=False, route=route)
+
+
+def _benchmark_specs(ranks: Sequence[int], routes: Sequence[str], input_rank: int) -> list[tuple[str, str, int, str]]:
+    """``(row name, layer kind, rank, route)`` of every benchmarked layer, in table order."""
+    lrlc = [(f"lrlc K={k}" if r == "auto" else f"lrlc K={k} {r} route", "lrlc", k, r) for k in ranks for r in routes]
+    return [("conv", "conv", 1, "auto"), *lrlc, (f"lrlc_input K={input_rank}", "lrlc_input", input_rank, "auto"), ("lc", "lc", 1, "auto")]
 
 
 def benchmark_layers(
@@ -534,15 +739,19 @@ def benchmark_layers(
     channels: int = 64,
     sizes: Sequence[int] = (28, 32),
     ranks: Sequence[int] = (1, 2, 4, 8, 16),
+    routes: Sequence[str] = ("auto",),
     input_rank: int = 4,
+    channels_last: bool = False,
     repeats: int = 5,
     device: str | torch.device | None = None,
 ):
-    """Forward+backward time and peak memory of conv, LRLC (each rank; row+column), input-dependent
-    LRLC (``input_rank``) and LC, 3x3 ``channels -> channels`` valid layers on ``[batch, channels,
-    size, size]`` inputs, measured side by side (round-robin over ``repeats``; median time).
+    """Forward+backward time and peak memory of conv, LRLC (each rank, each of ``routes``;
+    row+column), input-dependent LRLC (``input_rank``) and LC, 3x3 ``channels -> channels`` valid
+    layers on ``[batch, channels, size, size]`` inputs (``channels_last``: that memory format for
+    inputs and 4-D weights), measured side by side (round-robin over ``repeats``; median time).
 
-    Returns a pandas DataFrame, one row per (size, layer): ``params``, ``time_ms``,
+    Returns a pandas DataFrame, one row per (size, layer): ``rank``, ``route`` (the LRLC route
+    taken, see :meth:`LowRankLocallyConnected2d.route_for`), ``params``, ``time_ms``,
     ``time_vs_conv``, ``peak_MB`` (extra memory of one step, see :func:`peak_extra_memory`),
     ``peak_vs_conv`` and, for LC, ``unfold_plus_weights_MB``.
     """
@@ -554,17 +763,22 @@ def benchmark_layers(
         check_positive_int(name, value)
     check_type("sizes", sizes, Sequence, "a sequence of input sizes")
     check_type("ranks", ranks, Sequence, "a sequence of ranks")
+    check_type("routes", routes, (list, tuple), "a list of LRLC routes")
     for size in sizes:
         check_positive_int("sizes", size, minimum=3)  # a valid 3x3 layer needs at least 3 pixels
     for rank in ranks:
         check_positive_int("ranks", rank)
+    for route in routes:
+        check_choice("routes", route, ROUTES)
+    check_bool("channels_last", channels_last)
     device = get_device(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    specs = _benchmark_specs(ranks, routes, input_rank)
     rows = []
     for size in sizes:
-        specs = [("conv", 1)] + [("lrlc", k) for k in ranks] + [("lrlc_input", input_rank), ("lc", 1)]
-        layers = [_benchmark_layer(kind, channels, size, k).to(device) for kind, k in specs]
-        x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
-        grad = torch.randn(batch, channels, size - 2, size - 2, device=device)
+        layers = [_benchmark_layer(kind, channels, size, k, route).to(device, memory_format=memory_format) for _, kind, k, route in specs]
+        x = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=memory_format).requires_grad_()
+        grad = torch.randn(batch, channels, size - 2, size - 2, device=device).contiguous(memory_format=memory_format)
 
         def step(layer: nn.Module) -> None:
             layer.zero_grad(set_to_none=True)
@@ -583,13 +797,14 @@ def benchmark_layers(
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 times[i].append(time.perf_counter() - start)
-        for (kind, k), layer, t in zip(specs, layers, times):
+        for (name, kind, k, _), layer, t in zip(specs, layers, times):
             layer.zero_grad(set_to_none=True)
             x.grad = None
             row = {
                 "input": f"{size}x{size}",
-                "layer": kind if kind in ("conv", "lc") else f"{kind} K={k}",
+                "layer": name,
                 "rank": k,
+                "route": layer.route_for(batch) if isinstance(layer, LowRankLocallyConnected2d) else "",
                 "params": parameter_count(layer),
                 "time_ms": 1e3 * float(torch.tensor(t).median()),
                 "peak_MB": peak_extra_memory(lambda: step(layer), device) / 2**20,
@@ -602,7 +817,7 @@ def benchmark_layers(
     conv = frame[frame.layer == "conv"].set_index("input")
     frame["time_vs_conv"] = frame.time_ms / frame.input.map(conv.time_ms)
     frame["peak_vs_conv"] = frame.peak_MB / frame.input.map(conv.peak_MB)
-    columns = ["input", "layer", "rank", "params", "time_ms", "time_vs_conv", "peak_MB", "peak_vs_conv", "unfold_plus_weights_MB"]
+    columns = ["input", "layer", "rank", "route", "params", "time_ms", "time_vs_conv", "peak_MB", "peak_vs_conv", "unfold_plus_weights_MB"]
     return frame[[c for c in columns if c in frame]]
 
 

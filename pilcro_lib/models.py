@@ -1,4 +1,4 @@
-"""The networks of the book: the reference small net of the LRLC experiments and a CIFAR-style ResNet-18."""
+"""The networks of the book: the reference small net of the LRLC experiments, a CIFAR-style ResNet-18 and the fast CNN of Part II."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from pilcro_lib.layers import CoordConv2d, LocallyConnected2d, LowRankLocallyConnected2d
+from pilcro_lib.layers import COMBINING_INITS, RESIZE_MODES, CoordConv2d, LocallyConnected2d, LowRankLocallyConnected2d
 from pilcro_lib.utils import check_bool, check_choice, check_number, check_positive_int, check_type
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -88,12 +88,15 @@ def make_layer(
     padding: str = "valid",
     padding_mode: str = "zeros",
     bias: bool = False,
+    combining_init: str = "default",
+    resize: str = "aligned",
 ) -> nn.Module:
     """One spatial layer of the reference net; ``input_size`` is the side of its square input.
 
     kind: ``conv``; ``lc`` (locally connected, always with its per-position bias, which a
     following BatchNorm does not cancel); ``lrlc`` (row+column combining, softmax) and
-    ``lrlc_input`` (input-dependent combining) of ``rank``; ``wide_conv`` (a conv with
+    ``lrlc_input`` (input-dependent combining; ``combining_init`` and ``resize`` as in
+    :class:`~pilcro_lib.layers.LowRankLocallyConnected2d`) of ``rank``; ``wide_conv`` (a conv with
     :func:`wide_conv_channels` outputs, so as many parameters as the ``lrlc`` layer; note that
     :func:`reference_net` instead widens its ``wide_conv`` layers together); ``coordconv``. ``bias``: the per-channel bias of all but ``lc``.
     """
@@ -102,13 +105,17 @@ def make_layer(
     for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("input_size", input_size)):
         check_positive_int(name, value)
     check_bool("bias", bias)
+    check_choice("combining_init", combining_init, COMBINING_INITS)
+    check_choice("resize", resize, RESIZE_MODES)
     pad = padding_amount(padding, kernel_size)
     spatial = dict(padding=pad, padding_mode=padding_mode)
     if kind == "lc":
         return LocallyConnected2d(in_channels, out_channels, kernel_size, input_size, **spatial)
-    if kind in ("lrlc", "lrlc_input"):
-        combining = "input" if kind == "lrlc_input" else "row_col"
-        return LowRankLocallyConnected2d(in_channels, out_channels, kernel_size, input_size, rank, combining=combining, bias=bias, **spatial)
+    if kind == "lrlc":
+        return LowRankLocallyConnected2d(in_channels, out_channels, kernel_size, input_size, rank, bias=bias, **spatial)
+    if kind == "lrlc_input":
+        return LowRankLocallyConnected2d(in_channels, out_channels, kernel_size, input_size, rank, combining="input", bias=bias,
+                                         combining_init=combining_init, resize=resize, **spatial)
     if kind == "coordconv":
         return CoordConv2d(in_channels, out_channels, kernel_size, bias=bias, **spatial)
     if kind == "wide_conv":
@@ -117,14 +124,15 @@ def make_layer(
 
 
 def _reference_layers(layer_types: Sequence[str], widths: Sequence[int], *, in_channels: int, num_classes: int, input_size: int,
-                      rank: int, padding: str, padding_mode: str, head: str) -> list[nn.Module]:
+                      rank: int, padding: str, padding_mode: str, head: str, combining_init: str, resize: str) -> list[nn.Module]:
     """The reference net's modules with ``widths[i]`` output channels at layer ``i`` (``wide_conv`` built as a conv)."""
     layers: list[nn.Module] = []
     channels, size = in_channels, input_size
     for kind, out in zip(layer_types, widths):
         kind = "conv" if kind == "wide_conv" else kind
         layers += [
-            make_layer(kind, channels, out, size, rank=rank, padding=padding, padding_mode=padding_mode),
+            make_layer(kind, channels, out, size, rank=rank, padding=padding, padding_mode=padding_mode,
+                       combining_init=combining_init, resize=resize),
             nn.BatchNorm2d(out, eps=1e-5, momentum=0.1),
             nn.ReLU(),
         ]
@@ -164,6 +172,8 @@ def reference_net(
     padding_mode: str = "zeros",
     head: str = "gap",
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    combining_init: str = "default",
+    resize: str = "aligned",
 ) -> nn.Sequential:
     """The 3-layer net of the LRLC reference experiments: ``[layer, BatchNorm, ReLU] x 3``, pooling, linear.
 
@@ -173,7 +183,8 @@ def reference_net(
     layers' rank). All ``wide_conv`` layers get one common width, chosen so that the whole net
     has (to rounding) as many parameters as the same net with those layers as ``lrlc``.
     Conv and LRLC layers have no per-channel bias (BatchNorm follows). ``head``: ``gap``
-    (global average pooling) or ``flatten``.
+    (global average pooling) or ``flatten``. ``combining_init``, ``resize``: of the ``lrlc_input``
+    layers (see :func:`make_layer`).
     """
     check_choice("head", head, HEADS)
     check_type("layer_types", layer_types, (list, tuple), "a list of layer kinds")
@@ -191,7 +202,7 @@ def reference_net(
     except ValueError as err:
         raise ValueError(f"input_size={input_size} is too small for {len(layer_types)} layers with padding={padding!r}") from err
     kwargs = dict(in_channels=in_channels, num_classes=num_classes, input_size=input_size, rank=rank,
-                  padding=padding, padding_mode=padding_mode, head=head)
+                  padding=padding, padding_mode=padding_mode, head=head, combining_init=combining_init, resize=resize)
     wide = _wide_width(layer_types, width, **kwargs) if "wide_conv" in layer_types else width
     widths = [wide if kind == "wide_conv" else width for kind in layer_types]
     layers = _normalization_layers(normalization, in_channels)
@@ -258,3 +269,34 @@ def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     check_type("model", model, nn.Module, "a torch.nn.Module")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def fast_cnn(
+    in_channels: int = 1,
+    num_classes: int = 10,
+    *,
+    width: int = 32,
+    padding: str = "same",
+    padding_mode: str = "zeros",
+    normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> nn.Sequential:
+    """A plain CNN that trains to its plateau in minutes on a CPU: four ``[3x3 conv, BatchNorm, ReLU]``
+    blocks of ``width * (1, 2, 2, 4)`` channels, a 2x2 max-pool after each of the first two,
+    global average pooling, linear.
+
+    Input ``[B, in_channels, H, W]`` in [0, 1] (normalised inside when ``normalization=(mean,
+    std)``); output logits ``[B, num_classes]``. ``padding`` (``valid``, ``same``, ``full``) and
+    ``padding_mode`` apply to every conv; convs have no bias (BatchNorm follows). Only layers that
+    :func:`pilcro_lib.paths.path_count` supports.
+    """
+    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
+        check_positive_int(name, value)
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
+    pad = padding_amount(padding, 3)
+    layers = _normalization_layers(normalization, in_channels)
+    channels = in_channels
+    for i, out in enumerate((width, 2 * width, 2 * width, 4 * width)):
+        layers += [nn.Conv2d(channels, out, 3, padding=pad, bias=False, padding_mode=padding_mode), nn.BatchNorm2d(out), nn.ReLU()]
+        layers += [nn.MaxPool2d(2)] if i < 2 else []
+        channels = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))

@@ -11,13 +11,17 @@ import torch
 from torch import nn
 
 from pilcro_lib.layers import (
+    COMBINE_COST,
     COMBINING_MODES,
+    KERNEL_ROUTE_SLOWDOWN,
     NORMALIZATIONS,
     CoordConv2d,
+    InputCombiningHead,
     LocallyConnected2d,
     LowRankLocallyConnected2d,
     forward_flops,
     parameter_count,
+    same_padding,
 )
 
 SHARED_MODES = ("row_col", "free", "row", "col")
@@ -94,6 +98,58 @@ def test_lc_same_padding_keeps_size():
     assert lc(torch.randn(1, 2, 6, 5)).shape == (1, 3, 6, 5)
 
 
+def test_lc_zero_padding_taps_are_absent():
+    """On a 4x4 input with 'same' 3x3 zero padding, a corner position sees 4 real pixels, an edge
+    one 6 and an inner one 9: 4*4 + 8*6 + 4*9 = 100 taps per channel pair, not 16*9 = 144."""
+    lc = LocallyConnected2d(2, 3, 3, 4, padding="same")
+    assert parameter_count(lc) == 100 * 2 * 3 + 3 * 4 * 4
+    kernel = lc.kernel()  # [H_out, W_out, F, C, kh, kw]
+    assert (kernel[0, 0, :, :, 0, :] == 0).all() and (kernel[0, 0, :, :, :, 0] == 0).all()
+    assert (kernel[0, 0, :, :, 1:, 1:] != 0).all() and (kernel[1, 2] != 0).all()
+    # the taps that remain are those that see the input: the same numbers as a full kernel
+    torch.manual_seed(15)
+    full = torch.randn(4, 4, 3, 2, 3, 3)
+    lc.load_kernel(full)
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64)
+    ref = _naive_lc(x, full.double(), torch.zeros(3, 4, 4, dtype=torch.float64), 1, 1, "zeros")
+    torch.testing.assert_close(lc.double()(x), ref)
+    # other padding modes put real pixels on every tap: none is absent
+    assert parameter_count(LocallyConnected2d(2, 3, 3, 4, padding="same", padding_mode="reflect")) == 144 * 2 * 3 + 3 * 4 * 4
+
+
+# ---------------------------------------------------------------- padding
+
+
+@pytest.mark.parametrize(("size", "kernel", "stride", "expected"), [(28, 3, 2, (0, 1)), (7, 4, 2, (1, 2)), (28, 3, 1, (1, 1)), (6, 4, 1, (1, 2)), (5, 1, 2, (0, 0))])
+def test_same_padding_is_tensorflows(size, kernel, stride, expected):
+    """TensorFlow's SAME: ceil(n/s) outputs; total max((ceil(n/s)-1)*s + k - n, 0), the odd pixel
+    after. n=28, k=3, s=2: 13*2 + 3 - 28 = 1 -> (0, 1); n=7, k=4, s=2: 3*2 + 4 - 7 = 3 -> (1, 2)."""
+    assert same_padding(size, kernel, stride) == expected
+
+
+@pytest.mark.parametrize("layer_type", ["lc", "lrlc", "coordconv"])
+def test_same_padding_with_stride(layer_type):
+    """'same' with stride 2 on 7x7 with a 4x4 kernel: pad (1, 2) per axis, 4x4 outputs, as a
+    conv of the explicitly padded input."""
+    torch.manual_seed(16)
+    x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
+    padded = torch.nn.functional.pad(x, (1, 2, 1, 2))
+    if layer_type == "coordconv":
+        layer = CoordConv2d(3, 4, 4, stride=2, padding="same").double()
+        coords = torch.stack(torch.meshgrid(torch.linspace(-1, 1, 7), torch.linspace(-1, 1, 7), indexing="ij")).double()
+        padded = torch.nn.functional.pad(torch.cat([x, coords.expand(2, 2, 7, 7)], 1), (1, 2, 1, 2))
+        ref = _conv_reference(padded, layer.conv.weight, layer.conv.bias, stride=2)
+    elif layer_type == "lrlc":
+        layer = LowRankLocallyConnected2d(3, 4, 4, 7, 1, stride=2, padding="same", spatial_bias=False).double()
+        ref = _conv_reference(padded, layer.bases()[0], layer.bias, stride=2)
+    else:
+        layer = LocallyConnected2d(3, 4, 4, 7, stride=2, padding="same").double()
+        ref = _naive_lc(padded, layer.kernel(), layer.bias, 2, 0, "zeros")
+    out = layer(x)
+    assert out.shape == (2, 4, 4, 4)
+    torch.testing.assert_close(out, ref)
+
+
 # ---------------------------------------------------------------- low-rank identities
 
 
@@ -113,13 +169,18 @@ def test_rank1_lrlc_is_conv_with_its_bank(combining, normalize):
     torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("normalize", NORMALIZATIONS)
 @pytest.mark.parametrize("rank", [1, 2, 5])
 @pytest.mark.parametrize("combining", COMBINING_MODES)
-def test_initial_lrlc_is_conv_with_mean_bank(rank, combining):
+def test_initial_lrlc_is_conv_with_scaled_mean_bank(rank, combining, normalize):
+    """softmax starts at the mean bank; l2 and none at sqrt(K) times it (weights 1/sqrt(K));
+    the input-dependent layer too with combining_init='zeros'."""
     torch.manual_seed(3)
     x = torch.randn(2, 3, 10, 9)
-    layer = LowRankLocallyConnected2d(3, 4, 3, (10, 9), rank, stride=2, combining=combining)
-    ref = _conv_reference(x, layer.bases().mean(0), layer.bias, stride=2)
+    init = dict(combining_init="zeros") if combining == "input" else {}
+    layer = LowRankLocallyConnected2d(3, 4, 3, (10, 9), rank, stride=2, combining=combining, normalize=normalize, **init)
+    scale = 1.0 if normalize == "softmax" else math.sqrt(rank)
+    ref = _conv_reference(x, scale * layer.bases().mean(0), layer.bias, stride=2)
     torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
 
 
@@ -135,11 +196,20 @@ def test_uniform_weights_any_logits_constant_over_k():
     torch.testing.assert_close(layer(x), _conv_reference(x, layer.bases().mean(0), layer.bias), rtol=1e-5, atol=1e-5)
 
 
-def test_l2_init_is_sqrt_rank_times_mean_bank():
-    layer = LowRankLocallyConnected2d(2, 3, 3, 6, 4, normalize="l2")
+@pytest.mark.parametrize("combining", SHARED_MODES)
+@pytest.mark.parametrize("normalize", NORMALIZATIONS)
+def test_initial_logits_are_the_authors(combining, normalize):
+    """Every logit 1/sqrt(K) (K=4: 0.5; row_col: 0.25 in each of row and column): unit-norm
+    logits, so l2 starts with logit gradients of the authors' scale; weights 1/K under softmax,
+    1/sqrt(K) = 0.5 under l2 and none."""
+    layer = LowRankLocallyConnected2d(2, 3, 3, 6, 4, combining=combining, normalize=normalize)
+    logits = layer._shared_logits()
+    torch.testing.assert_close(logits, torch.full((4, 4, 4), 0.5))
+    torch.testing.assert_close(logits.norm(dim=-1), torch.ones(4, 4))
+    if combining == "row_col":
+        torch.testing.assert_close(layer.row_logits, torch.full((4, 4), 0.25))
     alpha = layer.combining_weights()
-    torch.testing.assert_close(alpha, torch.full_like(alpha, 0.5))
-    torch.testing.assert_close(layer.equivalent_kernel()[1, 2], 2 * layer.bases().mean(0))
+    torch.testing.assert_close(alpha, torch.full_like(alpha, 0.25 if normalize == "softmax" else 0.5))
 
 
 @pytest.mark.parametrize(
@@ -219,6 +289,63 @@ def test_input_head_skips_dilations_that_do_not_fit():
     assert [m.dilation for m in large.head.dilated] == [(1, 1), (2, 2), (4, 4), (8, 8)]
 
 
+def test_input_head_dilated_convs_are_valid():
+    """Unpadded: at dilation d a 17x17 map gives (17 - 2d) x (17 - 2d)."""
+    head = InputCombiningHead(2, 3, (17, 17), (15, 15))
+    a = torch.randn(1, 3, 17, 17)
+    assert [tuple(conv(a).shape[-2:]) for conv in head.dilated] == [(15, 15), (13, 13), (9, 9), (1, 1)]
+
+
+@pytest.mark.parametrize(("resize", "size", "expected"), [
+    ("aligned", 3, [[0.0, 0.5, 1.0], [1.0, 1.5, 2.0], [2.0, 2.5, 3.0]]),
+    ("aligned", 4, [[0.0, 1 / 3, 2 / 3, 1.0]]),
+    ("half_pixel", 4, [[0.0, 0.25, 0.75, 1.0]]),
+])
+def test_input_head_resize(resize, size, expected):
+    """2x2 [[0, 1], [2, 3]] to 3x3 with aligned corners: corners kept, midpoints averaged. Rows of
+    [0, 1] to 4: aligned samples at 0, 1/3, 2/3, 1; half-pixel at -1/4 (clamped), 1/4, 3/4, 5/4 (clamped)."""
+    head = InputCombiningHead(1, 1, (8, 8), (size, size), resize=resize)
+    out = head._resize(torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]]))
+    expected = torch.tensor(expected)
+    torch.testing.assert_close(out[0, 0, : expected.shape[0]], expected)
+
+
+def test_input_head_is_the_authors_recipe():
+    """The head against the recipe written out with functional ops: 1x1 conv, its mean, valid
+    dilated depthwise convs, aligned-corner resizes, concat in that order, the three 1x1 convs."""
+    torch.manual_seed(17)
+    head = InputCombiningHead(3, 2, (11, 10), (7, 6))
+    x = torch.randn(2, 3, 11, 10)
+    fn = torch.nn.functional
+    a = fn.conv2d(x, head.reduce.weight, head.reduce.bias)
+    parts = [a, a.mean((2, 3), keepdim=True)]
+    parts += [fn.conv2d(a, c.weight, c.bias, dilation=d, groups=2) for c, d in zip(head.dilated, (1, 2, 4))]
+    feats = torch.cat([fn.interpolate(p, size=(7, 6), mode="bilinear", align_corners=True) for p in parts], 1)
+    m = head.mlp
+    ref = fn.conv2d(torch.sigmoid(fn.conv2d(torch.relu(fn.conv2d(feats, m[0].weight, m[0].bias)), m[2].weight, m[2].bias)), m[4].weight, m[4].bias)
+    torch.testing.assert_close(head(x), ref)
+
+
+def test_input_combining_init():
+    """default: the last 1x1 conv keeps PyTorch's default init (weights and biases uniform within
+    1/sqrt(fan_in) = 1/sqrt(6K)), so the weights start non-uniform; zeros: constant logits 1/sqrt(K)."""
+    torch.manual_seed(18)
+    k = 4
+    x = torch.randn(3, 8, 12, 12)
+    default = LowRankLocallyConnected2d(8, 16, 3, 12, k, combining="input")
+    last = default.head.mlp[-1]
+    bound = 1 / math.sqrt(6 * k)
+    assert 0 < last.weight.abs().max() <= bound and last.bias.abs().max() <= bound
+    assert abs(last.weight.std().item() - bound / math.sqrt(3)) < 0.2 * bound
+    alpha = default.combining_weights(x)  # [N, H_out, W_out, K]
+    assert (alpha - 1 / k).abs().max() > 1e-3
+    assert (alpha[0] - alpha[1]).abs().max() > 1e-4 and (alpha[:, 0, 0] - alpha[:, 5, 5]).abs().max() > 1e-4
+    zeros = LowRankLocallyConnected2d(8, 16, 3, 12, k, combining="input", combining_init="zeros")
+    assert (zeros.head.mlp[-1].weight == 0).all()
+    torch.testing.assert_close(zeros.head.mlp[-1].bias, torch.full((k,), 0.5))
+    torch.testing.assert_close(zeros.combining_weights(x), torch.full((3, 10, 10, k), 1 / k))
+
+
 # ---------------------------------------------------------------- parameter counts and FLOPs
 
 
@@ -249,9 +376,11 @@ def test_parameter_counts(bias):
 
 
 def test_reference_lc_size():
-    """A 32x32 -> 32x32, 64 -> 64, 3x3 LC layer has 37.7M weights."""
+    """A 32x32 -> 32x32, 64 -> 64, 3x3 LC layer has 37.7M weights counting every tap, 36.2M
+    without those on the zero padding (94 taps per axis: 2 at each border position, 3 inside)."""
     lc = LocallyConnected2d(64, 64, 3, 32, padding="same", bias=False)
-    assert parameter_count(lc) == 32 * 32 * 64 * 64 * 9 == 37_748_736
+    assert 32 * 32 * 64 * 64 * 9 == 37_748_736
+    assert parameter_count(lc) == 94 * 94 * 64 * 64 == 36_192_256
 
 
 def test_forward_flops_closed_forms():
@@ -260,7 +389,10 @@ def test_forward_flops_closed_forms():
     conv_flops = 2 * n * f * c * 9 * 7 * 7
     assert forward_flops(nn.Conv2d(c, f, 3), x) == conv_flops
     assert forward_flops(LocallyConnected2d(c, f, 3, s), x) == conv_flops
-    assert forward_flops(LowRankLocallyConnected2d(c, f, 3, s, k), x) == k * conv_flops  # the combine is elementwise
+    assert forward_flops(LowRankLocallyConnected2d(c, f, 3, s, k, route="conv"), x) == k * conv_flops  # the combine is elementwise
+    # the kernel route: K per-position kernels' worth to build them, then N's worth to apply them
+    kernel_route = LowRankLocallyConnected2d(c, f, 3, s, k, route="kernel")
+    assert forward_flops(kernel_route, x) == (n + k) * conv_flops // n
 
 
 def test_he_uniform_bases():
@@ -296,10 +428,11 @@ def test_gradcheck_lc():
                                     (x, lc.weight, lc.bias))
 
 
-@pytest.mark.parametrize("combining", COMBINING_MODES)
-def test_gradcheck_lrlc(combining):
+@pytest.mark.parametrize(("combining", "route"), [(mode, "conv") for mode in COMBINING_MODES] + [(mode, "kernel") for mode in SHARED_MODES])
+def test_gradcheck_lrlc(combining, route):
     torch.manual_seed(11)
-    layer = _randomize(LowRankLocallyConnected2d(2, 3, 3, 6, 2, padding=1, combining=combining).double())
+    layer = LowRankLocallyConnected2d(2, 3, 3, 6, 2, stride=(1, 2), padding=1, padding_mode="reflect", combining=combining, route=route)
+    layer = _randomize(layer.double())
     x = torch.randn(2, 2, 6, 6, dtype=torch.float64, requires_grad=True)
     names, params = zip(*layer.named_parameters())
     def fn(inp, *ps):
@@ -307,14 +440,68 @@ def test_gradcheck_lrlc(combining):
     assert torch.autograd.gradcheck(fn, (x, *params))
 
 
-@pytest.mark.parametrize("kind", ["lc", "row_col", "input"])
+@pytest.mark.parametrize(("combining", "normalize", "stride", "padding", "padding_mode"), [
+    ("row_col", "softmax", 1, 0, "zeros"),
+    ("free", "l2", 2, "same", "zeros"),
+    ("row", "none", 1, 1, "circular"),
+    ("col", "softmax", (2, 1), 2, "reflect"),
+])
+def test_routes_agree(combining, normalize, stride, padding, padding_mode):
+    """The kernel route (per-position kernels, then one LC pass) gives the conv route's outputs
+    and gradients in float32 on a batch of 16 at rank 6."""
+    torch.manual_seed(19)
+    kwargs = dict(stride=stride, padding=padding, padding_mode=padding_mode, combining=combining, normalize=normalize)
+    conv = _randomize(LowRankLocallyConnected2d(8, 12, 3, (15, 13), 6, route="conv", **kwargs), keep_weight=True)
+    kernel = LowRankLocallyConnected2d(8, 12, 3, (15, 13), 6, route="kernel", **kwargs)
+    kernel.load_state_dict(conv.state_dict())
+    x = torch.randn(16, 8, 15, 13)
+    outs, grads = [], []
+    for layer in (conv, kernel):
+        inp = x.clone().requires_grad_()
+        out = layer(inp)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        outs.append(out)
+        grads.append([inp.grad] + [p.grad for p in layer.parameters()])
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    for g_kernel, g_conv in zip(grads[1], grads[0]):  # sums of up to N*H_out*W_out terms: error relative to the largest
+        assert (g_kernel - g_conv).abs().max() <= 1e-5 * g_conv.abs().max()
+
+
+def test_route_rule():
+    """Kernel route when 5 * (N + K) * D < K * N * (D + 64), D = C*kh*kw; input-dependent: always conv.
+    D = 576, N = 32: K = 5 gives 106560 > 102400 (conv), K = 6 gives 109440 < 122880 (kernel).
+    D = 9, N = 32, K = 1: 1485 < 2336 (kernel); N = 1, K = 1: 90 > 73 (conv)."""
+    def route(channels, rank, batch, **kwargs):
+        return LowRankLocallyConnected2d(channels, 3, 3, 8, rank, **kwargs).route_for(batch)
+    assert (KERNEL_ROUTE_SLOWDOWN, COMBINE_COST) == (5.0, 64.0)
+    assert [route(64, k, 32) for k in (1, 2, 4, 5, 6, 8, 16)] == ["conv"] * 4 + ["kernel"] * 3
+    assert route(1, 1, 32) == "kernel" and route(1, 1, 1) == "conv"
+    assert route(64, 16, 1) == "conv" and route(64, 16, 32, combining="input") == "conv"
+    assert route(64, 16, 32, route="conv") == "conv" and route(64, 1, 1, route="kernel") == "kernel"
+
+
+@pytest.mark.parametrize("route", ["conv", "kernel"])
+def test_routes_under_autocast_and_channels_last(route):
+    """bf16 autocast and channels_last inputs give the float32 result to bf16 precision."""
+    torch.manual_seed(20)
+    layer = _randomize(LowRankLocallyConnected2d(8, 12, 3, 10, 4, padding=1, route=route), keep_weight=True)
+    x = torch.randn(4, 8, 10, 10)
+    ref = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = layer(x.contiguous(memory_format=torch.channels_last))
+    assert 0 < (low.float() - ref).abs().max() < 0.03 * ref.abs().max()
+    torch.testing.assert_close(layer(x.contiguous(memory_format=torch.channels_last)), ref)
+
+
+@pytest.mark.parametrize("kind", ["lc", "row_col", "row_col kernel route", "input"])
 def test_double_backward(kind):
     """Input gradients are differentiable w.r.t. parameters (the P-objective needs this)."""
     torch.manual_seed(12)
     if kind == "lc":
         layer = LocallyConnected2d(2, 3, 3, 6, padding=1).double()
     else:
-        layer = LowRankLocallyConnected2d(2, 3, 3, 6, 2, combining=kind).double()
+        combining, *route = kind.split(" ")
+        layer = LowRankLocallyConnected2d(2, 3, 3, 6, 2, combining=combining, route=route[0] if route else "auto").double()
     _randomize(layer)
     x = torch.randn(2, 2, 6, 6, dtype=torch.float64, requires_grad=True)
     (grad_x,) = torch.autograd.grad(layer(x).tanh().sum(), x, create_graph=True)
@@ -339,7 +526,12 @@ def test_double_backward(kind):
         (dict(kernel_size=9), ValueError, "kernel_size"),
         (dict(stride=0), ValueError, "stride"),
         (dict(input_size=(8, 8, 8)), ValueError, "input_size"),
-        (dict(padding="same", stride=2), ValueError, "same"),
+        (dict(route="fast"), ValueError, "route='fast' is not allowed"),
+        (dict(combining="input", route="kernel"), ValueError, "route='kernel' needs"),
+        (dict(combining_init="ones"), ValueError, "combining_init='ones' is not allowed"),
+        (dict(resize="nearest"), ValueError, "resize='nearest' is not allowed"),
+        (dict(combining_init="zeros"), ValueError, "combining_init='zeros' applies to combining='input' only"),
+        (dict(resize="half_pixel", combining="free"), ValueError, "resize='half_pixel' applies to combining='input' only"),
         (dict(padding=8, padding_mode="reflect"), ValueError, "padding_mode"),
     ],
 )
@@ -413,6 +605,17 @@ def test_wide_conv_net_matches_lrlc_net_parameter_count(layer_types, rank):
     assert abs(wide - lrlc) < 0.01 * lrlc < wide - conv
 
 
+def test_reference_net_input_dependent_options():
+    from pilcro_lib.models import reference_net
+
+    net = reference_net(("lrlc_input", "conv", "lrlc_input"), input_size=12, width=4, rank=2, combining_init="zeros", resize="half_pixel")
+    for layer in (net[0], net[6]):
+        assert layer.head.resize == "half_pixel" and (layer.head.mlp[-1].weight == 0).all()
+    assert reference_net(("lrlc_input",) * 3, input_size=12, width=4)[0].head.resize == "aligned"
+    with pytest.raises(ValueError, match="combining_init='ones' is not allowed"):
+        reference_net(("conv",) * 3, combining_init="ones")
+
+
 def test_make_layer_wide_conv_matches_its_lrlc_layer():
     from pilcro_lib.models import make_layer
 
@@ -473,8 +676,9 @@ def test_peak_extra_memory_counts_a_known_allocation():
 def test_benchmark_layers_table():
     from pilcro_lib.layers import benchmark_layers
 
-    table = benchmark_layers(batch=2, channels=3, sizes=(6,), ranks=(1, 2), repeats=1)
-    assert list(table.layer) == ["conv", "lrlc K=1", "lrlc K=2", "lrlc_input K=4", "lc"]
+    table = benchmark_layers(batch=2, channels=3, sizes=(6,), ranks=(1, 2), routes=("auto", "kernel"), repeats=1)
+    assert list(table.layer) == ["conv", "lrlc K=1", "lrlc K=1 kernel route", "lrlc K=2", "lrlc K=2 kernel route", "lrlc_input K=4", "lc"]
+    assert list(table.route) == ["", "conv", "kernel", "conv", "kernel", "conv", ""]
     conv = table.iloc[0]
     assert conv.time_vs_conv == 1 and conv.peak_vs_conv == 1
     lc = table.iloc[-1]
