@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +64,19 @@ def save_request(request: Any, folder: str | Path) -> Path:
     """Write ``request`` (a :class:`pilcro_lib.records.RunRequest`) to ``folder/<key>.pkl``; return its path."""
     folder = Path(folder)
     (folder / BLOBS).mkdir(parents=True, exist_ok=True)
+    request = replace(request, store=_absolute(request.store), runs=_absolute(request.runs))  # for any working directory
     buffer = io.BytesIO()
     pickler = _blob_pickler(_cloudpickle(), buffer, folder / BLOBS)
     pickler.dump(request)
-    header = {"format": FORMAT, "key": request.key, "name": request.name,
-              "store": None if request.store is None else str(Path(request.store).resolve()),
+    header = {"format": FORMAT, "key": request.key, "name": request.name, "store": request.store,
               "summary": summary(request.spec), "blobs": sorted(set(pickler.used)), "payload": buffer.getvalue()}
     path = folder / f"{request.key}.pkl"
     write_atomic(path, pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
     return path
+
+
+def _absolute(folder: str | Path | None) -> str | None:
+    return None if folder is None else str(Path(folder).resolve())
 
 
 def _blob_pickler(cloudpickle: Any, file: io.BytesIO, blobs: Path) -> Any:

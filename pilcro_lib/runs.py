@@ -47,7 +47,7 @@ from pilcro_lib.execute import PROFILES, argument_errors, check_notebook, check_
 from pilcro_lib.executors import EXECUTORS, Executor, Outcome, make_executor
 from pilcro_lib.plans import RequestFile, list_requests
 
-__all__ = ["Computation", "Plan", "compute", "compute_planned", "default_plans", "main", "plan", "summary_table"]
+__all__ = ["Computation", "Plan", "PlansBusy", "compute", "compute_planned", "default_plans", "main", "plan", "summary_table"]
 
 MISSING = "MissingRun"  # the exception a read of a planned run's results raises in the notebook
 
@@ -65,11 +65,12 @@ class Plan:
 @dataclass
 class Computation:
     """What ``compute`` did: ``status`` is ``complete``, ``failed``, ``notebook failed``,
-    ``stage limit`` or ``interrupted``; ``outcomes`` of every run it computed, in order."""
+    ``stage limit`` or ``interrupted``; the ``outcomes`` of the runs it computed, in order."""
 
     status: str = "complete"
     stages: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
+    requests: dict[str, RequestFile] = field(default_factory=dict)  # every planned run, by key
     message: str = ""
 
 
@@ -200,6 +201,7 @@ def compute(notebook: str | Path, executor: Executor, *, profile: str | None = N
                 else:
                     done.message = "nothing is missing: the notebook renders from its records"
                 return done
+            done.requests.update((request.key, request) for request in planned.requests)
             log(f"stage {stage}: {len(planned.requests)} run(s) to compute with the {executor.name} executor")
             compute_planned(planned.requests, executor, desc=f"stage {stage}", outcomes=done.outcomes)
             failed = [o for o in done.outcomes if o.status != "computed"]
@@ -298,19 +300,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("give the profile with --profile, not as -p profile ...")
         check_parameters(notebook, parameters)
     folder = Path(args.plans) / notebook.stem if args.plans else default_plans(notebook)
-    if args.command == "plan":
-        planned = plan(notebook, profile=args.profile, parameters=parameters, folder=folder)
-        return _report_plan(planned, notebook, args, parameters)
-    with argument_errors(parser, "--executor"):
-        executor = make_executor(args.executor, args.gpus_per_run, **_executor_options(args, folder))
-    with argument_errors(parser, "--max-stages"):
-        if args.max_stages < 1:
-            raise ValueError(f"must be an integer >= 1, got {args.max_stages!r}")
+    if args.command == "compute":
+        with argument_errors(parser, "--executor"):
+            executor = make_executor(args.executor, args.gpus_per_run, **_executor_options(args, folder))
+        with argument_errors(parser, "--max-stages"):
+            if args.max_stages < 1:
+                raise ValueError(f"must be an integer >= 1, got {args.max_stages!r}")
+    try:
+        with _only_one(folder):
+            if args.command == "plan":
+                return _report_plan(plan(notebook, profile=args.profile, parameters=parameters, folder=folder),
+                                    notebook, args, parameters)
+            return _compute_command(notebook, executor, folder, args, parameters)
+    except PlansBusy as error:
+        parser.error(f"argument --plans: {error}")
+
+
+class PlansBusy(RuntimeError):
+    """Another ``plan`` or ``compute`` holds the notebook's plan folder."""
+
+
+@contextmanager
+def _only_one(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/.lock``: one plan or compute of a notebook at a time."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PlansBusy(f"another plan or compute of this notebook holds {folder}; "
+                               "wait for it to end or give another --plans") from None
+        yield
+
+
+def _compute_command(notebook: Path, executor: Executor, folder: Path, args: argparse.Namespace,
+                     parameters: Mapping[str, Any]) -> int:
+    """``compute``: run the stages, print and save the table of runs; the exit status."""
     with executor:
         done = compute(notebook, executor, profile=args.profile, parameters=parameters, folder=folder,
                        max_stages=args.max_stages)
-    requests = {r.key: r for r in list_requests(folder)}
-    table = summary_table(done.outcomes, requests)
+    table = summary_table(done.outcomes, done.requests)
     if done.outcomes:
         print(table)
         (folder / "summary.md").write_text(f"# Runs of {notebook.name} ({done.status})\n\n{table}\n")

@@ -83,7 +83,9 @@ def test_plan_then_compute_in_stages_gives_the_records_of_a_local_execution(stor
     assert runs.main(["compute", str(nb), "-p", "choose", "True", "--executor", "local", "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert out.count("| computed |") == 4, out  # 3 runs, then the one chosen on their scores
-    assert "nothing is missing" in out and 'make execute NB=' in out  # the last stage rendered from the records and 'PARAMS="choose=True"' in out
+    assert "tiny: run(seed=1, scale=1.0, pause=0.0)" in out and "scale=2.0" in out
+    assert "nothing is missing" in out, "the last stage executed the notebook to its end from the records"
+    assert 'make execute NB=' in out and 'PARAMS="choose=True"' in out
     assert (stores / "runs" / "plans" / "tiny" / "summary.md").is_file()
     computed = records_of(stores / "records")
 
@@ -126,3 +128,11 @@ def test_bad_arguments_name_the_argument(argv, message, tmp_path, capsys):
         runs.main([a.format(nb=nb) for a in argv])
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_second_plan_of_the_same_notebook_waits_for_none(tmp_path, capsys):
+    nb = write_notebook(tmp_path / "tiny.ipynb")
+    with runs._only_one(tmp_path / "plans" / "tiny"), pytest.raises(SystemExit) as stop:
+        runs.main(["plan", str(nb), "--plans", str(tmp_path / "plans")])
+    assert stop.value.code == 2
+    assert "argument --plans: another plan or compute of this notebook holds" in capsys.readouterr().err

@@ -52,11 +52,11 @@ def write_notebook(path: Path) -> Path:
 
 def records_of(store: Path) -> dict[str, dict]:
     """Every record in ``store``, by file name, without the fields that differ between two computations
-    of one run (when and how long)."""
+    of one run: when, how long, and the commit (the checkout may move between the two)."""
     found = {}
     for path in sorted(Path(store).glob("*/*.json")):
         record = json.loads(path.read_text())
-        for varying in ("wall_time_s", "finished_utc"):
+        for varying in ("wall_time_s", "finished_utc", "commit", "dirty"):
             record["provenance"].pop(varying)
         found[f"{path.parent.name}/{path.name}"] = record
     return found
