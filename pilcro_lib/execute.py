@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["PROFILES", "argument_errors", "check_notebook", "check_parameters", "execute_in_place",
+           "folder_lock",
            "main", "parse_assignments", "parse_value"]
 
 PROFILES = ("smoke", "book", "paper")  # the same as pilcro_lib.utils.PROFILES, without importing torch
@@ -112,6 +113,20 @@ def argument_errors(parser: argparse.ArgumentParser, argument: str) -> Iterator[
         yield
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.error(f"argument {argument}: {error}")
+
+
+@contextmanager
+def folder_lock(folder: Path, busy: Exception) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/.lock`` while inside; raise ``busy`` at once if another
+    process holds it (so that two commands never share an output folder)."""
+    import fcntl
+
+    with open(folder / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield
 
 
 def execute_in_place(notebook: Path, parameters: dict[str, Any], profile: str | None = None) -> None:

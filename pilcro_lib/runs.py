@@ -38,12 +38,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pilcro_lib.execute import PROFILES, argument_errors, check_notebook, check_parameters, parse_value
+from pilcro_lib.execute import PROFILES, argument_errors, check_notebook, check_parameters, folder_lock, parse_value
 from pilcro_lib.executors import EXECUTORS, Executor, Outcome, make_executor
 from pilcro_lib.plans import RequestFile, list_requests
 
@@ -320,19 +320,11 @@ class PlansBusy(RuntimeError):
     """Another ``plan`` or ``compute`` holds the notebook's plan folder."""
 
 
-@contextmanager
-def _only_one(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder/.lock``: one plan or compute of a notebook at a time."""
-    import fcntl
-
+def _only_one(folder: Path) -> AbstractContextManager[None]:
+    """Hold the plan ``folder`` while inside: one plan or compute of a notebook at a time."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PlansBusy(f"another plan or compute of this notebook holds {folder}; "
-                               "wait for it to end or give another --plans") from None
-        yield
+    return folder_lock(folder, PlansBusy(f"another plan or compute of this notebook holds {folder}; "
+                                         "wait for it to end or give another --plans"))
 
 
 def _compute_command(notebook: Path, executor: Executor, folder: Path, args: argparse.Namespace,

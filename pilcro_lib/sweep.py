@@ -77,14 +77,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from pilcro_lib.execute import (PROFILES, argument_errors, check_notebook, check_parameters,
+from pilcro_lib.execute import (PROFILES, argument_errors, check_notebook, check_parameters, folder_lock,
                                 parse_assignments, parse_value)
 
 __all__ = ["MARKER", "Interrupted", "PointResult", "grid_points", "main", "merge_results", "notebook_digest",
@@ -455,18 +455,10 @@ def _output_folder(out: str | Path, notebook: Path) -> Path:
     return folder
 
 
-@contextmanager
-def _only_sweep_on(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder/.lock``, so that two sweeps never share a folder."""
-    import fcntl
-
-    with open(folder / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"out: another sweep is running on {folder}; wait for it to finish "
-                               "or give another --out") from None
-        yield
+def _only_sweep_on(folder: Path) -> AbstractContextManager[None]:
+    """Hold ``folder`` while inside, so that two sweeps never share it."""
+    return folder_lock(folder, RuntimeError(f"out: another sweep is running on {folder}; wait for it to finish "
+                                            "or give another --out"))
 
 
 def _sweep(notebook: Path, points: list[dict[str, Any]], folder: Path, workers: int, cwd: str,
