@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -6,7 +7,7 @@ from torch import nn
 
 from pilcro_lib.data import ImageDataset
 from pilcro_lib.checkpoint import CorruptFileError, load_checkpoint
-from pilcro_lib.train import TIME_KEYS, evaluate, fit, lr_factor, predict
+from pilcro_lib.train import TIME_KEYS, Recipe, evaluate, fit, get_recipe, lr_factor, predict, random_flip
 
 
 class Interrupt(Exception):
@@ -161,11 +162,105 @@ def test_lr_schedules():
     [
         (dict(epochs=0), "epochs must be an integer >= 1"),
         (dict(epochs=1, optimizer="rmsprop"), "optimizer='rmsprop'.*'adam'"),
-        (dict(epochs=1, schedule="linear"), "schedule='linear'"),
-        (dict(epochs=1, lr=-1.0), "lr must be a positive number"),
+        (dict(epochs=1, schedule="exponential"), "schedule='exponential'"),
+        (dict(epochs=1, lr=-1.0), "lr must be a finite number > 0"),
         (dict(epochs=1, batch_size=0), "batch_size"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         fit(_model(), _data(), _data(32), progress=False, **kwargs)
+
+
+def _fast_kwargs(**overrides):
+    """The fast recipe on the toy data, bf16 forced so the test means the same on every CPU."""
+    recipe = get_recipe("fast", batch_size=16, lr=0.05, **overrides)
+    return dict(epochs=3, recipe=dataclasses.replace(recipe, flip=True, autocast="all"), seed=5, progress=False)
+
+
+def test_fast_recipe_resume_after_interrupt_is_bit_identical(tmp_path):
+    train, val = _data(), _data(32, seed=1)
+    straight = _model()
+    h1 = fit(straight, train, val, run_dir=tmp_path / "a", regularizer=Killer(), **_fast_kwargs())
+    with pytest.raises(Interrupt):
+        fit(_model(), train, val, run_dir=tmp_path / "b", regularizer=Killer(kill_at=2), **_fast_kwargs())
+    resumed = _model()  # a fresh process rebuilds the same model; its RNG state is elsewhere
+    torch.manual_seed(123)
+    h2 = fit(resumed, train, val, run_dir=tmp_path / "b", regularizer=Killer(), **_fast_kwargs())
+    assert _strip_times(h1.records) == _strip_times(h2.records)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert h1.records[-1]["lr"] == pytest.approx(0.05 / (3 * 6 - round(0.2 * 3 * 6)))  # linear decay, last of 18 steps
+
+
+def test_fast_recipe_learns_and_differs_from_classic():
+    train, val = _data(256), _data(128, seed=1)
+    history = fit(_model(), train, val, epochs=4, recipe="fast", batch_size=32, lr=0.05, progress=False)
+    assert history.final["val_acc"] > 0.75
+    classic = fit(_model(), train, val, epochs=4, batch_size=32, progress=False)
+    assert classic.final["train_loss"] != history.final["train_loss"]
+
+
+def test_lr_warmup_then_decay_per_step():
+    rates = [lr_factor("linear", s, 10, warmup=2) for s in range(10)]
+    assert rates == pytest.approx([0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125])
+    assert lr_factor("cosine", 6, 10, warmup=2) == pytest.approx(0.5)
+    assert lr_factor("constant", 0, 10, warmup=4) == 0.25
+
+
+def test_random_flip_mirrors_about_half_reproducibly():
+    images = torch.rand(400, 1, 5, 5)
+    flipped = random_flip(images, torch.Generator().manual_seed(0))
+    mirrored = (flipped == images.flip(3)).flatten(1).all(1)
+    kept = (flipped == images).flatten(1).all(1)
+    assert (mirrored ^ kept).all() and 150 < mirrored.sum() < 250
+    assert torch.equal(flipped, random_flip(images, torch.Generator().manual_seed(0)))
+
+
+def test_non_finite_loss_stops_with_epoch_and_step():
+    class NanAt:
+        def __init__(self, call):
+            self.call, self.calls = call, 0
+
+        def __call__(self, model, inputs, targets, outputs):
+            self.calls += 1
+            return torch.tensor(float("nan")) if self.calls == self.call else None
+
+    model = _model()
+    with pytest.raises(FloatingPointError, match=r"training loss is nan at epoch 2, step 3 of 6"):
+        fit(model, _data(), _data(32), epochs=3, batch_size=16, regularizer=NanAt(6 + 3), progress=False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("lr", [True, float("inf"), float("nan"), 0.0, "0.1"])
+def test_bad_learning_rates_are_refused(lr):
+    with pytest.raises((ValueError, TypeError), match="lr must be a finite number > 0"):
+        fit(_model(), _data(), _data(32), epochs=1, lr=lr, progress=False)
+
+
+@pytest.mark.parametrize(
+    "recipe, match",
+    [
+        ("quick", "recipe='quick'.*'fast'"),
+        (dict(lr=0.1), "recipe must be a Recipe or one of 'classic', 'fast'"),
+        (Recipe, "recipe must be a Recipe"),
+    ],
+)
+def test_bad_recipes_are_refused(recipe, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        fit(_model(), _data(), _data(32), epochs=1, recipe=recipe, progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(warmup=1.5), r"warmup must be a finite number in \[0, 1\]"),
+        (dict(label_smoothing=-0.1), "label_smoothing"),
+        (dict(flip=1), "flip must be True or False"),
+        (dict(autocast="cpu"), "autocast='cpu'.*'native'"),
+        (dict(weight_decay=float("nan")), "weight_decay"),
+    ],
+)
+def test_bad_recipe_settings_are_refused(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        Recipe(**kwargs)
