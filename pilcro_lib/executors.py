@@ -24,6 +24,7 @@ finished keep their records.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -41,7 +42,7 @@ __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Outcome", "RayExecutor", "
 
 EXECUTORS = ("local", "ray", "slurm")
 STATUSES = ("computed", "failed")
-SLURM_CLUSTERS = (None, "slurm", "local")
+SLURM_CLUSTERS = ("slurm", "local")
 _WAIT_S = 1.0  # waits return this often, so that Ctrl-C is seen at once
 
 
@@ -310,8 +311,8 @@ class SlurmExecutor(Executor):
 
     ``folder``: submitit's logs and job files (on a shared file system, like the plan folder).
     ``partition``, ``time_min`` (each job's time limit, minutes), ``parallelism`` (jobs of the
-    array running at a time), ``cpus_per_run``. ``cluster``: None or ``"slurm"`` for Slurm,
-    ``"local"`` to run the same jobs as processes on this machine (submitit's local executor).
+    array running at a time), ``cpus_per_run``. ``cluster``: ``"slurm"``, or ``"local"`` to run
+    the same jobs as processes on this machine (submitit's local executor).
     ``poll_s``: how often the jobs' states are read.
     """
 
@@ -319,12 +320,15 @@ class SlurmExecutor(Executor):
 
     def __init__(self, gpus_per_run: float = 0, *, folder: str | Path = "runs/slurm", partition: str | None = None,
                  time_min: int = 24 * 60, parallelism: int | None = None, cpus_per_run: int = 4,
-                 cluster: str | None = None, poll_s: float = 5.0) -> None:
+                 cluster: str = "slurm", poll_s: float = 5.0) -> None:
         super().__init__(gpus_per_run)
         if gpus_per_run != int(gpus_per_run):
             raise ValueError(f"gpus_per_run must be a whole number for Slurm jobs, got {gpus_per_run!r}")
         if cluster not in SLURM_CLUSTERS:
             raise ValueError(f"cluster={cluster!r} is not allowed; choose one of {', '.join(map(repr, SLURM_CLUSTERS))}")
+        if cluster == "slurm" and shutil.which("sbatch") is None:
+            raise ValueError("the slurm executor submits with Slurm's sbatch, which is not on this machine's PATH; "
+                             "run the command on a Slurm login node")
         for argument, value in (("time_min", time_min), ("cpus_per_run", cpus_per_run)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{argument} must be an integer >= 1, got {value!r}")

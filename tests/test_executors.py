@@ -155,6 +155,9 @@ def test_missing_engines_and_bad_options_say_what_to_do(monkeypatch):
         make_executor("dask")
     with pytest.raises(ValueError, match="cluster='debug' is not allowed"):
         make_executor("slurm", cluster="debug")
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(ValueError, match="sbatch, which is not on this machine's PATH"):
+        make_executor("slurm")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(ValueError, match="needs more GPUs than this machine's 0"):
         LocalExecutor(gpus_per_run=1)
