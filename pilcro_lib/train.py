@@ -186,6 +186,14 @@ def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:
     return torch.where(mirror[:, None, None, None], images.flip(3), images)
 
 
+def _check_eval_inputs(model: Any, data: Any, batch_size: Any) -> None:
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    check_type("data", data, Dataset, "a dataset of (image, label) pairs")
+    if len(data) == 0:
+        raise ValueError("data is empty: give at least one (image, label) pair")
+    check_positive_int("batch_size", batch_size)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -201,8 +209,10 @@ def evaluate(
     noise: standard deviation of Gaussian noise added to the [0, 1] images (seeded by ``seed``;
     no clipping). Returns ``{"loss": float, "accuracy": float}``.
     """
-    if noise is not None and not (isinstance(noise, (int, float)) and noise >= 0):
-        raise ValueError(f"noise must be a non-negative float or None, got {noise!r}")
+    _check_eval_inputs(model, data, batch_size)
+    if noise is not None:
+        check_number("noise", noise, minimum=0)
+    check_positive_int("seed", seed, minimum=0)
     device = get_device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -226,6 +236,7 @@ def evaluate(
 @torch.no_grad()
 def predict(model: nn.Module, data: Dataset, *, batch_size: int = 512) -> tuple[Tensor, Tensor]:
     """Predicted classes and true labels, both ``[N]`` (model in eval mode, then restored)."""
+    _check_eval_inputs(model, data, batch_size)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -303,6 +314,13 @@ def fit(
     settings = {**arguments, **chosen.describe()}  # every setting that decides the run
     check_positive_int("epochs", epochs)
     check_positive_int("seed", seed, minimum=0)
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    for name, data in (("train_set", train_set), ("val_set", val_set)):
+        check_type(name, data, Dataset, "a dataset of (image, label) pairs")
+        if len(data) == 0:
+            raise ValueError(f"{name} is empty: give at least one (image, label) pair")
+    if regularizer is not None and not callable(regularizer):
+        raise TypeError(f"regularizer must be None or callable(model, inputs, targets, outputs), got {regularizer!r}")
     device = get_device(device)
     if run_dir is None:
         return _fit(model, train_set, val_set, settings, chosen, device, None, progress)

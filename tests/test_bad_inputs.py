@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from pilcro_lib import data, experiments, landscape, layers, models, objective, paths, stats, synthetic, utils
+from pilcro_lib import data, experiments, landscape, layers, models, objective, paths, records, stats, synthetic, train, utils
 
 NAN, INF = float("nan"), float("inf")
 X = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(0))  # a batch of 4 tiny images
@@ -398,6 +398,30 @@ CASES = [
     ("table by", lambda: experiments.mean_std_table(FRAME, "seed", ["acc"]), V, r"by names columns that frame lacks: \['seed'\]"),
     ("table digits", lambda: experiments.mean_std_table(FRAME, "arm", ["acc"], digits=-1), V, r"digits must be an integer >= 0, got -1"),
     ("table frame", lambda: experiments.mean_std_table({"acc": [1]}, "arm", ["acc"]), T, r"frame must be a pandas DataFrame, got dict"),
+    # train: fit, evaluate, predict
+    ("fit lr inf", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, lr=INF), V, r"lr must be a finite number > 0, got inf"),
+    ("fit lr nan", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, lr=NAN), V, r"lr must be a finite number > 0, got nan"),
+    ("fit lr bool", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, lr=True), T, r"lr must be a finite number > 0, got True"),
+    ("fit epochs 0", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=0), V, r"epochs must be an integer >= 1, got 0"),
+    ("fit epochs float", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=2.0), T, r"epochs must be an integer >= 1, got 2\.0"),
+    ("fit device gpu", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, device="gpu"), V, r"device='gpu' is not a device name"),
+    ("fit recipe", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, recipe="slow"), V, r"recipe='slow' is not allowed"),
+    ("fit weight_decay", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, weight_decay=-1), V, r"weight_decay must be a finite number >= 0"),
+    ("fit model", lambda: train.fit("net", dataset(), dataset(), epochs=1), T, r"model must be a torch\.nn\.Module"),
+    ("fit train_set", lambda: train.fit(net(classes=2), [1, 2], dataset(), epochs=1), T, r"train_set must be a dataset of \(image, label\) pairs"),
+    ("fit regularizer", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, regularizer=3), T, r"regularizer must be None or callable"),
+    ("fit nan loss", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, progress=False, regularizer=lambda *a: torch.tensor(NAN)),
+     FloatingPointError, r"training loss is nan at epoch 1, step 1"),
+    ("evaluate noise inf", lambda: train.evaluate(net(classes=2), dataset(), noise=INF), V, r"noise must be a finite number >= 0, got inf"),
+    ("evaluate noise negative", lambda: train.evaluate(net(classes=2), dataset(), noise=-0.1), V, r"noise must be a finite number >= 0, got -0\.1"),
+    ("evaluate noise bool", lambda: train.evaluate(net(classes=2), dataset(), noise=True), T, r"noise must be a finite number >= 0, got True"),
+    ("evaluate seed", lambda: train.evaluate(net(classes=2), dataset(), seed=-1), V, r"seed must be an integer >= 0, got -1"),
+    ("evaluate batch_size", lambda: train.evaluate(net(classes=2), dataset(), batch_size=0), V, r"batch_size must be an integer >= 1, got 0"),
+    ("evaluate data", lambda: train.evaluate(net(classes=2), X), T, r"data must be a dataset of \(image, label\) pairs"),
+    ("predict model", lambda: train.predict(None, dataset()), T, r"model must be a torch\.nn\.Module"),
+    ("cached_run run_fn", lambda: records.cached_run(3), T, r"run_fn must be a function"),
+    ("cached_run name", lambda: records.cached_run(lambda run_dir: {}, name="a/b"), V, r"name must be a non-empty folder name"),
+    ("cached_run input", lambda: records.cached_run(lambda run_dir, x: {}, x=object()), T, r"inputs\['x'\]: cannot describe an object of type object"),
     ("verdict alpha", lambda: stats.compare([1, 2], [1, 2], alpha=0), V, r"alpha must be a number in \(0, 1\), got 0"),
     ("verdict treated scalar", lambda: stats.compare(0.5, [1, 2]), T, r"treated must be a sequence of numbers \(one per seed\), got 0\.5"),
     ("verdict control str", lambda: stats.compare([1, 2], ["a", "b"]), T, r"control must be a sequence of numbers"),
