@@ -229,3 +229,37 @@ def test_page_renders_offline(page, server, browser):
         # the first figure of the page too, to review its readability in this mode
         if browser.execute_script(SCROLL_TO_FIRST_FIGURE):
             assert browser.save_screenshot(str(SCREENSHOTS / f"{name}-{mode}-figure.png"))
+
+
+# The pages formatted for reading so far (code lines of at most 88 characters, HTML tables);
+# the other chapters join this list as they are formatted.
+FORMATTED = [
+    "notebooks/01_importance_landscapes.html",
+    "notebooks/02_padding_and_paths.html",
+    "notebooks/03_pooling_and_striding.html",
+    "notebooks/04_architectures_at_init.html",
+    "notebooks/07_lrlc_layers.html",
+    "notebooks/09_results.html",
+]
+READING_WIDTH = 1280  # pixels: a laptop's browser window
+SIDEWAYS = r"""
+const selector = 'div.highlight pre, div.cell_output .output, div.cell_output table, '
+  + 'article table, .pst-scrollable-table-container';
+return Array.from(document.querySelectorAll(selector))
+  .filter(e => e.scrollWidth > e.clientWidth + 1)
+  .map(e => `${e.tagName.toLowerCase()}.${e.className}: ${e.scrollWidth} > ${e.clientWidth} px, `
+    + JSON.stringify(e.textContent.trim().slice(0, 60)));
+"""
+
+
+@pytest.mark.parametrize("page", FORMATTED)
+def test_no_code_cell_or_table_scrolls_sideways(page, server, browser):
+    """At a 1,280-pixel-wide window every code cell, output and table fits its column."""
+    size = browser.get_window_size()
+    browser.set_window_size(READING_WIDTH, 1000)
+    try:
+        browser.get(f"{server}/{page}")
+        wide = browser.execute_script(SIDEWAYS)
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+    assert not wide, f"{len(wide)} elements of {page} scroll sideways: {wide[:5]}"
