@@ -19,6 +19,9 @@ The shared library behind the PILCRO book. Modules, one idea each:
 - ``layers``: locally connected, low-rank locally connected and CoordConv layers
 - ``plotting``: figure helpers shared by the notebooks
 - ``sweep``: parameter sweeps of a notebook through papermill
+- ``execute``: run a notebook in place with checked parameters
+- ``runs``, ``plans``, ``executors``: plan a chapter's missing runs and compute them (local, Ray, Slurm)
+- ``stats``: the book's statistical rule (Welch, Holm, detectable effects)
 """
 
 __version__ = "0.1.0"
