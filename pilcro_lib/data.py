@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import socket
 import zlib
 from contextlib import contextmanager
@@ -154,8 +155,17 @@ def load_dataset(
     name: ``mnist``, ``fashion_mnist``, ``cifar10``, ``celeba`` or ``fashion_mnist_sample``
     (2,000 train / 500 test images shipped with the library). split: ``train`` or ``test``
     (CelebA's ``valid`` split is folded into neither). subset: keep this many images, drawn
-    at random without replacement (seeded by ``seed``). Fashion-MNIST is read from Debian's
-    ``dataset-fashion-mnist`` files when present. Returns an :class:`ImageDataset`.
+    at random without replacement (seeded by ``seed``). Returns an :class:`ImageDataset`.
+
+    The files are read in their own formats under ``root`` (default :func:`default_root`), in
+    torchvision's layout: ``MNIST/raw`` and ``FashionMNIST/raw`` (IDX files, raw or ``.gz``),
+    ``cifar-10-batches-py`` (python pickles) and ``celeba`` (``img_align_celeba/*.jpg``,
+    ``list_attr_celeba.txt``, ``list_eval_partition.txt``); torchvision only downloads them
+    (``download=True``), so no checksum of the original files is required. Fashion-MNIST comes
+    from ``root/FashionMNIST/raw`` when it holds the split's files, else from Debian's
+    ``dataset-fashion-mnist`` folder (:data:`DEBIAN_FASHION_MNIST`), else from a download.
+    A missing file raises ``FileNotFoundError``, a damaged one ``ValueError``; both name the
+    file and say how to get it.
     """
     check_choice("name", name, DATASETS)
     check_choice("split", split, SPLITS)
@@ -231,10 +241,33 @@ def read_idx(path: str | Path) -> np.ndarray:
     return data.reshape(shape)
 
 
-def _idx_pair(folder: Path, split: str) -> tuple[Tensor, Tensor]:
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    """``folder/stem`` as torchvision leaves it (uncompressed), else ``folder/stem.gz``; None if neither."""
+    for path in (folder / stem, folder / f"{stem}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _idx_stems(split: str) -> tuple[str, str]:
     prefix = "train" if split == "train" else "t10k"
-    images = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
-    labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def _has_idx(folder: Path, split: str) -> bool:
+    return all(_idx_file(folder, stem) is not None for stem in _idx_stems(split))
+
+
+def _idx_pair(folder: Path, split: str, what: str, how: str) -> tuple[Tensor, Tensor]:
+    """Images ``[N, 1, 28, 28]`` and labels ``[N]`` of a split from the IDX files in ``folder``."""
+    paths = [_idx_file(folder, stem) for stem in _idx_stems(split)]
+    for stem, path in zip(_idx_stems(split), paths):
+        if path is None:
+            raise _missing(f"{what} file {stem} (or {stem}.gz)", folder, how)
+    images, labels = (read_idx(path) for path in paths)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{paths[0]} and {paths[1]} do not match: images of shape {images.shape}, labels of shape "
+                         f"{labels.shape}. {IDX_REPAIR}")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -258,55 +291,189 @@ def _network_timeout(seconds: float = 30.0):
         socket.setdefaulttimeout(old)
 
 
-def _torchvision(cls_name: str, root: Path, download: bool, how: str, **kwargs):
+def _download(cls_name: str, root: Path, how: str, **kwargs) -> None:
+    """Download a dataset into ``root`` through ``torchvision.datasets.<cls_name>`` (the only use of torchvision)."""
     import torchvision.datasets as tvd
 
     try:
         with _network_timeout():
-            return getattr(tvd, cls_name)(str(root), download=download, **kwargs)
+            getattr(tvd, cls_name)(str(root), download=True, **kwargs)
     except (RuntimeError, OSError) as err:
-        raise _missing(cls_name, root, how + f" (torchvision said: {err})") from err
+        raise _missing(cls_name, root, f"Its download failed ({type(err).__name__}: {err}). {how}") from err
+
+
+def _load_idx_dataset(name: str, split: str, root: Path, download: bool, how: str) -> tuple[Tensor, Tensor]:
+    """MNIST or Fashion-MNIST from ``root/<name>/raw`` (torchvision's layout), downloaded there first if asked."""
+    folder = root / name / "raw"
+    if download and not _has_idx(folder, split):
+        _download(name, root, how, train=split == "train")
+    return _idx_pair(folder, split, name, how)
 
 
 def _load_fashion_mnist(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
-    if (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
-        return _idx_pair(DEBIAN_FASHION_MNIST, split)
+    """From ``root/FashionMNIST/raw`` when it holds the split's files, else Debian's folder, else a download."""
+    if _has_idx(DEBIAN_FASHION_MNIST, split) and not _has_idx(root / "FashionMNIST" / "raw", split):
+        return _idx_pair(DEBIAN_FASHION_MNIST, split, "Fashion-MNIST", IDX_REPAIR)
     how = (
         "Install Debian's package (apt-get install dataset-fashion-mnist, files in "
         f"{DEBIAN_FASHION_MNIST}) or pass download=True (needs the internet)."
     )
-    ds = _torchvision("FashionMNIST", root, download, how, train=split == "train")
-    return ds.data.unsqueeze(1).clone(), ds.targets.clone()
+    return _load_idx_dataset("FashionMNIST", split, root, download, how)
 
 
 def _load_mnist(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
-    ds = _torchvision("MNIST", root, download, "Pass download=True (needs the internet).", train=split == "train")
-    return ds.data.unsqueeze(1).clone(), ds.targets.clone()
+    return _load_idx_dataset("MNIST", split, root, download, "Pass download=True (needs the internet).")
+
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+CIFAR10_HOW = (
+    "Pass download=True (needs the internet, 170 MB), or unpack cifar-10-python.tar.gz from "
+    "https://www.cs.toronto.edu/~kriz/cifar.html into the data folder."
+)
+CIFAR10_REPAIR = "Delete it and download CIFAR-10 again (download=True)."
+
+# the globals a CIFAR-10 pickle may name: NumPy's array reconstruction, nothing else
+_PICKLE_GLOBALS = {("numpy._core.multiarray", "_reconstruct"), ("numpy._core.numeric", "_frombuffer"),
+                   ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and NumPy arrays; refuses any other global."""
+
+    def find_class(self, module: str, name: str):
+        module = module.replace("numpy.core", "numpy._core", 1) if module.startswith("numpy.core") else module
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which no CIFAR-10 file holds")
+        return super().find_class(module, name)
+
+
+def _read_cifar10_pickle(path: Path, keys: tuple[str, ...]) -> dict:
+    """A CIFAR-10 pickle as a dict with str keys, holding at least ``keys``."""
+    if not path.is_file():
+        raise _missing(f"CIFAR-10 file {path.name}", path.parent, CIFAR10_HOW)
+    try:
+        with open(path, "rb") as f:
+            content = _ArrayUnpickler(f, encoding="latin1").load()
+    except Exception as err:  # a damaged pickle can raise almost anything
+        raise ValueError(f"path={str(path)!r} is damaged or truncated ({type(err).__name__}: {err}). {CIFAR10_REPAIR}") from err
+    if not isinstance(content, dict):
+        raise ValueError(f"path={str(path)!r} is not a CIFAR-10 file: it holds a {type(content).__name__}, not a dict. {CIFAR10_REPAIR}")
+    content = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in content.items()}
+    absent = [k for k in keys if k not in content]
+    if absent:
+        raise ValueError(f"path={str(path)!r} is not a CIFAR-10 file: it lacks {', '.join(absent)}. {CIFAR10_REPAIR}")
+    return content
+
+
+def _cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``[n, 3, 32, 32]`` (uint8) and labels ``[n]`` of one CIFAR-10 batch file."""
+    batch = _read_cifar10_pickle(path, ("data", "labels"))
+    data, labels = batch["data"], np.asarray(batch["labels"])
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072):
+        shape = getattr(data, "shape", type(data).__name__)
+        raise ValueError(f"path={str(path)!r} is not a CIFAR-10 batch: its data must be uint8 rows of 3072 values, "
+                         f"got {shape}. {CIFAR10_REPAIR}")
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer) or not np.isin(labels, range(10)).all():
+        raise ValueError(f"path={str(path)!r} is not a CIFAR-10 batch: it needs one label in 0..9 per image "
+                         f"({len(data)} images). {CIFAR10_REPAIR}")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def _load_cifar10(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
-    ds = _torchvision("CIFAR10", root, download, "Pass download=True (needs the internet, 170 MB).", train=split == "train")
-    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+    """The python pickles of ``root/cifar-10-batches-py``: ``data_batch_1..5`` or ``test_batch``, and ``batches.meta``."""
+    folder = root / CIFAR10_FOLDER
+    names = [*CIFAR10_BATCHES[split], "batches.meta"]
+    if download and not all((folder / name).is_file() for name in names):
+        _download("CIFAR10", root, CIFAR10_HOW, train=split == "train")
+    meta = _read_cifar10_pickle(folder / "batches.meta", ("label_names",))
+    label_names = [n.decode("latin1") if isinstance(n, bytes) else n for n in meta["label_names"]]
+    if label_names != CLASSES["cifar10"]:
+        raise ValueError(f"path={str(folder / 'batches.meta')!r} names the classes {label_names}, not CIFAR-10's "
+                         f"{CLASSES['cifar10']}. {CIFAR10_REPAIR}")
+    batches = [_cifar10_batch(folder / name) for name in CIFAR10_BATCHES[split]]
+    images, labels = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 CELEBA_CROP = (40, 20, 138)  # top, left, size of the face crop, then resized to 32x32
-CELEBA_MALE = 20  # index of the "Male" attribute
+CELEBA_PARTITION = {"train": "0", "test": "2"}  # list_eval_partition.txt's codes (1: validation, unused)
+CELEBA_HOW = (
+    "Pass download=True (needs the internet; Google Drive limits may require a manual download: put "
+    "img_align_celeba/ (from img_align_celeba.zip), list_attr_celeba.txt and list_eval_partition.txt from "
+    "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html into the data folder's celeba/)."
+)
+CELEBA_REPAIR = "Delete it and download CelebA again (download=True)."
+
+
+def _celeba_lines(path: Path) -> list[list[str]]:
+    """The whitespace-separated fields of each non-empty line of a CelebA list file."""
+    if not path.is_file():
+        raise _missing(f"CelebA file {path.name}", path.parent, CELEBA_HOW)
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"path={str(path)!r} is damaged ({type(err).__name__}: {err}). {CELEBA_REPAIR}") from err
+    return [line.split() for line in text.splitlines() if line.strip()]
+
+
+def _celeba_split(path: Path, split: str) -> list[str]:
+    """The image file names of ``split`` in ``list_eval_partition.txt`` (lines ``name code``)."""
+    rows = _celeba_lines(path)
+    bad = next((i for i, row in enumerate(rows) if len(row) != 2 or row[1] not in ("0", "1", "2")), None)
+    if bad is not None:
+        raise ValueError(f"path={str(path)!r} is damaged: line {bad + 1} is {' '.join(rows[bad])!r}, not "
+                         f"'<image> <0|1|2>'. {CELEBA_REPAIR}")
+    names = [name for name, code in rows if code == CELEBA_PARTITION[split]]
+    if not names:
+        raise ValueError(f"path={str(path)!r} lists no image of the {split} split. {CELEBA_REPAIR}")
+    return names
+
+
+def _celeba_male(path: Path) -> dict[str, int]:
+    """Image file name -> 1 if its ``Male`` attribute is 1 else 0, from ``list_attr_celeba.txt``
+    (a count, the 40 attribute names, then ``name`` and one -1/1 per attribute on each line)."""
+    rows = _celeba_lines(path)
+    if len(rows) < 2 or "Male" not in rows[1] or rows[0] != [str(len(rows) - 2)]:
+        raise ValueError(f"path={str(path)!r} is damaged: it must start with the number of images and a line of "
+                         f"attribute names including Male, then one line per image. {CELEBA_REPAIR}")
+    column, width = rows[1].index("Male") + 1, len(rows[1]) + 1
+    bad = next((i for i, row in enumerate(rows[2:]) if len(row) != width or row[column] not in ("-1", "1")), None)
+    if bad is not None:
+        raise ValueError(f"path={str(path)!r} is damaged: line {bad + 3} does not hold an image name and "
+                         f"{width - 1} values of -1 or 1. {CELEBA_REPAIR}")
+    return {row[0]: int(row[column] == "1") for row in rows[2:]}
+
+
+def _celeba_image(path: Path) -> np.ndarray:
+    """One aligned CelebA image, its face crop resized to 32x32 (bilinear, as torchvision), ``[32, 32, 3]`` uint8."""
+    from PIL import Image, UnidentifiedImageError
+
+    top, left, size = CELEBA_CROP
+    if not path.is_file():
+        raise _missing(f"CelebA image {path.name}", path.parent, CELEBA_HOW)
+    try:
+        with Image.open(path) as image:
+            face = image.convert("RGB").crop((left, top, left + size, top + size))
+            return np.asarray(face.resize((32, 32), Image.BILINEAR))
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        raise ValueError(f"path={str(path)!r} is damaged or not a JPEG ({type(err).__name__}: {err}). {CELEBA_REPAIR}") from err
 
 
 def _load_celeba(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
-    import torchvision.transforms.functional as TF
-    from torch.utils.data import DataLoader
+    """``root/celeba``: the JPEGs of ``img_align_celeba/``, ``list_eval_partition.txt`` and ``list_attr_celeba.txt``."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    top, left, size = CELEBA_CROP
-
-    def transform(img):
-        img = TF.resize(TF.crop(img, top, left, size, size), [32, 32], antialias=True)
-        return TF.pil_to_tensor(img)
-
-    how = "Pass download=True (needs the internet; Google Drive limits may require a manual download)."
-    ds = _torchvision("CelebA", root, download, how, split=split, target_type="attr", transform=transform)
-    images, labels = [], []
-    for x, attr in DataLoader(ds, batch_size=512, num_workers=min(4, os.cpu_count() or 1)):
-        images.append(x)
-        labels.append(attr[:, CELEBA_MALE])
-    return torch.cat(images), torch.cat(labels).long()
+    folder = root / "celeba"
+    lists = (folder / "list_eval_partition.txt", folder / "list_attr_celeba.txt")
+    if download and not (all(p.is_file() for p in lists) and (folder / "img_align_celeba").is_dir()):
+        _download("CelebA", root, CELEBA_HOW, split="all", target_type="attr")
+    names = _celeba_split(lists[0], split)
+    male = _celeba_male(lists[1])
+    unlabelled = [name for name in names if name not in male]
+    if unlabelled:
+        raise ValueError(f"path={str(lists[1])!r} has no attributes for {len(unlabelled)} image(s) of the {split} "
+                         f"split, e.g. {unlabelled[0]}. {CELEBA_REPAIR}")
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
+        images = np.stack(list(pool.map(_celeba_image, [folder / "img_align_celeba" / name for name in names])))
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor([male[n] for n in names])

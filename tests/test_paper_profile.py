@@ -1,19 +1,19 @@
 """The chapters with a ``paper`` profile execute in it, at a tiny scale set through their own
-parameters, on fabricated files in each dataset's real on-disk format read by the real
-torchvision loaders (``$PILCRO_DATA``).
+parameters, on fabricated files in each dataset's real on-disk format (``$PILCRO_DATA``), read
+by the library's own readers of those formats (torchvision only downloads).
 
 A chapter that cannot be made tiny through the parameters it declares is skipped with the
 names of the parameters it lacks (their tiny values are set here already), until it declares them.
-Fabricated CIFAR-10 and CelebA files cannot pass torchvision's MD5 checks of the real files
-(``download=False`` verifies them), so their loaders are expected to refuse them (strict xfail).
 """
 
+import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import papermill
 import pytest
+import torch
 from PIL import Image
 
 from pilcro_lib.data import load_dataset
@@ -68,7 +68,7 @@ def fabricate_cifar10(root: Path, per_batch: int = 20) -> None:
 
 
 def fabricate_celeba(root: Path, n: int = 12) -> None:
-    """``celeba/``: aligned 178x218 JPEGs and the attribute, partition, identity, box and landmark lists."""
+    """``celeba/``: aligned 178x218 JPEGs, the attribute list and the partition list."""
     folder = root / "celeba"
     (folder / "img_align_celeba").mkdir(parents=True)
     rng = np.random.default_rng(2)
@@ -79,12 +79,6 @@ def fabricate_celeba(root: Path, n: int = 12) -> None:
     rows = [f"{name} " + " ".join(str(1 if (i + j) % 2 else -1) for j in range(40)) for i, name in enumerate(names)]
     (folder / "list_attr_celeba.txt").write_text("\n".join([str(n), " ".join(attributes), *rows]) + "\n")
     (folder / "list_eval_partition.txt").write_text("".join(f"{name} {i % 3}\n" for i, name in enumerate(names)))
-    (folder / "identity_CelebA.txt").write_text("".join(f"{name} {i + 1}\n" for i, name in enumerate(names)))
-    (folder / "list_bbox_celeba.txt").write_text(
-        "\n".join([str(n), "image_id x_1 y_1 width height", *(f"{name} 10 10 100 120" for name in names)]) + "\n")
-    (folder / "list_landmarks_align_celeba.txt").write_text("\n".join(
-        [str(n), "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x "
-         "rightmouth_y", *(f"{name} 69 109 106 113 77 142 73 152 108 154" for name in names)]) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -104,16 +98,66 @@ def test_the_mnist_loader_reads_the_fabricated_files(data_root):
     assert train.image_shape == (1, 28, 28) and len(train) == 200 and train.labels.unique().numel() == 10
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError,
-                   reason="torchvision checks the MD5 of each real CIFAR-10 file; fabricated files cannot pass")
 def test_the_cifar10_loader_reads_the_fabricated_files(data_root):
-    assert len(load_dataset("cifar10", "train", root=data_root)) == 100
+    train, test = load_dataset("cifar10", "train", root=data_root), load_dataset("cifar10", "test", root=data_root)
+    assert len(train) == 100 and len(test) == 20 and train.image_shape == (3, 32, 32)
+    first = pickle.loads((data_root / "cifar-10-batches-py" / "data_batch_1").read_bytes())
+    # a row holds the red, green and blue planes of a 32x32 image, row-major
+    assert np.array_equal(train.images[:20].numpy(), first[b"data"].reshape(20, 3, 32, 32))
+    assert train.labels[:20].tolist() == first[b"labels"] and train.classes[0] == "airplane"
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError,
-                   reason="torchvision checks the MD5 of each real CelebA list file; fabricated files cannot pass")
 def test_the_celeba_loader_reads_the_fabricated_files(data_root):
-    assert load_dataset("celeba", "train", root=data_root).image_shape == (3, 32, 32)
+    import torchvision.transforms.functional as TF
+
+    train = load_dataset("celeba", "train", root=data_root)
+    assert train.image_shape == (3, 32, 32) and len(train) == 4  # partition 0: images 1, 4, 7, 10
+    assert train.labels.tolist() == [0, 1, 0, 1]  # the Male column (21st) of each one's row
+    with Image.open(data_root / "celeba" / "img_align_celeba" / "000004.jpg") as image:
+        face = TF.resize(TF.crop(image, 40, 20, 138, 138), [32, 32], antialias=True)  # torchvision's crop and resize
+    assert torch.equal(train.images[1], TF.pil_to_tensor(face))
+    assert len(load_dataset("celeba", "test", root=data_root)) == 4  # partition 2; 1 (validation) is in neither
+
+
+def test_fashion_mnist_under_the_data_folder_comes_before_debians(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    _idx(raw / "train-images-idx3-ubyte", np.zeros((30, 28, 28)))
+    _idx(raw / "train-labels-idx1-ubyte", np.arange(30) % 10)
+    assert len(load_dataset("fashion_mnist", "train", root=tmp_path)) == 30
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _remove_male(path: Path) -> None:
+    path.write_text(path.read_text().replace("Male", "Female"))
+
+
+# (dataset, file under the data folder, how it is damaged, the error, what its message says)
+DAMAGE = [
+    ("cifar10", "cifar-10-batches-py/data_batch_3", Path.unlink, FileNotFoundError, "data_batch_3 was not found.*download=True"),
+    ("cifar10", "cifar-10-batches-py/data_batch_1", _cut, ValueError, "data_batch_1.*damaged or truncated.*download=True"),
+    ("cifar10", "cifar-10-batches-py/batches.meta",
+     lambda p: p.write_bytes(pickle.dumps({b"label_names": [b"cat"] * 10})), ValueError, "batches.meta.*names the classes"),
+    ("cifar10", "cifar-10-batches-py/test_batch", lambda p: p.write_bytes(pickle.dumps(os.getcwd)), ValueError,
+     "test_batch.*damaged.*posix.getcwd"),
+    ("celeba", "celeba/list_attr_celeba.txt", Path.unlink, FileNotFoundError, "list_attr_celeba.txt was not found.*celeba"),
+    ("celeba", "celeba/list_attr_celeba.txt", _remove_male, ValueError, "list_attr_celeba.txt.*including Male"),
+    ("celeba", "celeba/list_eval_partition.txt", lambda p: p.write_text(p.read_text()[:-4]), ValueError,
+     "list_eval_partition.txt.*damaged: line 12"),
+    ("celeba", "celeba/img_align_celeba/000007.jpg", _cut, ValueError, "000007.jpg.*damaged or not a JPEG.*download=True"),
+    ("celeba", "celeba/img_align_celeba/000004.jpg", Path.unlink, FileNotFoundError, "000004.jpg was not found"),
+]
+
+
+@pytest.mark.parametrize("name, file, damage, error, match", DAMAGE, ids=[f"{d[1]}-{i}" for i, d in enumerate(DAMAGE)])
+def test_a_missing_or_damaged_file_is_named_with_how_to_get_it(name, file, damage, error, match, tmp_path):
+    {"cifar10": fabricate_cifar10, "celeba": fabricate_celeba}[name](tmp_path)
+    damage(tmp_path / file)
+    with pytest.raises(error, match=match):
+        load_dataset(name, "train" if "test_batch" not in file else "test", root=tmp_path)
 
 
 # --------------------------------------------------------------------------- the chapters
