@@ -20,6 +20,8 @@ import math
 import sys
 import textwrap
 import types
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -162,16 +164,70 @@ def run_key(description: Any) -> str:
     return hashlib.sha256(canonical_json(description).encode()).hexdigest()[:16]
 
 
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@cache
+def _module_tree(file_name: str) -> ast.Module:
+    """The AST of the library module ``file_name`` (e.g. ``train.py``), docstrings removed."""
+    return _strip_docstrings(ast.parse((_PACKAGE / file_name).read_text()))
+
+
 @cache
 def code_fingerprint() -> str:
     """A 16-hex-digit hash of the training modules' code (:data:`TRAINING_MODULES`), as ASTs
     without docstrings: editing a docstring, a comment or the formatting leaves it unchanged."""
     h = hashlib.sha256()
     for name in TRAINING_MODULES:
-        tree = ast.parse((_PACKAGE / f"{name}.py").read_text())
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-        h.update(name.encode() + ast.dump(tree).encode())
+        h.update(name.encode() + ast.dump(_module_tree(f"{name}.py")).encode())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def traced_code() -> Iterator[set[str]]:
+    """Collect, while inside, every library function that runs in this thread, as
+    ``"module.py:qualname"`` (the set is filled as they run)."""
+    used: set[str] = set()
+    prefix = str(_PACKAGE) + "/"
+
+    def profile(frame: types.FrameType, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_filename.startswith(prefix):
+            used.add(f"{frame.f_code.co_filename[len(prefix):]}:{frame.f_code.co_qualname}")
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield used
+    finally:
+        sys.setprofile(previous)
+
+
+def code_digest(functions: Iterable[str]) -> str:
+    """A 16-hex-digit hash of the code behind ``functions`` (``"module.py:qualname"``, see
+    :func:`traced_code`): the top-level definition holding each one, and every top-level
+    statement other than a definition (constants, presets) of each module involved.
+    Docstrings, comments and formatting do not count; a function that no longer exists does."""
+    h = hashlib.sha256()
+    by_module: dict[str, set[str]] = {}
+    for function in sorted(set(functions)):
+        module, _, qualname = function.partition(":")
+        by_module.setdefault(module, set()).add(qualname.split(".")[0])
+    for module, tops in sorted(by_module.items()):
+        try:
+            tree = _module_tree(module)
+        except (OSError, SyntaxError):
+            h.update(f"missing module {module}".encode())
+            continue
+        definitions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        rest = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        h.update(module.encode() + "".join(ast.dump(n) for n in rest).encode())
+        for top in sorted(tops):
+            node = definitions.get(top)
+            h.update(f"{top}:{ast.dump(node) if node is not None else 'missing'}".encode())
     return h.hexdigest()[:16]

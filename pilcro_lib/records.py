@@ -6,13 +6,15 @@ exists. A run is identified by a description (:func:`pilcro_lib.fingerprint.desc
 by weights, regularisers by parameters), so a notebook cannot leave a field out of the key.
 
 Each finished run writes ``<store>/<name>/<key>.json``: plain JSON with the run's description,
-its metrics (e.g. the per-epoch history; floats to 6 significant digits) and its provenance (commit, dirty flag, library and
-torch versions, device, wall time, date, training-code fingerprint). The store is the
-repository's committed ``records/`` folder (``$PILCRO_RECORDS`` overrides it), so a fresh clone
-re-renders every chapter without retraining. Checkpoints live in the ignored ``runs/<key>-<code>/``
-(``$PILCRO_RUNS``). A record made by other training code (another
-:func:`pilcro_lib.fingerprint.code_fingerprint`) is never returned as current: it is retrained,
-or refused with ``PILCRO_STALE_RECORDS=refuse``.
+its metrics (e.g. the per-epoch history; floats to 6 significant digits), its provenance
+(commit, dirty flag, library and torch versions, device, wall time, date) and its code: every
+library function that ran during the run (traced) with a digest of their code
+(:func:`pilcro_lib.fingerprint.code_digest`). The store is the repository's committed
+``records/`` folder (``$PILCRO_RECORDS`` overrides it), so a fresh clone re-renders every
+chapter without retraining. Checkpoints live in the ignored ``runs/<key>-<code>/``
+(``$PILCRO_RUNS``). A record whose functions' code has changed since is never returned as
+current: it is retrained, or refused with ``PILCRO_STALE_RECORDS=refuse``. Edits to code the
+run did not execute, docstrings, comments and formatting leave it current.
 
 Planning mode. With ``$PILCRO_PLAN`` set to a folder, :func:`cached_run` trains nothing: a run
 without a current record is written to that folder as a :class:`RunRequest`
@@ -38,7 +40,7 @@ from typing import Any
 import torch
 
 from pilcro_lib.checkpoint import CorruptFileError, read_json, run_dir_lock, write_atomic
-from pilcro_lib.fingerprint import code_fingerprint, describe, run_key
+from pilcro_lib.fingerprint import code_digest, code_fingerprint, describe, run_key, traced_code
 from pilcro_lib.utils import check_choice, get_device, git_commit
 
 SCHEMA = "pilcro-run-record/1"
@@ -46,7 +48,8 @@ DIGITS = 6  # significant digits of the floats a record stores
 STALE_POLICIES = ("retrain", "refuse")
 PLAN_ENV = "PILCRO_PLAN"  # a folder: plan missing runs there instead of training them
 _REPO = Path(__file__).resolve().parent.parent
-_FIELDS = {"schema": str, "key": str, "name": str, "spec": dict, "code": str, "metrics": dict, "provenance": dict}
+_FIELDS = {"schema": str, "key": str, "name": str, "spec": dict, "code": str, "code_functions": list, "metrics": dict,
+           "provenance": dict}
 _PROVENANCE = ("commit", "dirty", "pilcro_lib", "torch", "device", "wall_time_s", "finished_utc")
 
 
@@ -183,12 +186,13 @@ def _cached(request: RunRequest) -> Record:
         if record is not None:
             return record
         start = time.perf_counter()
-        metrics = request.run_fn(**inputs, run_dir=run_dir)
+        with traced_code() as functions:
+            metrics = request.run_fn(**inputs, run_dir=run_dir)
         metrics = _rounded(_checked(metrics))
         device = inputs.get("device")
         provenance = run_provenance(time.perf_counter() - start, get_device(device) if device is not None else None)
-        stored = {"schema": SCHEMA, "key": key, "name": name, "spec": request.spec, "code": code_fingerprint(),
-                  "metrics": metrics, "provenance": provenance}
+        stored = {"schema": SCHEMA, "key": key, "name": name, "spec": request.spec, "code": code_digest(functions),
+                  "code_functions": sorted(functions), "metrics": metrics, "provenance": provenance}
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, (json.dumps(stored, sort_keys=True, separators=(",", ":")) + "\n").encode())
     return Record(key, name, metrics, provenance, path, reused=False)
@@ -237,7 +241,7 @@ def run_provenance(wall_time_s: float, device: torch.device | None = None) -> di
         "commit": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty"), "pilcro_lib": __version__,
         "torch": torch.__version__, "python": sys.version.split()[0], "device": name,
         "threads": torch.get_num_threads(), "wall_time_s": round(wall_time_s, 2),
-        "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), "code": code_fingerprint(),
+        "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
     }  # fmt: skip
 
 
@@ -267,10 +271,11 @@ def _current(path: Path, key: str, policy: str) -> Record | None:
     if stored["key"] != key:
         raise CorruptFileError(f"run record {path} holds key {stored['key']!r}, not {key!r} as its name says; "
                                "delete it to recompute the run")
-    if stored["code"] != code_fingerprint():
+    current = code_digest(stored["code_functions"])
+    if stored["code"] != current:
         made = stored["provenance"]["commit"]
         message = (f"run record {path} was made by other training code (code {stored['code']}, commit {made}; "
-                   f"current code {code_fingerprint()})")
+                   f"the same functions' code is now {current})")
         if policy == "refuse":
             raise StaleRecordError(message + "; run with PILCRO_STALE_RECORDS=retrain to recompute it")
         print(message + "; recomputing it", file=sys.stderr, flush=True)

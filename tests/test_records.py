@@ -18,7 +18,8 @@ from pilcro_lib import records
 from pilcro_lib.checkpoint import MAGIC, CorruptFileError, load_checkpoint, run_dir_lock
 from pilcro_lib.data import ImageDataset, load_dataset
 from pilcro_lib.experiments import make_arm
-from pilcro_lib.fingerprint import code_fingerprint, describe, run_key
+from pilcro_lib import fingerprint
+from pilcro_lib.fingerprint import code_digest, describe, run_key, traced_code
 from pilcro_lib.models import reference_net
 from pilcro_lib.objective import PObjective
 from pilcro_lib.records import StaleRecordError, cached_run, load_records, provenance_note, read_record
@@ -107,7 +108,8 @@ def test_cached_run_stores_a_valid_record_and_reuses_it(tmp_path):
     assert calls.read_text() == "call\n" and not first.reused and second.reused
     assert first.metrics == second.metrics
     stored = read_record(first.path)
-    assert first.path.parent == tmp_path / "records" / "toy" and stored["code"] == code_fingerprint()
+    assert first.path.parent == tmp_path / "records" / "toy" and stored["code"] == code_digest(stored["code_functions"])
+    assert "train.py:fit" in stored["code_functions"] and "landscape.py:cv" not in stored["code_functions"]
     assert stored["provenance"]["device"] == "cpu" and stored["provenance"]["wall_time_s"] >= 0
     assert stored["spec"]["inputs"]["lr"] == 0.01 and stored["spec"]["inputs"]["data"]["name"] == "toy0"
     assert first.path.stat().st_size < 20_000
@@ -139,7 +141,7 @@ def test_a_global_the_run_reads_is_part_of_its_key(tmp_path):
 def test_record_of_other_training_code_is_retrained_or_refused(tmp_path, monkeypatch):
     kwargs = dict(store=tmp_path, runs=tmp_path / "runs", data=kill_driver.data(), lr=0.01)
     cached_run(_run, **kwargs)
-    monkeypatch.setattr(records, "code_fingerprint", lambda: "0123456789abcdef")
+    monkeypatch.setattr(records, "code_digest", lambda functions: "0123456789abcdef")
     monkeypatch.setenv("PILCRO_STALE_RECORDS", "refuse")
     with pytest.raises(StaleRecordError, match="made by other training code.*PILCRO_STALE_RECORDS=retrain"):
         cached_run(_run, **kwargs)
@@ -173,6 +175,47 @@ def test_corrupt_record_names_the_file(tmp_path, content, match):
 def test_metrics_must_be_plain_json(tmp_path):
     with pytest.raises(TypeError, match="metrics must be plain JSON"):
         cached_run(lambda run_dir: {"x": torch.zeros(2)}, store=tmp_path, runs=tmp_path / "runs")
+
+
+def test_code_digest_follows_the_functions_that_ran(monkeypatch):
+    with traced_code() as used:
+        landscape_cv = __import__("pilcro_lib.landscape", fromlist=["cv"]).cv(torch.rand(4, 4) + 0.5)
+    assert "landscape.py:cv" in used and float(landscape_cv) >= 0
+    before = code_digest(used)
+    source = (fingerprint._PACKAGE / "landscape.py").read_text()
+    edits = {
+        "a docstring": source.replace('"""', '"""Edited. ', 1),
+        "another function": source.replace("def curvature(", "def curvature_renamed("),
+        "the function": source.replace("def cv(lam", "def cv(lam, unused=None"),
+        "a module constant": source + "\nNEW_CONSTANT = 1\n",
+        "a missing function": source.replace("def cv(lam", "def cv_gone(lam"),
+    }
+    digests = {}
+    for what, text in edits.items():
+        fingerprint._module_tree.cache_clear()
+        monkeypatch.setattr(fingerprint, "_PACKAGE", _FakePackage(fingerprint._PACKAGE, "landscape.py", text))
+        digests[what] = code_digest(used)
+    fingerprint._module_tree.cache_clear()
+    assert digests["a docstring"] == digests["another function"] == before
+    assert len({before, digests["the function"], digests["a module constant"], digests["a missing function"]}) == 4
+
+
+class _FakePackage:
+    """A package folder in which one module's source is replaced."""
+
+    def __init__(self, real, name, text):
+        self.real, self.name, self.text = real, name, text
+
+    def __truediv__(self, name):
+        return _FakeFile(self.text) if name == self.name else self.real / name
+
+
+class _FakeFile:
+    def __init__(self, text):
+        self.text = text
+
+    def read_text(self):
+        return self.text
 
 
 # --------------------------------------------------------------------------- fit's run_dir guard
