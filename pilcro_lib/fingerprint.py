@@ -208,11 +208,33 @@ def traced_code() -> Iterator[set[str]]:
         sys.setprofile(previous)
 
 
+def _names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _constants_read(tree: ast.Module, definitions: list[ast.AST]) -> list[ast.AST]:
+    """The module-level assignments that ``definitions`` read, directly or through each other."""
+    assignments = [n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign))]
+    wanted = set().union(*(_names(d) for d in definitions)) if definitions else set()
+    chosen: list[ast.AST] = []
+    while True:
+        new = [n for n in assignments if n not in chosen and _targets(n) & wanted]
+        if not new:
+            return [n for n in assignments if n in chosen]
+        chosen += new
+        wanted |= set().union(*(_names(n.value) for n in new if n.value is not None))
+
+
+def _targets(node: ast.AST) -> set[str]:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return set().union(*(_names(t) for t in targets))
+
+
 def code_digest(functions: Iterable[str]) -> str:
     """A 16-hex-digit hash of the code behind ``functions`` (``"module.py:qualname"``, see
-    :func:`traced_code`): the top-level definition holding each one, and every top-level
-    statement other than a definition (constants, presets) of each module involved.
-    Docstrings, comments and formatting do not count; a function that no longer exists does."""
+    :func:`traced_code`): the top-level definition holding each one and the module-level
+    constants those definitions read. Docstrings, comments and formatting do not count; a
+    function that no longer exists does."""
     h = hashlib.sha256()
     by_module: dict[str, set[str]] = {}
     for function in sorted(set(functions)):
@@ -224,10 +246,9 @@ def code_digest(functions: Iterable[str]) -> str:
         except (OSError, SyntaxError):
             h.update(f"missing module {module}".encode())
             continue
-        definitions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-        rest = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
-        h.update(module.encode() + "".join(ast.dump(n) for n in rest).encode())
+        defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        used = [defs[top] for top in sorted(tops) if top in defs]
+        h.update(module.encode() + "".join(ast.dump(n) for n in _constants_read(tree, used)).encode())
         for top in sorted(tops):
-            node = definitions.get(top)
-            h.update(f"{top}:{ast.dump(node) if node is not None else 'missing'}".encode())
+            h.update(f"{top}:{ast.dump(defs[top]) if top in defs else 'missing'}".encode())
     return h.hexdigest()[:16]

@@ -187,7 +187,9 @@ def test_code_digest_follows_the_functions_that_ran(monkeypatch):
         "a docstring": source.replace('"""', '"""Edited. ', 1),
         "another function": source.replace("def curvature(", "def curvature_renamed("),
         "the function": source.replace("def cv(lam", "def cv(lam, unused=None"),
-        "a module constant": source + "\nNEW_CONSTANT = 1\n",
+        "a new constant": source + "\nNEW_CONSTANT = 1\n",
+        "a constant it reads, 1": _reads_constant(source, 1),
+        "a constant it reads, 2": _reads_constant(source, 2),
         "a missing function": source.replace("def cv(lam", "def cv_gone(lam"),
     }
     digests = {}
@@ -196,8 +198,15 @@ def test_code_digest_follows_the_functions_that_ran(monkeypatch):
         monkeypatch.setattr(fingerprint, "_PACKAGE", _FakePackage(fingerprint._PACKAGE, "landscape.py", text))
         digests[what] = code_digest(used)
     fingerprint._module_tree.cache_clear()
-    assert digests["a docstring"] == digests["another function"] == before
-    assert len({before, digests["the function"], digests["a module constant"], digests["a missing function"]}) == 4
+    assert digests["a docstring"] == digests["another function"] == digests["a new constant"] == before
+    changed = [digests[k] for k in ("the function", "a constant it reads, 1", "a constant it reads, 2", "a missing function")]
+    assert len({before, *changed}) == 5
+
+
+def _reads_constant(source, value):
+    """``source`` with a module constant ``EPS = value`` that ``cv`` reads."""
+    head = "def cv(lam: Tensor) -> Tensor:\n"
+    return source.replace(head, f"EPS = {value}\n\n\n{head}    EPS\n", 1)
 
 
 class _FakePackage:
