@@ -42,9 +42,10 @@ def _idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def fabricate_mnist(root: Path, n_train: int = 200, n_test: int = 80) -> None:
-    """``MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``: noise images, every class present."""
-    raw = root / "MNIST" / "raw"
+def fabricate_idx(root: Path, folder: str = "MNIST", n_train: int = 200, n_test: int = 80) -> None:
+    """``<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (MNIST's files, or Fashion-MNIST's under
+    ``FashionMNIST``): noise images, every class present."""
+    raw = root / folder / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
@@ -84,7 +85,8 @@ def fabricate_celeba(root: Path, n: int = 12) -> None:
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    fabricate_mnist(root)
+    fabricate_idx(root)
+    fabricate_idx(root, "FashionMNIST", n_train=512)  # chapter 5 reads 512 training images
     fabricate_cifar10(root)
     fabricate_celeba(root)
     return root
@@ -119,12 +121,8 @@ def test_the_celeba_loader_reads_the_fabricated_files(data_root):
     assert len(load_dataset("celeba", "test", root=data_root)) == 4  # partition 2; 1 (validation) is in neither
 
 
-def test_fashion_mnist_under_the_data_folder_comes_before_debians(tmp_path):
-    raw = tmp_path / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    _idx(raw / "train-images-idx3-ubyte", np.zeros((30, 28, 28)))
-    _idx(raw / "train-labels-idx1-ubyte", np.arange(30) % 10)
-    assert len(load_dataset("fashion_mnist", "train", root=tmp_path)) == 30
+def test_fashion_mnist_under_the_data_folder_comes_before_debians(data_root):
+    assert len(load_dataset("fashion_mnist", "train", root=data_root)) == 512
 
 
 def _cut(path: Path) -> None:
