@@ -254,8 +254,9 @@ def git_commit(path: str | Path | None = None) -> str:
         return "unknown"
     commit = out.stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True
-    ).stdout.strip()
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(exclude,top)*.ipynb"],
+        cwd=where, capture_output=True, text=True,
+    ).stdout.strip()  # a notebook being executed in place is not a change of the code
     return commit + ("+dirty" if dirty else "")
 
 

@@ -31,3 +31,25 @@ def test_device_and_provenance():
     info = provenance(profile="smoke", seed=3)
     assert info["profile"] == "smoke" and info["seed"] == 3 and info["torch"] == torch.__version__
     assert info["git_commit"] != ""
+
+
+def test_git_commit_is_dirty_for_code_not_for_a_notebook_being_executed(tmp_path):
+    import subprocess
+
+    from pilcro_lib.utils import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "nb").mkdir()
+    (tmp_path / "nb" / "a.ipynb").write_text("{}")
+    (tmp_path / "lib.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    clean = git_commit(tmp_path / "nb")
+    assert len(clean) == 12 and not clean.endswith("+dirty")
+    (tmp_path / "nb" / "a.ipynb").write_text('{"executed": 1}')
+    assert git_commit(tmp_path / "nb") == clean
+    (tmp_path / "lib.py").write_text("x = 2\n")
+    assert git_commit(tmp_path / "nb") == clean + "+dirty"
