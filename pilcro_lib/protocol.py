@@ -1,0 +1,146 @@
+"""The experiment protocol shared by the chapters: choices on validation, seeds behind a gate.
+
+Every experiment chapter chooses what it tunes (a penalty weight, a rank, a run length) on the
+validation split with :func:`choose_on_validation`, over a grid such as :func:`log_grid`; then
+trains its final runs with :func:`gated_seeds`, which keeps the seeds that pass a "did it learn"
+gate stated in advance and replaces (and reports) those that do not; :func:`per_seed_table`
+shows every seed's value beside the mean. The statistics are in :mod:`pilcro_lib.stats`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from pilcro_lib.utils import check_bool, check_number, check_positive_int
+
+
+def log_grid(low: float, high: float, steps: int) -> list[float]:
+    """``steps`` values from ``low`` to ``high`` (both included), evenly spaced in log scale."""
+    low = check_number("low", low, minimum=0, strict=True)
+    high = check_number("high", high, minimum=low)
+    steps = check_positive_int("steps", steps)
+    if steps == 1:
+        if high != low:
+            raise ValueError(f"steps=1 needs low == high, got low={low!r}, high={high!r}")
+        return [low]
+    return [float(v) for v in np.geomspace(low, high, steps)]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What :func:`choose_on_validation` chose: ``best`` and the ``table`` it chose from
+    (one row per candidate: ``mean``, ``std``, ``n`` and ``chosen``)."""
+
+    best: Hashable
+    table: Any  # pandas.DataFrame
+
+
+def _scores(name: str, values: Any) -> np.ndarray:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a sequence of numbers (one per seed), got {values!r}")
+    try:
+        array = np.asarray([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of numbers (one per seed), got {values!r}") from None
+    if np.isinf(array).any():
+        raise ValueError(f"{name} holds an infinite value: {array.tolist()}")
+    return array
+
+
+def choose_on_validation(scores: Mapping[Hashable, Sequence[float]], *, higher_is_better: bool = True) -> Choice:
+    """The candidate with the best mean validation score (ties: the first in ``scores``' order).
+
+    ``scores`` maps each candidate (e.g. a penalty weight) to its per-seed validation scores;
+    NaN values (a run that diverged) are left out of the mean, and a candidate with none left
+    cannot be chosen.
+    """
+    import pandas as pd
+
+    check_bool("higher_is_better", higher_is_better)
+    if not isinstance(scores, Mapping) or not scores:
+        raise ValueError(f"scores must be a non-empty mapping of candidate -> per-seed scores, got {scores!r}")
+    rows = {}
+    for candidate, values in scores.items():
+        array = _scores(f"scores[{candidate!r}]", values)
+        kept = array[~np.isnan(array)]
+        rows[candidate] = {"mean": kept.mean() if len(kept) else math.nan,
+                           "std": kept.std(ddof=1) if len(kept) > 1 else math.nan, "n": len(kept)}
+    means = {c: r["mean"] for c, r in rows.items() if not math.isnan(r["mean"])}
+    if not means:
+        raise ValueError("scores: every candidate's scores are NaN: nothing to choose from")
+    sign = 1.0 if higher_is_better else -1.0
+    best = max(means, key=lambda c: sign * means[c])  # max keeps the first of equal keys
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table["chosen"] = [c == best for c in rows]
+    return Choice(best=best, table=table)
+
+
+@dataclass(frozen=True)
+class GatedSeeds:
+    """The results of :func:`gated_seeds`: ``learnt`` (seed -> result, passed the gate) and
+    ``failed`` (seed -> result, did not: reported, never averaged in)."""
+
+    learnt: dict[int, Any]
+    failed: dict[int, Any]
+
+
+def gated_seeds(run: Callable[[int], Any], seeds: Sequence[int], *, gate: Callable[[Any], bool],
+                spares: Iterable[int] | None = None) -> GatedSeeds:
+    """Run ``run(seed)`` for each seed; a result that fails ``gate`` is kept in ``failed`` and
+    its place is taken by the next spare seed, until ``len(seeds)`` seeds have learnt or the
+    spares run out. ``spares`` defaults to the ``len(seeds)`` integers after ``max(seeds)``.
+    """
+    if not callable(run):
+        raise TypeError(f"run must be a function of the seed, got {run!r}")
+    if not callable(gate):
+        raise TypeError(f"gate must be a function of a run's result returning True/False, got {gate!r}")
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
+        raise ValueError(f"seeds must be a non-empty sequence of seeds, got {seeds!r}")
+    seeds = [check_positive_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds)]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds!r}")
+    if spares is None:
+        spares = range(max(seeds) + 1, max(seeds) + 1 + len(seeds))
+    spare_seeds = iter([check_positive_int("spares", s, minimum=0) for s in spares])
+    learnt: dict[int, Any] = {}
+    failed: dict[int, Any] = {}
+    for seed in chain(seeds, spare_seeds):  # lazily: a spare runs only when one is needed
+        if len(learnt) == len(seeds):
+            break
+        if seed in learnt or seed in failed:
+            raise ValueError(f"spares: seed {seed} was already run")
+        result = run(seed)
+        passed = gate(result)
+        if not isinstance(passed, (bool, np.bool_)):
+            raise TypeError(f"gate must return True or False, got {passed!r} for seed {seed}")
+        (learnt if passed else failed)[seed] = result
+    return GatedSeeds(learnt=learnt, failed=failed)
+
+
+def per_seed_table(values: Mapping[Hashable, Mapping[int, float]], *, digits: int | None = None):
+    """One row per arm: every seed's value (``seed 0``, ``seed 1``, ...; empty where the arm has
+    no such seed), then ``mean``, ``std`` (n - 1) and ``n``; rounded to ``digits`` if given."""
+    import pandas as pd
+
+    if not isinstance(values, Mapping) or not values:
+        raise ValueError(f"values must be a non-empty mapping of arm -> {{seed: value}}, got {values!r}")
+    for arm, by_seed in values.items():
+        if not isinstance(by_seed, Mapping):
+            raise TypeError(f"values[{arm!r}] must map seed -> value, got {by_seed!r}")
+        _scores(f"values[{arm!r}]", by_seed.values())
+    seeds = sorted({s for by_seed in values.values() for s in by_seed})
+    table = pd.DataFrame([[float(values[a].get(s, math.nan)) for s in seeds] for a in values],
+                         index=list(values), columns=[f"seed {s}" for s in seeds])
+    cells = table.to_numpy()
+    table["mean"] = np.nanmean(cells, axis=1)
+    table["std"] = [np.nanstd(row, ddof=1) if np.count_nonzero(~np.isnan(row)) > 1 else math.nan for row in cells]
+    table["n"] = np.count_nonzero(~np.isnan(cells), axis=1)
+    if digits is not None:
+        table = table.round(check_positive_int("digits", digits, minimum=0))
+    return table

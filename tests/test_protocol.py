@@ -1,0 +1,101 @@
+import math
+
+import numpy as np
+import pytest
+
+from pilcro_lib.protocol import (
+    choose_on_validation,
+    gated_seeds,
+    log_grid,
+    per_seed_table,
+)
+
+
+def test_log_grid_is_geometric_with_both_ends():
+    grid = log_grid(1e-3, 10.0, 5)
+    assert grid[0] == pytest.approx(1e-3) and grid[-1] == pytest.approx(10.0)
+    assert np.diff(np.log10(grid)) == pytest.approx([1.0] * 4)
+    assert log_grid(0.5, 0.5, 1) == [0.5]
+
+
+@pytest.mark.parametrize("args, match", [
+    ((0.0, 1.0, 3), "low"), ((-1.0, 1.0, 3), "low"), ((1.0, 0.5, 3), "high"), ((1e-3, 1.0, 0), "steps"),
+    ((1e-3, 1.0, 1), "steps=1"), ((1e-3, math.nan, 3), "high"), (("a", 1.0, 3), "low"),
+])
+def test_log_grid_refuses_bad_input(args, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        log_grid(*args)
+
+
+def test_choose_on_validation_takes_the_best_mean_and_shows_the_table():
+    choice = choose_on_validation({0.01: [0.80, 0.84], 0.1: [0.86, 0.82], 1.0: [0.70, 0.72]})
+    assert choice.best == 0.1  # mean 0.84 beats 0.82
+    assert choice.table.loc[0.1, "mean"] == pytest.approx(0.84)
+    assert choice.table.loc[0.01, "std"] == pytest.approx(np.std([0.80, 0.84], ddof=1))
+    assert choice.table["chosen"].tolist() == [False, True, False]
+    assert choose_on_validation({"a": [2.0], "b": [1.0]}, higher_is_better=False).best == "b"
+
+
+def test_choose_on_validation_ties_go_to_the_first_and_nan_is_left_out():
+    assert choose_on_validation({"x": [0.5], "y": [0.5]}).best == "x"
+    choice = choose_on_validation({"diverged": [math.nan, math.nan], "ok": [0.6, math.nan]})
+    assert choice.best == "ok" and choice.table.loc["ok", "n"] == 1
+    assert math.isnan(choice.table.loc["diverged", "mean"])
+
+
+@pytest.mark.parametrize("scores, match", [
+    ({}, "non-empty"), ([0.1, 0.2], "mapping"), ({"a": "0.5"}, r"scores\['a'\]"), ({"a": [math.inf]}, "infinite"),
+    ({"a": [math.nan]}, "NaN"), ({"a": 0.5}, r"scores\['a'\]"),
+])
+def test_choose_on_validation_refuses_bad_input(scores, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        choose_on_validation(scores)
+
+
+def test_gated_seeds_replaces_failed_seeds_by_spares_and_reports_them():
+    ran = []
+
+    def run(seed):
+        ran.append(seed)
+        return {"acc": 0.1 if seed in (1, 3) else 0.9}
+
+    result = gated_seeds(run, [0, 1, 2], gate=lambda r: r["acc"] > 0.5)
+    assert ran == [0, 1, 2, 3, 4]  # spare 3 failed too, spare 4 learnt; spare 5 never ran
+    assert list(result.learnt) == [0, 2, 4] and list(result.failed) == [1, 3]
+    assert result.failed[1] == {"acc": 0.1}
+
+
+def test_gated_seeds_stops_when_spares_run_out_and_runs_no_spare_when_all_learn():
+    out = gated_seeds(lambda s: s, [0, 1], gate=lambda r: False, spares=[7])
+    assert out.learnt == {} and list(out.failed) == [0, 1, 7]
+    ran = []
+    gated_seeds(lambda s: ran.append(s) or s, [5, 6], gate=lambda r: True)
+    assert ran == [5, 6]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(run=None), "run"), (dict(gate=0.5), "gate"), (dict(seeds=[]), "seeds"), (dict(seeds=[1, 1]), "distinct"),
+    (dict(seeds=[-1]), r"seeds\[0\]"), (dict(spares=[0]), "already run"), (dict(gate=lambda r: 1), "True or False"),
+])
+def test_gated_seeds_refuses_bad_input(kwargs, match):
+    args = dict(run=lambda s: s, seeds=[0], gate=lambda r: False, spares=[1]) | kwargs
+    with pytest.raises((ValueError, TypeError), match=match):
+        gated_seeds(args.pop("run"), args.pop("seeds"), **args)
+
+
+def test_per_seed_table_shows_each_seed_beside_mean_and_std():
+    table = per_seed_table({"plain": {0: 0.90, 1: 0.92}, "penalised": {0: 0.91, 2: 0.95}})
+    assert list(table.columns) == ["seed 0", "seed 1", "seed 2", "mean", "std", "n"]
+    assert math.isnan(table.loc["plain", "seed 2"])
+    assert table.loc["penalised", "mean"] == pytest.approx(0.93)
+    assert table.loc["plain", "std"] == pytest.approx(np.std([0.90, 0.92], ddof=1))
+    assert table.loc["plain", "n"] == 2
+    assert per_seed_table({"a": {0: 0.123456}}, digits=2).loc["a", "seed 0"] == 0.12
+
+
+@pytest.mark.parametrize("values, match", [
+    ({}, "non-empty"), ({"a": [0.5]}, r"values\['a'\]"), ({"a": {0: "x"}}, r"values\['a'\]"),
+])
+def test_per_seed_table_refuses_bad_input(values, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        per_seed_table(values)
