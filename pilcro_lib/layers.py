@@ -828,20 +828,19 @@ def lrlc_layers(model: nn.Module) -> list[LowRankLocallyConnected2d]:
 
 
 @torch.no_grad()
-def mean_combining_weights(model: nn.Module, inputs: Tensor, index: int = 0) -> Tensor:
-    """Combining weights ``[H_out, W_out, K]`` of the ``index``-th LRLC layer of ``model``.
-
-    Shared modes: the layer's weights. ``combining='input'``: the mean over ``inputs``
-    (``[N, C, H, W]``, the model's inputs) of the per-example weights, read from the layer's
-    input during one forward pass in eval mode (the model's mode is restored).
-    """
+def layer_combining_weights(model: nn.Module, inputs: Tensor, index: int = 0) -> Tensor:
+    """Combining weights ``[N, H_out, W_out, K]`` of the ``index``-th LRLC layer of ``model`` for
+    each of ``inputs`` (``[N, C, H, W]``, the model's inputs): the layer's own weights for every
+    example in the shared modes; for ``combining='input'``, computed from the layer's input
+    during one forward pass in eval mode (the model's mode is restored)."""
     layers = lrlc_layers(model)
     index = check_positive_int("index", index, minimum=0)
     if index >= len(layers):
         raise ValueError(f"index={index} but the model has {len(layers)} LRLC layer(s)")
+    check_tensor("inputs", inputs, ndim=4, dims="[N, C, H, W]", dtype_kind="float")
     layer = layers[index]
     if layer.head is None:
-        return layer.combining_weights().detach()
+        return layer.combining_weights().detach().expand(len(inputs), -1, -1, -1)
     captured: list[Tensor] = []
     handle = layer.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
     was_training = model.training
@@ -850,4 +849,10 @@ def mean_combining_weights(model: nn.Module, inputs: Tensor, index: int = 0) -> 
     finally:
         handle.remove()
         model.train(was_training)
-    return layer.combining_weights(captured[0]).mean(0)
+    return layer.combining_weights(captured[0])
+
+
+def mean_combining_weights(model: nn.Module, inputs: Tensor, index: int = 0) -> Tensor:
+    """Combining weights ``[H_out, W_out, K]`` of the ``index``-th LRLC layer of ``model``: the
+    mean over ``inputs`` of :func:`layer_combining_weights` (the layer's weights in the shared modes)."""
+    return layer_combining_weights(model, inputs, index).mean(0)

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from pilcro_lib.layers import COMBINING_INITS, RESIZE_MODES, CoordConv2d, LocallyConnected2d, LowRankLocallyConnected2d
+from pilcro_lib.layers import (
+    COMBINING_INITS,
+    RESIZE_MODES,
+    CoordConv2d,
+    LocallyConnected2d,
+    LowRankLocallyConnected2d,
+    lrlc_layers,
+)
 from pilcro_lib.utils import check_bool, check_choice, check_number, check_positive_int, check_type
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -207,6 +214,30 @@ def reference_net(
     widths = [wide if kind == "wide_conv" else width for kind in layer_types]
     layers = _normalization_layers(normalization, in_channels)
     return nn.Sequential(*layers, *_reference_layers(layer_types, widths, **kwargs))
+
+
+def he_uniform_init_(model: nn.Module) -> nn.Module:
+    """Re-initialise in place every ``nn.Conv2d`` of ``model`` that is a spatial layer (CoordConv's
+    included; not the convs of an input-dependent LRLC's combining head) as the LC and LRLC layers
+    start: He-uniform weights, ``U(-b, b)`` with ``b = sqrt(6 / fan_in)``, and zero biases.
+    Returns ``model``."""
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    heads = {id(m) for layer in lrlc_layers(model) if layer.head is not None for m in layer.head.modules()}
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and id(module) not in heads:
+            nn.init.kaiming_uniform_(module.weight, a=0.0, mode="fan_in", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def remove_spatial_bias_(model: nn.Module) -> nn.Module:
+    """Remove in place the spatial bias of every LRLC layer of ``model``, as if each had been built
+    with ``spatial_bias=False`` (its per-channel bias stays). Returns ``model``."""
+    check_type("model", model, nn.Module, "a torch.nn.Module")
+    for layer in lrlc_layers(model):
+        layer.row_bias = layer.col_bias = layer.spatial_bias = None
+    return model
 
 
 class BasicBlock(nn.Module):
