@@ -1,19 +1,23 @@
-"""The experiments of the P-objective chapter: its arms, a landscape recorder and the verdicts.
+"""The experiments of the P-objective chapters: their arms, a landscape recorder and the verdicts.
 
 :func:`run_arm` trains one arm (:func:`make_arm`: plain, P-objective, input-gradient penalty,
-circular or full padding) and measures accuracy, noise robustness and the landscape per epoch;
-:func:`mean_std_table` summarises per-seed results (the verdicts use :mod:`pilcro_lib.stats`).
+circular or full padding) with a recipe of :mod:`pilcro_lib.train` and measures accuracy,
+accuracy under corruptions (:mod:`pilcro_lib.corruptions`) and the landscape per epoch, with
+batch statistics; :func:`steps_to_reach` reads the time to a target off its history;
+:func:`per_seed` and :func:`claim_verdicts` turn per-seed results into the tables of
+:mod:`pilcro_lib.protocol` and :mod:`pilcro_lib.stats`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from pilcro_lib.data import ImageDataset
-from pilcro_lib.landscape import flatness_or_nan, saliency
+from pilcro_lib.landscape import MODES, flatness_or_nan, importance_landscape
 from pilcro_lib.objective import (
     DEFAULT_EVERY,
     DEFAULT_SUB_BATCH,
@@ -22,7 +26,6 @@ from pilcro_lib.objective import (
     Regularizer,
 )
 from pilcro_lib.utils import (
-    check_bool,
     check_choice,
     check_image_batch,
     check_labels,
@@ -33,41 +36,41 @@ from pilcro_lib.utils import (
 )
 
 ARMS = ("plain", "p_objective", "input_gradient", "circular", "full")
-MODELS = ("reference", "resnet18")
+MODELS = ("reference", "fast_cnn", "resnet18")
 
 
 class LandscapeRecorder:
     """Wraps a regulariser (or ``None``) and records the model's landscape at the end of each epoch.
 
-    The landscape (mean loss saliency, model in eval mode) of a fixed probe batch
+    The landscape (mean loss saliency, not normalised) of a fixed probe batch
     ``probe_inputs [N, C, H, W]``, ``probe_targets [N]`` is stored in ``landscapes[epoch]``
     (``[H, W]``, after ``epoch`` epochs of training: fit calls :meth:`epoch_log` after each
-    epoch); call :meth:`record` with epoch 0 before training for the initial one. All hooks are
-    passed on to ``inner``.
+    epoch); call :meth:`record` with epoch 0 before training for the initial one. ``mode``:
+    ``train`` (default: BatchNorm with the statistics of the probe batch, the network as a
+    training step sees it; running statistics untouched) or ``eval``, see
+    :func:`pilcro_lib.landscape.measurement_mode`. All hooks are passed on to ``inner``.
     """
 
-    def __init__(self, probe_inputs: Tensor, probe_targets: Tensor, inner: Regularizer | None = None) -> None:
+    def __init__(self, probe_inputs: Tensor, probe_targets: Tensor, inner: Regularizer | None = None,
+                 *, mode: str = "train") -> None:
         check_image_batch("probe_inputs", probe_inputs)
         check_labels("probe_targets", probe_targets, probe_inputs.shape[0])
         if inner is not None and not callable(inner):
             raise TypeError(f"inner must be a regulariser (callable) or None, got {type(inner).__name__}")
         self.probe_inputs, self.probe_targets, self.inner = probe_inputs, probe_targets, inner
+        self.mode = check_choice("mode", mode, MODES)
         self.landscapes: dict[int, Tensor] = {}
         self._epoch = 0
         self._model: nn.Module | None = None
 
     def record(self, model: nn.Module, epoch: int) -> Tensor:
-        """Store and return the landscape ``[H, W]`` of the probe batch under ``epoch``."""
+        """Store and return the landscape ``[H, W]`` (float64) of the probe batch under ``epoch``."""
         check_type("model", model, nn.Module, "a torch.nn.Module")
         epoch = check_positive_int("epoch", epoch, minimum=0)
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        try:
-            land = saliency(model, self.probe_inputs.to(device), self.probe_targets.to(device)).mean(0)
-        finally:
-            model.train(was_training)
-        self.landscapes[epoch] = land.detach().double().cpu()
+        self.landscapes[epoch] = importance_landscape(
+            model, self.probe_inputs, self.probe_targets, batch_size=len(self.probe_inputs), normalize=False,
+            mode=self.mode,
+        )  # fmt: skip
         return self.landscapes[epoch]
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -85,8 +88,9 @@ class LandscapeRecorder:
         return self.inner.epoch_log() if hasattr(self.inner, "epoch_log") else {}
 
     def describe(self) -> dict:
-        """The probe batch and the wrapped regulariser (for run keys)."""
-        return {"probe_inputs": self.probe_inputs, "probe_targets": self.probe_targets, "inner": self.inner}
+        """The probe batch, the mode and the wrapped regulariser (for run keys)."""
+        return {"probe_inputs": self.probe_inputs, "probe_targets": self.probe_targets, "mode": self.mode,
+                "inner": self.inner}
 
     def state_dict(self) -> dict:
         inner = self.inner.state_dict() if hasattr(self.inner, "state_dict") else None
@@ -98,7 +102,7 @@ class LandscapeRecorder:
         self.landscapes = {int(k): torch.tensor(v, dtype=torch.float64) for k, v in state["landscapes"].items()}
 
     def __repr__(self) -> str:
-        return f"LandscapeRecorder({self.inner!r}, probe={len(self.probe_inputs)})"
+        return f"LandscapeRecorder({self.inner!r}, probe={len(self.probe_inputs)}, mode={self.mode!r})"
 
 
 def make_arm(
@@ -119,11 +123,12 @@ def make_arm(
 
     Arms: ``plain`` (zero ``same`` padding), ``p_objective`` (plain + :class:`PObjective`),
     ``input_gradient`` (plain + :class:`InputGradientPenalty`), and the architectural fixes
-    ``circular`` (circular padding) and ``full`` (pad ``k - 1``; reference net only).
-    ``model``: ``reference`` (:func:`pilcro_lib.models.reference_net` of ``width``) or
-    ``resnet18`` (:func:`pilcro_lib.models.cifar_resnet18` of base width ``width``).
+    ``circular`` (circular padding) and ``full`` (pad ``k - 1``; not for the ResNet).
+    ``model``: ``reference`` (:func:`pilcro_lib.models.reference_net` of ``width``),
+    ``fast_cnn`` (:func:`pilcro_lib.models.fast_cnn` of ``width``) or ``resnet18``
+    (:func:`pilcro_lib.models.cifar_resnet18` of base width ``width``).
     """
-    from pilcro_lib.models import cifar_resnet18, reference_net
+    from pilcro_lib.models import cifar_resnet18, fast_cnn, reference_net
 
     check_choice("arm", arm, ARMS)
     check_choice("model", model, MODELS)
@@ -133,8 +138,11 @@ def make_arm(
             in_channels=in_channels, num_classes=num_classes, input_size=input_size, width=width,
             padding=padding, padding_mode=padding_mode, normalization=normalization,
         )  # fmt: skip
+    elif model == "fast_cnn":
+        net = fast_cnn(in_channels, num_classes, width=width, padding=padding, padding_mode=padding_mode,
+                       normalization=normalization)
     elif arm == "full":
-        raise ValueError("arm='full' (full padding) is only defined for model='reference'")
+        raise ValueError("arm='full' (full padding) is only defined for model='reference' or 'fast_cnn'")
     else:
         net = cifar_resnet18(num_classes, in_channels, padding_mode=padding_mode, normalization=normalization, width=width)
     reg: Regularizer | None = None
@@ -145,9 +153,15 @@ def make_arm(
     return net, reg
 
 
-def epochs_to_reach(history: list[dict], target: float, key: str = "val_acc") -> tuple[float, float]:
-    """First epoch whose ``key`` reaches ``target`` and the training wall time until then (s); NaN if never."""
+def steps_to_reach(history: list[dict], target: float, *, steps_per_epoch: int,
+                   key: str = "val_acc") -> tuple[float, float]:
+    """Training steps and wall time (s, including the per-epoch validation) until the first
+    epoch whose ``key`` reaches ``target``; ``(nan, nan)`` if no epoch does.
+
+    history: :func:`pilcro_lib.train.fit`'s records, evaluated once an epoch.
+    """
     check_number("target", target)
+    steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
     for record in history:
         if not isinstance(record, dict) or not {key, "epoch", "epoch_time_s"} <= record.keys():
             found = sorted(record) if isinstance(record, dict) else type(record).__name__
@@ -156,7 +170,7 @@ def epochs_to_reach(history: list[dict], target: float, key: str = "val_acc") ->
     for record in history:
         elapsed += record["epoch_time_s"]
         if record[key] >= target:
-            return float(record["epoch"]), elapsed
+            return float(record["epoch"] * steps_per_epoch), elapsed
     return math.nan, math.nan
 
 
@@ -180,56 +194,72 @@ def run_arm(
     epochs: int,
     seed: int = 0,
     run_dir=None,
-    noise_levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3),
+    recipe: str = "fast",
+    corruptions: Mapping[str, tuple[str, float]] | None = None,
     probe_size: int = 256,
     position_sets: list | None = None,
-    batch_size: int = 128,
-    lr: float = 1e-3,
     device=None,
     progress: bool = False,
     **arm_kwargs,
 ) -> dict:
     """Train one arm (:func:`make_arm`; ``arm_kwargs`` go there) with :func:`pilcro_lib.train.fit`, then measure it.
 
-    Datasets are :class:`~pilcro_lib.data.ImageDataset`. Returns JSON-serialisable metrics:
-    ``history`` (fit's records), ``test_acc``, ``noise_acc`` (sigma -> accuracy under Gaussian
-    noise in [0, 1] pixel space), ``landscapes`` (epoch -> ``[H, W]`` list, probe = the first
-    ``probe_size`` test images), ``flatness`` / ``flatness_init`` (figures of the final and
-    initial landscape), ``spearman_init_final``, ``train_time_s`` and, when ``position_sets``
+    Datasets are :class:`~pilcro_lib.data.ImageDataset`; ``recipe``: a name in
+    :data:`pilcro_lib.train.RECIPES`. ``corruptions``: name -> ``(kind, severity)`` of
+    :func:`pilcro_lib.corruptions.corrupt`, applied to the test set (the same noise draw for
+    every run). Returns JSON-serialisable metrics: ``history`` (fit's records),
+    ``steps_per_epoch``, ``val_acc`` (after the last epoch), ``test_acc``, ``corrupt_acc``
+    (name -> test accuracy), ``landscapes`` (epoch -> ``[H, W]`` list, measured with batch
+    statistics on the first ``probe_size`` test images), ``flatness_by_epoch`` (epoch -> the
+    flatness figures of that landscape), ``flatness`` / ``flatness_init`` (final and initial),
+    ``spearman_init_final``, ``train_time_s`` and, when ``position_sets``
     (``[((row, col), dataset), ...]``, see :func:`pilcro_lib.synthetic.position_grid`) is given,
-    ``position_acc`` (one accuracy per entry, same order).
+    ``position_acc`` (one accuracy per entry, same order). A run whose loss became
+    non-finite returns only ``diverged`` (fit's message), an empty ``history``, NaN
+    ``val_acc`` and ``test_acc`` and NaN ``flatness`` figures.
     """
-    from pilcro_lib.train import evaluate, fit
+    from pilcro_lib.corruptions import corrupted
+    from pilcro_lib.train import evaluate, fit, get_recipe
     from pilcro_lib.utils import seed_everything
 
     for name, data in (("train_set", train_set), ("val_set", val_set), ("test_set", test_set)):
         check_type(name, data, ImageDataset)
     epochs = check_positive_int("epochs", epochs)
     probe_size = check_positive_int("probe_size", probe_size)
-    check_type("noise_levels", noise_levels, (list, tuple), "a list of noise levels")
-    for sigma in noise_levels:
-        check_number("noise_levels", sigma, minimum=0)
+    batch_size = get_recipe(recipe).batch_size
+    corruptions = dict(corruptions or {})
+    for name, entry in corruptions.items():
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2):
+            raise ValueError(f"corruptions must map a name to (kind, severity), got {name!r}: {entry!r}")
     if position_sets is not None:
         check_type("position_sets", position_sets, (list, tuple), "a list of ((row, col), ImageDataset)")
         for entry in position_sets:
             if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], ImageDataset)):
                 raise ValueError(f"position_sets must hold ((row, col), ImageDataset) pairs, got {entry!r}")
+    corrupt_sets = {name: corrupted(test_set, kind, severity) for name, (kind, severity) in corruptions.items()}
     seed_everything(seed)
     c, h, _ = train_set.image_shape
     model, reg = make_arm(arm, in_channels=c, num_classes=train_set.num_classes, input_size=h, **arm_kwargs)
     probe = test_set.subset(torch.arange(min(probe_size, len(test_set))))
     recorder = LandscapeRecorder(probe.float_images(), probe.labels, reg)
     recorder.record(model, 0)
-    history = fit(
-        model, train_set, val_set, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, run_dir=run_dir,
-        regularizer=recorder, device=device, progress=progress,
-    )  # fmt: skip
+    try:
+        history = fit(
+            model, train_set, val_set, epochs=epochs, recipe=recipe, seed=seed, run_dir=run_dir,
+            regularizer=recorder, device=device, progress=progress,
+        )  # fmt: skip
+    except FloatingPointError as err:  # diverged: a result too (e.g. a penalty weight that is too large)
+        return {"diverged": str(err), "history": [], "val_acc": math.nan, "test_acc": math.nan,
+                "flatness": flatness_or_nan(None)}
     lands = recorder.landscapes
     metrics = {
         "history": history.records,
+        "steps_per_epoch": math.ceil(len(train_set) / batch_size),
+        "val_acc": history.final["val_acc"],
         "test_acc": evaluate(model, test_set)["accuracy"],
-        "noise_acc": {str(s): evaluate(model, test_set, noise=s, seed=seed)["accuracy"] for s in noise_levels},
+        "corrupt_acc": {name: evaluate(model, data)["accuracy"] for name, data in corrupt_sets.items()},
         "landscapes": {str(k): v.tolist() for k, v in sorted(lands.items())},
+        "flatness_by_epoch": {str(k): flatness_or_nan(v) for k, v in sorted(lands.items())},
         "flatness": flatness_or_nan(lands[epochs]),
         "flatness_init": flatness_or_nan(lands[0]),
         "spearman_init_final": spearman(lands[0], lands[epochs]),
@@ -240,21 +270,54 @@ def run_arm(
     return metrics
 
 
-def mean_std_table(frame, by: str | list[str], columns: list[str], *, digits: int = 3):
-    """``mean ± std`` (over the rows of each group, e.g. seeds) of ``columns``, one row per ``by`` group.
+def per_seed(frame, columns: str | list[str], *, by: str = "arm", digits: int | None = None):
+    """:func:`pilcro_lib.protocol.per_seed_table` of ``columns`` of a long table (a pandas DataFrame
+    with columns ``by``, ``seed`` and ``columns``, one row per run): one row per ``by`` group (in
+    order of appearance; per column and group when ``columns`` is a list), every seed's value,
+    then mean, std and n (NaN values are left out, e.g. a figure a run did not measure)."""
+    import pandas as pd
 
-    frame: a pandas DataFrame. Returns a DataFrame of strings (sample std, ``ddof=1``).
+    from pilcro_lib.protocol import per_seed_table
+
+    check_type("frame", frame, pd.DataFrame, "a pandas DataFrame")
+    names = [columns] if isinstance(columns, str) else list(columns)
+    missing = [c for c in (by, "seed", *names) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks the columns {missing}; it has {list(frame.columns)}")
+    groups = list(frame.groupby(by, sort=False))
+    if isinstance(columns, str):
+        return per_seed_table({key: dict(zip(g["seed"], g[columns])) for key, g in groups}, digits=digits)
+    values = {(c, key): dict(zip(g["seed"], g[c])) for c in names for key, g in groups}
+    table = per_seed_table(values, digits=digits)
+    table.index = pd.MultiIndex.from_tuples(list(values), names=["figure", by])
+    return table
+
+
+def claim_verdicts(frame, claims: Mapping[str, tuple[str, str, str, bool]], *, by: str = "arm"):
+    """The verdict table of one family of claims, each a comparison of two arms.
+
+    frame: a pandas DataFrame, one row per run, with a column ``by`` naming the arm; claims:
+    claim -> ``(treated, control, column, higher_is_better)``. Each claim is
+    :func:`pilcro_lib.stats.compare` of the two arms' per-seed values of ``column`` (NaN = not
+    measured); :func:`pilcro_lib.stats.verdicts` applies Holm's correction over the family.
     """
     import pandas as pd
 
+    from pilcro_lib.stats import compare, verdicts
+
     check_type("frame", frame, pd.DataFrame, "a pandas DataFrame")
-    digits = check_positive_int("digits", digits, minimum=0)
-    for name, wanted in (("by", [by] if isinstance(by, str) else by), ("columns", columns)):
-        missing = [c for c in wanted if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{name} names columns that frame lacks: {missing}; it has {list(frame.columns)}")
-    stats = frame.groupby(by, sort=False)[columns].agg(["mean", "std"])
-    out = stats.xs("mean", axis=1, level=1).copy().astype(object)
-    for col in columns:
-        out[col] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(stats[(col, "mean")], stats[(col, "std")])]
-    return out
+    if by not in frame.columns:
+        raise ValueError(f"by={by!r} is not a column of frame; it has {list(frame.columns)}")
+    family = {}
+    for claim, entry in claims.items():
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 4):
+            raise ValueError(f"claims[{claim!r}] must be (treated, control, column, higher_is_better), got {entry!r}")
+        treated, control, column, higher = entry
+        if column not in frame.columns:
+            raise ValueError(f"claims[{claim!r}] names column {column!r}, which frame lacks")
+        for arm in (treated, control):
+            if arm not in set(frame[by]):
+                raise ValueError(f"claims[{claim!r}] names arm {arm!r}; frame's arms are {list(frame[by].unique())}")
+        family[claim] = compare(frame.loc[frame[by] == treated, column], frame.loc[frame[by] == control, column],
+                                higher_is_better=higher)
+    return verdicts(family)

@@ -60,7 +60,8 @@ def landscape_measure(lam: Tensor, measure: str = "laplacian") -> Tensor:
         return curvature(lam)
     if measure == "gradient":
         return gradient_energy(lam)
-    return lam.flatten(-2).var(dim=-1, unbiased=False)  # cv(lam) ** 2, smooth at a flat map
+    # cv(lam) ** 2: smooth at a flat map, where cv itself is not
+    return lam.flatten(-2).var(dim=-1, unbiased=False)
 
 
 @contextmanager
@@ -101,19 +102,26 @@ def _check_sub_batch(sub_batch: int | None) -> int | None:
 
 
 def input_gradient(
-    model: nn.Module, inputs: Tensor, targets: Tensor | None, *, score: str = "loss", sub_batch: int | None = None
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor | None,
+    *,
+    score: str = "loss",
+    sub_batch: int | None = None,
 ) -> Tensor:
-    """``d s / d x`` of the summed score for the first ``sub_batch`` samples, kept in the graph.
+    """``d s / d x`` of the summed score of the first ``sub_batch`` samples.
 
-    inputs: ``[B, C, H, W]``; targets: ``[B]`` or ``None``. Returns ``[b, C, H, W]`` with
-    ``b = sub_batch or B``, differentiable in the parameters. BatchNorm running statistics are
-    left untouched (:func:`frozen_batchnorm_stats`).
+    inputs: ``[B, C, H, W]``; targets: ``[B]`` or ``None``. Returns ``[b, C, H, W]``
+    with ``b = sub_batch or B``, kept in the graph: differentiable in the parameters.
+    BatchNorm running statistics are left untouched (:func:`frozen_batchnorm_stats`).
     """
     _check_inputs(inputs, targets)
     check_choice("score", score, SCORES)
     sub_batch = _check_sub_batch(sub_batch)
     if sub_batch is not None and sub_batch > inputs.shape[0]:
-        raise ValueError(f"sub_batch={sub_batch} is larger than the batch ({inputs.shape[0]} samples)")
+        n = inputs.shape[0]
+        message = f"sub_batch={sub_batch} is larger than the batch ({n} samples)"
+        raise ValueError(message)
     b = sub_batch or inputs.shape[0]
     x = inputs[:b].detach().requires_grad_(True)
     y = None if targets is None else targets[:b]
@@ -124,7 +132,7 @@ def input_gradient(
 
 
 def batch_landscape(grad: Tensor) -> Tensor:
-    """Normalised batch landscape ``Lambda`` ``[H, W]`` from input gradients ``[B, C, H, W]``."""
+    """The normalised batch landscape ``Lambda [H, W]`` of gradients ``[B, C, H, W]``"""
     check_tensor("grad", grad, ndim=4, dims="[B, C, H, W]")
     return normalize(grad.abs().sum(1).mean(0))
 
@@ -138,14 +146,16 @@ def pilcro_penalty(
     score: str = "loss",
     sub_batch: int | None = None,
 ) -> Tensor:
-    """The P-objective's penalty ``measure(Lambda_batch)``: a scalar differentiable in the parameters.
+    """The P-objective's penalty ``measure(Lambda_batch)``: a scalar, differentiable in
+    the parameters.
 
-    inputs: ``[B, C, H, W]`` in the model's input space; targets: ``[B]`` class indices (or
-    ``None`` for ``score="logsumexp"``/``"readout"``). ``sub_batch``: use only the first
-    ``sub_batch`` samples (cheaper; ``None`` = all).
+    inputs: ``[B, C, H, W]`` in the model's input space; targets: ``[B]`` class indices
+    (or ``None`` for ``score="logsumexp"``/``"readout"``). ``sub_batch``: use only the
+    first ``sub_batch`` samples (cheaper; ``None`` = all).
     """
     check_choice("measure", measure, MEASURES)
-    return landscape_measure(batch_landscape(input_gradient(model, inputs, targets, score=score, sub_batch=sub_batch)), measure)
+    grad = input_gradient(model, inputs, targets, score=score, sub_batch=sub_batch)
+    return landscape_measure(batch_landscape(grad), measure)
 
 
 class _InputGradientRegularizer:

@@ -12,7 +12,15 @@ from torch.func import functional_call
 from pilcro_lib.data import ImageDataset
 from pilcro_lib.landscape import curvature, cv, gradient_energy, normalize, saliency
 from pilcro_lib.cost import ReuseForwardPenalty, cost_arms, step_cost, training_step_times
-from pilcro_lib.experiments import LandscapeRecorder, epochs_to_reach, make_arm, mean_std_table, run_arm, spearman
+from pilcro_lib.experiments import (
+    LandscapeRecorder,
+    claim_verdicts,
+    make_arm,
+    per_seed,
+    run_arm,
+    spearman,
+    steps_to_reach,
+)
 from pilcro_lib.objective import (
     DEFAULT_EVERY,
     DEFAULT_SUB_BATCH,
@@ -305,36 +313,61 @@ def test_fit_with_pobjective_resumes_exactly(tmp_path):
     assert [r["penalty"] for r in hist_a.records] == [r["penalty"] for r in hist_b.records]
 
 
-def test_landscape_recorder_records_each_epoch_and_round_trips():
+def test_landscape_recorder_records_each_epoch_with_batch_statistics_and_round_trips():
     data = tiny_dataset()
     torch.manual_seed(1)
     net, _ = make_arm("plain", input_size=10, num_classes=3, width=4)
     probe_x, probe_y = data.float_images()[:8], data.labels[:8]
     recorder = LandscapeRecorder(probe_x, probe_y, PObjective(1.0))
-    net.train()
-    initial = recorder.record(net, 0)
-    assert net.training  # record restores the mode it found
     net.eval()
+    running = [b.clone() for b in net.buffers()]
+    initial = recorder.record(net, 0)
+    assert not net.training and all(torch.equal(a, b) for a, b in zip(running, net.buffers()))
+    net.train()  # batch statistics of the probe batch, as a training step sees the network
     assert torch.allclose(initial, saliency(net, probe_x, probe_y).mean(0).double())
+    net.eval()
+    assert not torch.allclose(initial, saliency(net, probe_x, probe_y).mean(0).double())
+    eval_mode = LandscapeRecorder(probe_x, probe_y, mode="eval").record(net, 0)
+    assert torch.allclose(eval_mode, saliency(net, probe_x, probe_y).mean(0).double())
     fit(net, data, data, epochs=2, batch_size=16, regularizer=recorder, progress=False)
     assert sorted(recorder.landscapes) == [0, 1, 2]
-    net.eval()
-    assert torch.allclose(recorder.landscapes[2], saliency(net, probe_x, probe_y).mean(0).double())
     copy = LandscapeRecorder(probe_x, probe_y, PObjective(1.0))
     copy.load_state_dict(recorder.state_dict())
     assert copy.inner.step == recorder.inner.step
     assert all(torch.equal(copy.landscapes[k], recorder.landscapes[k]) for k in recorder.landscapes)
+    with pytest.raises(ValueError, match="mode='test' is not allowed"):
+        LandscapeRecorder(probe_x, probe_y, mode="test")
 
 
 def test_run_arm_metrics():
     data = tiny_dataset(32, 12)
     grid = [((0, 0), data), ((1, 1), data)]
-    m = run_arm("p_objective", data, data, data, epochs=1, width=4, probe_size=8, position_sets=grid, noise_levels=(0.0, 0.1))
-    assert set(m) >= {"history", "test_acc", "noise_acc", "landscapes", "flatness", "flatness_init", "spearman_init_final", "position_acc"}
+    corruptions = {"none": ("shift", 0), "corner": ("corner_occlusion", 12)}
+    m = run_arm("p_objective", data, data, data, epochs=1, width=4, probe_size=8, position_sets=grid,
+                corruptions=corruptions, recipe="classic")
+    assert set(m) >= {"history", "test_acc", "corrupt_acc", "landscapes", "flatness", "flatness_init",
+                      "flatness_by_epoch", "spearman_init_final", "position_acc", "val_acc", "steps_per_epoch"}
     assert list(m["landscapes"]) == ["0", "1"] and len(m["landscapes"]["1"]) == 12
-    assert list(m["noise_acc"]) == ["0.0", "0.1"] and len(m["position_acc"]) == 2
-    assert m["noise_acc"]["0.0"] == m["test_acc"] == m["position_acc"][0]
+    assert list(m["flatness_by_epoch"]) == ["0", "1"] and m["flatness_by_epoch"]["1"] == m["flatness"]
+    assert list(m["corrupt_acc"]) == ["none", "corner"] and len(m["position_acc"]) == 2
+    assert m["corrupt_acc"]["none"] == m["test_acc"] == m["position_acc"][0]
+    assert m["steps_per_epoch"] == 1 and m["val_acc"] == m["history"][-1]["val_acc"]
     assert m["history"][0]["penalty"] > 0
+    with pytest.raises(ValueError, match="corruptions must map a name to"):
+        run_arm("plain", data, data, data, epochs=1, width=4, corruptions={"x": "blur"})
+
+
+def test_run_arm_reports_a_diverged_run(monkeypatch):
+    import pilcro_lib.train
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("the training loss is nan at epoch 1, step 2 of 3: stopped.")
+
+    monkeypatch.setattr(pilcro_lib.train, "fit", diverge)
+    data = tiny_dataset(32, 12)
+    m = run_arm("p_objective", data, data, data, epochs=1, width=4, probe_size=8, lam=1e6)
+    assert m["diverged"].startswith("the training loss is nan") and m["history"] == []
+    assert math.isnan(m["val_acc"]) and math.isnan(m["test_acc"]) and math.isnan(m["flatness"]["curvature"])
 
 
 def test_make_arm_padding_and_errors():
@@ -344,6 +377,9 @@ def test_make_arm_padding_and_errors():
     assert circ[0].padding_mode == "circular"
     full, _ = make_arm("full", width=4)
     assert full[0].padding == (2, 2)
+    fast, _ = make_arm("circular", model="fast_cnn", width=4)
+    convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 4 and all(m.padding_mode == "circular" for m in convs)
     _, reg = make_arm("p_objective", lam=3.0, sub_batch=8, every=4)
     assert isinstance(reg, PObjective) and (reg.lam, reg.sub_batch, reg.every) == (3.0, 8, 4)
     _, reg = make_arm("input_gradient", ig_lam=0.5)
@@ -356,7 +392,7 @@ def test_make_arm_padding_and_errors():
         make_arm("plain", model="vgg")
 
 
-def test_spearman_and_epochs_to_reach():
+def test_spearman_and_steps_to_reach():
     a = torch.rand(5, 6, dtype=torch.float64)
     b = a.pow(3) + 0.01 * torch.rand(5, 6, dtype=torch.float64)  # a monotone map of a, nearly
     ranks = lambda t: t.flatten().argsort().argsort().double()  # noqa: E731 (no ties here)
@@ -365,8 +401,9 @@ def test_spearman_and_epochs_to_reach():
     assert spearman(a, b) == pytest.approx(ref)
     assert spearman(a, -a) == pytest.approx(-1.0)
     hist = [{"epoch": 1, "val_acc": 0.5, "epoch_time_s": 2.0}, {"epoch": 2, "val_acc": 0.8, "epoch_time_s": 3.0}]
-    assert epochs_to_reach(hist, 0.7) == (2.0, 5.0)
-    assert all(math.isnan(v) for v in epochs_to_reach(hist, 0.9))
+    assert steps_to_reach(hist, 0.7, steps_per_epoch=10) == (20.0, 5.0)
+    assert steps_to_reach(hist, 0.5, steps_per_epoch=10) == (10.0, 2.0)
+    assert all(math.isnan(v) for v in steps_to_reach(hist, 0.9, steps_per_epoch=10))
 
 
 def test_training_step_times():
@@ -398,13 +435,32 @@ def test_reuse_forward_penalty_equals_second_forward():
         step_cost(names=["no such arm"])
 
 
-def test_mean_std_table():
+def test_per_seed_and_claim_verdicts():
     import pandas as pd
 
-    frame = pd.DataFrame({"arm": ["a", "a", "b", "b"], "acc": [0.5, 0.7, 0.1, 0.1]})
-    table = mean_std_table(frame, "arm", ["acc"], digits=2)
-    assert list(table.index) == ["a", "b"]
-    assert table.loc["a", "acc"] == "0.60 ± 0.14" and table.loc["b", "acc"] == "0.10 ± 0.00"
+    from pilcro_lib.stats import compare
+
+    frame = pd.DataFrame({"arm": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2, 0, 1, 3],
+                          "acc": [0.5, 0.7, 0.6, 0.1, 0.2, 0.15], "loss": [1.0, 2.0, 3.0, 1.0, 1.1, 1.2]})
+    table = per_seed(frame, "acc")
+    assert list(table.index) == ["a", "b"] and list(table.columns[:4]) == ["seed 0", "seed 1", "seed 2", "seed 3"]
+    assert table.loc["a", "mean"] == pytest.approx(0.6) and table.loc["b", "n"] == 3
+    assert math.isnan(table.loc["a", "seed 3"])
+    claims = {"more accurate": ("a", "b", "acc", True), "lower loss": ("a", "b", "loss", False)}
+    verdict = claim_verdicts(frame, claims)
+    ref = compare([0.5, 0.7, 0.6], [0.1, 0.2, 0.15])
+    assert verdict.loc["more accurate", "p"] == pytest.approx(ref["p"])
+    assert verdict.loc["more accurate", "p_holm"] == pytest.approx(min(1, 2 * ref["p"]))
+    assert verdict.loc["more accurate", "verdict"] == "supported"
+    assert verdict.loc["lower loss", "verdict"] == "not resolved"
+    with pytest.raises(ValueError, match="names arm 'c'"):
+        claim_verdicts(frame, {"x": ("c", "b", "acc", True)})
+    with pytest.raises(ValueError, match="names column 'nope'"):
+        claim_verdicts(frame, {"x": ("a", "b", "nope", True)})
+    with pytest.raises(ValueError, match="must be \\(treated, control, column, higher_is_better\\)"):
+        claim_verdicts(frame, {"x": ("a", "b")})
+    with pytest.raises(ValueError, match="frame lacks the columns \\['seed'\\]"):
+        per_seed(frame.drop(columns="seed"), "acc")
 
 
 def test_defaults_are_the_cheap_setting_and_cost_arms_are_explicit():
