@@ -10,7 +10,7 @@ machine's matmul peak (measured here: fp32, or bf16 for runs under bf16 autocast
 and setting: the time until the first evaluation that reaches each target accuracy, and the best
 accuracy of any evaluation within each time budget. Then the floors, met or not.
 
-    .venv/bin/python benchmarks/time_to_accuracy.py                  # everything (about 40 min, 2 cores)
+    .venv/bin/python benchmarks/time_to_accuracy.py                  # everything (about 65 min on 2 cores)
     .venv/bin/python benchmarks/time_to_accuracy.py --quick          # smoke check (under a minute)
     .venv/bin/python benchmarks/time_to_accuracy.py --nets fast_cnn --ladder 2,4,8 --set flip=True
     .venv/bin/python benchmarks/time_to_accuracy.py --nets reference --settings fast --ladder 16,32,64
@@ -263,7 +263,8 @@ def speedups(runs: list[dict]) -> list[str]:
             continue
         last = max(today, key=lambda r: r["epochs"])
         t_fast = time_to(fast, last["test_acc"])
-        fast_text = f"reaches that in {t_fast:.0f} s ({last['time_s'] / t_fast:.1f}x faster)" if t_fast else "never reaches it"
+        fast_text = (f"reaches that in {t_fast:.0f} s ({last['time_s'] / t_fast:.1f}x today's speed)" if t_fast
+                     else "never reaches it")
         lines.append(f"  {name}: today's {last['epochs']}-epoch run ends at {fmt_acc(last['test_acc'])} after "
                      f"{last['time_s']:.0f} s; the fast recipe {fast_text}")
     return lines

@@ -190,7 +190,8 @@ def _cached(request: RunRequest) -> Record:
             metrics = request.run_fn(**inputs, run_dir=run_dir)
         metrics = _rounded(_checked(metrics))
         device = inputs.get("device")
-        provenance = run_provenance(time.perf_counter() - start, get_device(device) if device is not None else None)
+        provenance = run_provenance(time.perf_counter() - start, get_device(device) if device is not None else None,
+                                    modules={f.partition(":")[0] for f in functions})
         stored = {"schema": SCHEMA, "key": key, "name": name, "spec": request.spec, "code": code_digest(functions),
                   "code_functions": sorted(functions), "metrics": metrics, "provenance": provenance}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,11 +229,15 @@ def _rounded(obj: Any) -> Any:
     return obj
 
 
-def run_provenance(wall_time_s: float, device: torch.device | None = None) -> dict[str, Any]:
-    """What produced a run: commit, dirty flag, versions, device, wall time and date."""
+def run_provenance(wall_time_s: float, device: torch.device | None = None,
+                   modules: Iterable[str] | None = None) -> dict[str, Any]:
+    """What produced a run: commit, dirty flag, versions, device, wall time and date. With
+    ``modules`` (the library files the run executed, e.g. ``"train.py"``) the dirty flag says
+    whether those differ from the commit; without, whether any file but a notebook does."""
     from pilcro_lib import __version__
 
-    commit = git_commit()
+    files = None if modules is None else [f"pilcro_lib/{m}" for m in sorted(modules)]
+    commit = git_commit(files=files)
     device = device if device is not None else get_device()
     name = str(device)
     if device.type == "cuda":

@@ -241,8 +241,10 @@ def _mps_available() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
-def git_commit(path: str | Path | None = None) -> str:
-    """The git commit of the checkout holding ``path`` (default: this package), or ``"unknown"``."""
+def git_commit(path: str | Path | None = None, *, files: Iterable[str] | None = None) -> str:
+    """The git commit of the checkout holding ``path`` (default: this package), or ``"unknown"``,
+    with ``+dirty`` when tracked files differ from it: any file but notebooks, or only ``files``
+    (paths relative to the checkout's top) when given."""
     where = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(
@@ -253,10 +255,12 @@ def git_commit(path: str | Path | None = None) -> str:
     if out.returncode != 0:
         return "unknown"
     commit = out.stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(exclude,top)*.ipynb"],
+    # a notebook being executed in place is not a change of the code
+    which = [f":(top){f}" for f in files] if files is not None else [":/", ":(exclude,top)*.ipynb"]
+    dirty = bool(which) and subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", *which],
         cwd=where, capture_output=True, text=True,
-    ).stdout.strip()  # a notebook being executed in place is not a change of the code
+    ).stdout.strip()
     return commit + ("+dirty" if dirty else "")
 
 

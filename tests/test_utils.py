@@ -53,3 +53,13 @@ def test_git_commit_is_dirty_for_code_not_for_a_notebook_being_executed(tmp_path
     assert git_commit(tmp_path / "nb") == clean
     (tmp_path / "lib.py").write_text("x = 2\n")
     assert git_commit(tmp_path / "nb") == clean + "+dirty"
+    # limited to the files a run executed: a change elsewhere leaves the run clean
+    (tmp_path / "other.py").write_text("y = 1\n")
+    git("add", "other.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "two")
+    (tmp_path / "other.py").write_text("y = 2\n")
+    commit = git_commit(tmp_path / "nb", files=["lib.py"])
+    assert commit.endswith("+dirty") and git_commit(tmp_path / "nb", files=["lib.py", "other.py"]) == commit
+    (tmp_path / "lib.py").write_text("x = 1\n")
+    assert git_commit(tmp_path / "nb", files=["lib.py"]) == commit.removesuffix("+dirty")
+    assert git_commit(tmp_path / "nb", files=[]) == commit.removesuffix("+dirty")
