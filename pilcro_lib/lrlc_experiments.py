@@ -190,12 +190,15 @@ def train_arm(
     width: int,
     seed: int,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
     probe_size: int = 256,
     examples: int = 0,
     run_dir: str | Path | None = None,
     device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Train :func:`arm_net` (``width`` channels) on ``train`` with the ``fast`` recipe for ``epochs``.
+    """Train :func:`arm_net` (``width`` channels) on ``train`` with the ``fast`` recipe for ``epochs``
+    (``batch_size`` and peak ``lr``, when given, replace the recipe's).
 
     Returns ``history`` (per epoch: ``epoch``, ``train_loss``, ``train_acc``, ``val_loss``,
     ``val_acc``, ``epoch_time_s`` and, for LRLC arms, ``entropy`` on the first ``probe_size``
@@ -223,8 +226,8 @@ def train_arm(
     if lrlc:
         metrics["initial_entropy"] = mean_entropy(model, probe)
         log = EntropyLog(model, probe)
-    history = fit(model, train, val, epochs=epochs, recipe="fast", seed=seed, run_dir=run_dir, regularizer=log,
-                  device=device, progress=False)
+    history = fit(model, train, val, epochs=epochs, recipe="fast", batch_size=batch_size, lr=lr, seed=seed,
+                  run_dir=run_dir, regularizer=log, device=device, progress=False)
     keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "entropy")
     metrics["history"] = [{k: r[k] for k in keys if k in r} for r in history.records]
     metrics["val_acc"] = history.final["val_acc"]
