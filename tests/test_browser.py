@@ -239,6 +239,7 @@ FORMATTED = [
     "notebooks/03_pooling_and_striding.html",
     "notebooks/04_architectures_at_init.html",
     "notebooks/07_lrlc_layers.html",
+    "notebooks/08_lrlc_experiments.html",
     "notebooks/09_results.html",
 ]
 READING_WIDTH = 1280  # pixels: a laptop's browser window

@@ -114,6 +114,7 @@ FORMATTED = [
     "03_pooling_and_striding.ipynb",
     "04_architectures_at_init.ipynb",
     "07_lrlc_layers.ipynb",
+    "08_lrlc_experiments.ipynb",
     "09_results.ipynb",
 ]
 MAX_CODE_LINE = 88

@@ -28,8 +28,8 @@ CHAPTERS = {
                            est_epochs=1, est_width=2, est_sizes=[64, 16, 32]),
     "06_p_objective_experiments": dict(dataset="mnist", n_seeds=2, epochs=1, n_train=64, width=2,
                                        position_epochs=1, n_val=16, n_test=32, pos_train=32, pos_test=8, pos_width=2),
-    "08_lrlc_experiments": dict(dataset="mnist", n_seeds=2, ranks=[1], compare_rank=1, train_size=96, test_size=40,
-                                epochs=1, width=2),
+    "08_lrlc_experiments": dict(dataset="mnist", n_seeds=2, ranks=[1], train_size=96, val_size=16, test_size=40,
+                                epochs=1, width=2, gate=0.0),
 }
 
 
