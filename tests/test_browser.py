@@ -238,6 +238,8 @@ FORMATTED = [
     "notebooks/02_padding_and_paths.html",
     "notebooks/03_pooling_and_striding.html",
     "notebooks/04_architectures_at_init.html",
+    "notebooks/05_p_objective.html",
+    "notebooks/06_p_objective_experiments.html",
     "notebooks/07_lrlc_layers.html",
     "notebooks/08_lrlc_experiments.html",
     "notebooks/09_results.html",

@@ -113,6 +113,8 @@ FORMATTED = [
     "02_padding_and_paths.ipynb",
     "03_pooling_and_striding.ipynb",
     "04_architectures_at_init.ipynb",
+    "05_p_objective.ipynb",
+    "06_p_objective_experiments.ipynb",
     "07_lrlc_layers.ipynb",
     "08_lrlc_experiments.ipynb",
     "09_results.ipynb",

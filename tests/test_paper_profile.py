@@ -25,9 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = {
     "00_getting_started": dict(dataset="mnist", epochs=1, width=2),
     "05_p_objective": dict(lam_steps=1, bench_width=2, bench_rounds=1, est_seeds=2,
-                           est_epochs=1, est_width=2, est_sizes=[64, 16, 32]),
+                           est_epochs=1, est_width=2, est_sizes=[64, 16, 32], gate=0.0),
     "06_p_objective_experiments": dict(dataset="mnist", n_seeds=2, epochs=1, n_train=64, width=2,
-                                       position_epochs=1, n_val=16, n_test=32, pos_train=32, pos_test=8, pos_width=2),
+                                       second_width=2, lam_grid=[1.0, 1.0, 1], ig_grid=[1.0, 1.0, 1],
+                                       second_grid=[1.0, 1.0, 1], gate=0.0, position_epochs=1, n_val=16,
+                                       n_test=32, pos_train=32, pos_test=8, pos_width=2),
     "08_lrlc_experiments": dict(dataset="mnist", n_seeds=2, ranks=[1], train_size=96, val_size=16, test_size=40,
                                 epochs=1, width=2, gate=0.0),
 }
