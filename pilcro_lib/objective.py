@@ -45,7 +45,7 @@ from pilcro_lib.utils import (
 
 MEASURES = ("laplacian", "gradient", "cv")
 # The cheap default of the regularisers: a landscape from the first 32 samples of every 4th batch.
-# About 1.1x a plain step on the fast CNN (chapter 5's cost table). Chapter 5 trains it beside the
+# About 1.15x a plain step on the fast CNN (chapter 5's cost table). Chapter 5 trains it beside the
 # full-batch penalty, the other settings under 1.3x a plain step and plain training: each of them
 # ends flatter than plain training; this one keeps the plain accuracy best of the cheap ones
 # (sub-batches of 8 or 16 samples cost accuracy) but ends more curved than the full-batch penalty.
