@@ -234,6 +234,7 @@ def test_page_renders_offline(page, server, browser):
 # The pages formatted for reading so far (code lines of at most 88 characters, HTML tables);
 # the other chapters join this list as they are formatted.
 FORMATTED = [
+    "notebooks/00_getting_started.html",
     "notebooks/01_importance_landscapes.html",
     "notebooks/02_padding_and_paths.html",
     "notebooks/03_pooling_and_striding.html",

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 # chapter -> the papermill parameters that make its paper profile tiny (the profile's datasets, a few
 # images, one epoch); parameters it does not declare yet skip it, named
 CHAPTERS = {
-    "00_getting_started": dict(dataset="mnist", epochs=1, width=2),
+    "00_getting_started": dict(dataset="mnist", validation=20, epochs=1, width=2),
     "05_p_objective": dict(lam_steps=1, bench_width=2, bench_rounds=1, est_seeds=2,
                            est_epochs=1, est_width=2, est_sizes=[64, 16, 32], gate=0.0),
     "06_p_objective_experiments": dict(dataset="mnist", n_seeds=2, epochs=1, n_train=64, width=2,
