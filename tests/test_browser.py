@@ -231,20 +231,8 @@ def test_page_renders_offline(page, server, browser):
             assert browser.save_screenshot(str(SCREENSHOTS / f"{name}-{mode}-figure.png"))
 
 
-# The pages formatted for reading so far (code lines of at most 88 characters, HTML tables);
-# the other chapters join this list as they are formatted.
-FORMATTED = [
-    "notebooks/00_getting_started.html",
-    "notebooks/01_importance_landscapes.html",
-    "notebooks/02_padding_and_paths.html",
-    "notebooks/03_pooling_and_striding.html",
-    "notebooks/04_architectures_at_init.html",
-    "notebooks/05_p_objective.html",
-    "notebooks/06_p_objective_experiments.html",
-    "notebooks/07_lrlc_layers.html",
-    "notebooks/08_lrlc_experiments.html",
-    "notebooks/09_results.html",
-]
+# Every chapter's page: code lines of at most 88 characters, HTML tables
+FORMATTED = [f"notebooks/{p.stem}.html" for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
 READING_WIDTH = 1280  # pixels: a laptop's browser window
 SIDEWAYS = r"""
 const selector = 'div.highlight pre, div.cell_output .output, div.cell_output table, '

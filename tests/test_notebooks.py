@@ -106,20 +106,8 @@ def test_header_names_what_the_chapter_builds_on_and_its_run_times(path):
     assert "GPU" in run_time
 
 
-# The pages formatted for reading so far (ruff format --line-length 88, HTML tables, set-up cells
-# collapsed); the other chapters join this list as they are formatted.
-FORMATTED = [
-    "00_getting_started.ipynb",
-    "01_importance_landscapes.ipynb",
-    "02_padding_and_paths.ipynb",
-    "03_pooling_and_striding.ipynb",
-    "04_architectures_at_init.ipynb",
-    "05_p_objective.ipynb",
-    "06_p_objective_experiments.ipynb",
-    "07_lrlc_layers.ipynb",
-    "08_lrlc_experiments.ipynb",
-    "09_results.ipynb",
-]
+# Every page is formatted for reading: ruff format --line-length 88, HTML tables, set-up cells collapsed
+FORMATTED = [p.name for p in NOTEBOOKS]
 MAX_CODE_LINE = 88
 
 
