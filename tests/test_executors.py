@@ -6,6 +6,7 @@ leaves no process behind."""
 import _thread
 import importlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -74,6 +75,15 @@ def _long_run(tmp_path, monkeypatch):
     return list_requests(tmp_path / "long-plan"), pid_file
 
 
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C raises KeyboardInterrupt during the test, also in a process that a non-interactive
+    shell started in the background (it ignores SIGINT, and interrupt_main then does nothing)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_once_started(pid_file):
     """Ctrl-C in this thread as soon as ``pid_file`` names the run's process; that process."""
     found = {}
@@ -102,7 +112,7 @@ def _assert_stops(pid):
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-def test_cancelling_a_local_run_stops_its_process(store, tmp_path, monkeypatch):
+def test_cancelling_a_local_run_stops_its_process(store, tmp_path, monkeypatch, ctrl_c):
     requests, pid_file = _long_run(tmp_path, monkeypatch)
     thread, found = _interrupt_once_started(pid_file)
     with pytest.raises(KeyboardInterrupt), LocalExecutor() as executor:
@@ -112,7 +122,8 @@ def test_cancelling_a_local_run_stops_its_process(store, tmp_path, monkeypatch):
     assert not list(store.glob("*/*.json"))
 
 
-def test_ray_gives_each_run_its_own_gpu_cancels_and_leaves_no_process(planned, store, tmp_path, monkeypatch):
+def test_ray_gives_each_run_its_own_gpu_cancels_and_leaves_no_process(planned, store, tmp_path, monkeypatch,
+                                                                     ctrl_c):
     ray = _engine("ray")
     plan, expected = planned
     before = {p.pid for p in psutil.Process().children(recursive=True)}  # e.g. multiprocessing's resource tracker
