@@ -69,10 +69,10 @@ NETS = {
     "reference": Net("3-layer reference net of the LRLC design (64 filters, valid padding)",
                      lambda: reference_net(width=64, normalization=FM),
                      get_recipe("classic", lr=3e-3, schedule="cosine"), (2,), (8, 16, 32)),  # chapter 0's old settings
-    "reference_same": Net("reference net of Part II (32 filters, same padding)",
+    "reference_same": Net("former reference net of Part II (32 filters, same padding)",
                           lambda: reference_net(width=32, padding="same", normalization=FM),
-                          get_recipe("classic"), (2,), (2, 4, 8)),  # chapter 6's settings
-    "resnet18_w8": Net("CIFAR-style ResNet-18 of Part II (width 8)",
+                          get_recipe("classic"), (2,), (2, 4, 8)),  # chapter 6's former settings
+    "resnet18_w8": Net("former CIFAR-style ResNet-18 of Part II (width 8)",
                        lambda: cifar_resnet18(10, 1, normalization=FM, width=8), get_recipe("classic"), (1,), (1, 2)),
     "fast_cnn": Net("fast CNN of Part II (width 32)", lambda: fast_cnn(normalization=FM), None, (), (2, 4, 8, 16)),
 }
