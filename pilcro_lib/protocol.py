@@ -144,3 +144,30 @@ def per_seed_table(values: Mapping[Hashable, Mapping[int, float]], *, digits: in
     if digits is not None:
         table = table.round(check_positive_int("digits", digits, minimum=0))
     return table
+
+
+def ladder_epochs(epochs: int) -> list[int]:
+    """The run lengths of a run-length ladder around ``epochs``: half (at least 1), once and twice.
+
+    Each length is a run of its own, its schedule ending at its last epoch; when twice as long
+    gains less than the validation split's noise, ``epochs`` is at the plateau.
+    """
+    epochs = check_positive_int("epochs", epochs)
+    return sorted({max(1, epochs // 2), epochs, 2 * epochs})
+
+
+def ladder_table(accuracies: Mapping[int, float], *, steps_per_epoch: int | None = None):
+    """A run-length ladder, one row per length (index ``epochs``, increasing): its final
+    validation accuracy and the ``gain`` over the next shorter length (NaN for the shortest);
+    with ``steps_per_epoch``, also the ``steps`` of each run."""
+    import pandas as pd
+
+    if not isinstance(accuracies, Mapping) or not accuracies:
+        raise ValueError(f"accuracies must be a non-empty mapping of epochs -> accuracy, got {accuracies!r}")
+    lengths = sorted(check_positive_int("accuracies (epochs)", e) for e in accuracies)
+    values = _scores("accuracies", [accuracies[e] for e in lengths])
+    table = pd.DataFrame({"validation accuracy": values}, index=pd.Index(lengths, name="epochs"))
+    table["gain"] = table["validation accuracy"].diff()
+    if steps_per_epoch is not None:
+        table.insert(0, "steps", [e * check_positive_int("steps_per_epoch", steps_per_epoch) for e in lengths])
+    return table

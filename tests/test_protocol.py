@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from pilcro_lib.protocol import (
+    ladder_epochs,
+    ladder_table,
     choose_on_validation,
     gated_seeds,
     log_grid,
@@ -99,3 +101,30 @@ def test_per_seed_table_shows_each_seed_beside_mean_and_std():
 def test_per_seed_table_refuses_bad_input(values, match):
     with pytest.raises((ValueError, TypeError), match=match):
         per_seed_table(values)
+
+
+@pytest.mark.parametrize(("epochs", "rungs"), [(16, [8, 16, 32]), (5, [2, 5, 10]), (1, [1, 2])])
+def test_ladder_epochs_are_half_once_and_twice(epochs, rungs):
+    assert ladder_epochs(epochs) == rungs
+
+
+def test_ladder_table_gives_each_length_its_gain_over_the_shorter_one():
+    table = ladder_table({32: 0.886, 8: 0.877, 16: 0.8885}, steps_per_epoch=188)
+    assert table.index.tolist() == [8, 16, 32] and table.index.name == "epochs"
+    assert table["steps"].tolist() == [1504, 3008, 6016]
+    assert table["validation accuracy"].tolist() == [0.877, 0.8885, 0.886]
+    assert math.isnan(table["gain"].iloc[0])
+    assert table["gain"].iloc[1:].tolist() == pytest.approx([0.8885 - 0.877, 0.886 - 0.8885])
+    assert "steps" not in ladder_table({4: 0.5})
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda: ladder_epochs(0), r"epochs must be an integer >= 1, got 0"),
+    (lambda: ladder_table({}), r"accuracies must be a non-empty mapping"),
+    (lambda: ladder_table({0: 0.5}), r"accuracies \(epochs\) must be an integer >= 1, got 0"),
+    (lambda: ladder_table({4: "high"}), r"accuracies must be a sequence of numbers"),
+    (lambda: ladder_table({4: 0.5}, steps_per_epoch=0), r"steps_per_epoch must be an integer >= 1, got 0"),
+])
+def test_ladders_refuse_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
