@@ -169,5 +169,6 @@ def ladder_table(accuracies: Mapping[int, float], *, steps_per_epoch: int | None
     table = pd.DataFrame({"validation accuracy": values}, index=pd.Index(lengths, name="epochs"))
     table["gain"] = table["validation accuracy"].diff()
     if steps_per_epoch is not None:
-        table.insert(0, "steps", [e * check_positive_int("steps_per_epoch", steps_per_epoch) for e in lengths])
+        steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
+        table.insert(0, "steps", [e * steps_per_epoch for e in lengths])
     return table
