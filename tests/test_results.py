@@ -6,7 +6,7 @@ import pytest
 from pilcro_lib.results import chapter_headlines, format_value, headlines_markdown
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-RESULTS_PAGE = NOTEBOOKS / "09_results.ipynb"
+RESULTS_PAGE = NOTEBOOKS / "99_results.ipynb"
 
 
 def _notebook(path, title, *stream_texts):
@@ -48,6 +48,6 @@ def test_the_stored_results_page_matches_the_chapters_stored_records():
               if "text/markdown" in o.get("data", {})]
     chapters = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) if p != RESULTS_PAGE]
     headlines = chapter_headlines(chapters)
-    assert stored == [headlines_markdown(headlines)], "re-run `make execute NB=notebooks/09_results.ipynb`"
+    assert stored == [headlines_markdown(headlines)], "re-run `make execute NB=notebooks/99_results.ipynb`"
     assert set(headlines["chapter"]) == {p.name for p in chapters}, "every chapter records its headline numbers"
     assert set(headlines["profile"]) == {"book"}
