@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Outcome", "RayExecutor", "SlurmExecutor", "compute_file",
-           "compute_payload", "make_executor", "visible_gpus"]
+           "compute_payload", "make_executor", "threads_per_run", "visible_gpus"]
 
 EXECUTORS = ("local", "ray", "slurm")
 STATUSES = ("computed", "failed")
@@ -89,21 +89,24 @@ def compute_payload(key: str, name: str, payload: bytes, blob: Callable[[str], A
                    record=text)
 
 
-def compute_file(path: str, devices: str | None = None) -> Outcome:
+def compute_file(path: str, devices: str | None = None, threads: int | None = None) -> Outcome:
     """Compute the run planned in the request file at ``path`` (blobs from its folder).
 
     ``devices``: the ``CUDA_VISIBLE_DEVICES`` to give the run (None keeps the process's own);
-    set before anything touches CUDA.
+    set before anything touches CUDA. ``threads``: torch's intra-op threads for the run (None
+    keeps torch's default, one per core).
     """
+    import torch
+
     from pilcro_lib.plans import BLOBS, read_request_file
 
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
+    if threads is not None:
+        torch.set_num_threads(threads)
     file = read_request_file(path)
 
     def blob(digest: str) -> Any:
-        import torch
-
         return torch.load(file.path.parent / BLOBS / f"{digest}.pt", weights_only=True)
 
     return compute_payload(file.key, file.name, file.payload, blob)
@@ -157,7 +160,8 @@ class LocalExecutor(Executor):
 
     ``workers``: runs at a time (default: one per ``gpus_per_run`` GPUs when asking for GPUs,
     else 1). With ``gpus_per_run`` > 0 it must be a whole number and each running run gets
-    its own GPUs of :func:`visible_gpus`.
+    its own GPUs of :func:`visible_gpus`; on the CPU, several workers each get an equal share of
+    the cores as torch threads (:func:`threads_per_run`), so that they do not oversubscribe them.
     """
 
     name = "local"
@@ -166,6 +170,7 @@ class LocalExecutor(Executor):
         super().__init__(gpus_per_run)
         _check_workers(workers)
         self.slots: list[str | None] = [None] * (workers or 1)
+        self.threads = threads_per_run(len(self.slots)) if len(self.slots) > 1 and not gpus_per_run else None
         if gpus_per_run:
             self.slots = _gpu_slots(gpus_per_run, workers)
 
@@ -184,7 +189,7 @@ class LocalExecutor(Executor):
             while waiting or running:
                 while waiting and free:
                     file, slot = waiting.popleft(), free.popleft()
-                    running[pool.submit(compute_file, str(file), slot)] = file, slot
+                    running[pool.submit(compute_file, str(file), slot, self.threads)] = file, slot
                 done, _ = wait(running, timeout=_WAIT_S, return_when=FIRST_COMPLETED)
                 for future in done:
                     file, slot = running.pop(future)
@@ -194,6 +199,16 @@ class LocalExecutor(Executor):
             if running:
                 _terminate(pool)
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def threads_per_run(workers: int) -> int:
+    """Torch threads for each of ``workers`` CPU runs at a time: this process's usable cores
+    divided evenly, at least 1."""
+    if workers is None:
+        raise ValueError("workers must be an integer >= 1, got None")
+    _check_workers(workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // workers)
 
 
 def _gpu_slots(gpus_per_run: float, workers: int | None) -> list[str | None]:

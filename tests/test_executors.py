@@ -5,6 +5,7 @@ leaves no process behind."""
 
 import _thread
 import importlib
+import json
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ import psutil
 import pytest
 
 from pilcro_lib import runs
-from pilcro_lib.executors import LocalExecutor, SlurmExecutor, make_executor
+from pilcro_lib.executors import LocalExecutor, SlurmExecutor, make_executor, threads_per_run
 from pilcro_lib.plans import list_requests
 from pilcro_lib.records import PLAN_ENV, cached_run
 from tiny_runs import records_of, write_notebook
@@ -110,6 +111,27 @@ def _assert_stops(pid):
     except psutil.NoSuchProcess:
         pass
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def threads_seen(run_dir, *, index):
+    import torch
+
+    return {"index": index, "threads": torch.get_num_threads()}
+
+
+def test_parallel_local_runs_share_the_cores(store, tmp_path, monkeypatch):
+    monkeypatch.setenv(PLAN_ENV, str(tmp_path / "plan"))
+    for index in range(2):
+        cached_run(threads_seen, index=index)
+    monkeypatch.delenv(PLAN_ENV)
+    with LocalExecutor(workers=2) as executor:
+        outcomes = list(executor.run([r.path for r in list_requests(tmp_path / "plan")]))
+    assert [o.status for o in outcomes] == ["computed"] * 2, [o.error for o in outcomes]
+    cores = len(os.sched_getaffinity(0))
+    assert {json.loads(o.record)["metrics"]["threads"] for o in outcomes} == {max(1, cores // 2)}
+    assert threads_per_run(3) == max(1, cores // 3) and LocalExecutor(workers=1).threads is None
+    with pytest.raises(ValueError, match="workers"):
+        threads_per_run(0)
 
 
 def test_cancelling_a_local_run_stops_its_process(store, tmp_path, monkeypatch, ctrl_c):
