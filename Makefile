@@ -25,7 +25,7 @@ pytest: $(STAMP) $(ACTIONLINT)
 
 # make execute NB=notebooks/00_getting_started.ipynb PROFILE=book PARAMS="epochs=3 lr=0.01"
 execute: $(STAMP)
-	$(BIN)/python -m pilcro_lib.execute $(NB) --profile $(PROFILE) $(if $(strip $(PARAMS)),--params $(PARAMS))
+	$(BIN)/python -m pilcro_lib.runs.execute $(NB) --profile $(PROFILE) $(if $(strip $(PARAMS)),--params $(PARAMS))
 
 # make compute NB=notebooks/06_p_objective_experiments.ipynb PROFILE=paper EXECUTOR=ray GPUS=1
 # plans the notebook's missing runs and computes them (python -m pilcro_lib.runs compute --help); then make execute

@@ -19,7 +19,8 @@ import os
 import pandas as pd
 import torch
 
-from pilcro_lib.layers import KERNEL_ROUTE_SLOWDOWN, ROUTES, benchmark_layers
+from pilcro_lib.layers import KERNEL_ROUTE_SLOWDOWN, ROUTES
+from pilcro_lib.measure import benchmark_layers
 from pilcro_lib.utils import get_device
 
 

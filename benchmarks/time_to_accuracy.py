@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from pilcro_lib.data import NORMALIZATION, ImageDataset, load_dataset, train_val_split
-from pilcro_lib.layers import forward_flops
+from pilcro_lib.measure import forward_flops, matmul_peak, synchronize
 from pilcro_lib.models import cifar_resnet18, fast_cnn, reference_net
 from pilcro_lib.train import Recipe, evaluate, fit, get_recipe, uses_bf16
 from pilcro_lib.utils import get_device, seed_everything
@@ -92,20 +92,6 @@ class AccuracyProbe:
         return {"test_acc": evaluate(self.model, self.test_set)["accuracy"]}
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    """Best of three timings of ``repeats`` ``[n, n] @ [n, n]`` products: GFLOP/s."""
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(4):  # the first round warms up
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 * repeats / best / 1e9
-
-
 def cpu_name() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (Linux), else the platform's machine type."""
     try:
@@ -113,11 +99,6 @@ def cpu_name() -> str:
             return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.machine()
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def forward_flops_per_image(build: Callable[[], nn.Module], image_shape: tuple[int, int, int]) -> float:
@@ -147,12 +128,12 @@ def step_throughput(build: Callable[[], nn.Module], batch_size: int, device: tor
     start = time.perf_counter()
     for _ in range(2):
         step()
-    sync(device)
+    synchronize(device)
     warm = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    sync(device)
+    synchronize(device)
     return steps * batch_size / (time.perf_counter() - start), warm
 
 

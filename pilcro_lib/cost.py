@@ -7,14 +7,12 @@ batch, the default, the input-gradient penalty) against a plain step on the refe
 
 from __future__ import annotations
 
-import statistics
-import time
-from copy import deepcopy
 
 import torch
 from torch import Tensor, nn
 
 from pilcro_lib.landscape import score_sum
+from pilcro_lib.measure import training_step_times
 from pilcro_lib.objective import (
     DEFAULT_EVERY,
     DEFAULT_SUB_BATCH,
@@ -25,61 +23,7 @@ from pilcro_lib.objective import (
     batch_landscape,
     landscape_measure,
 )
-from pilcro_lib.utils import check_choice, check_positive_int
-
-
-def training_step_times(
-    model: nn.Module,
-    regularizers: dict[str, Regularizer | None],
-    inputs: Tensor,
-    targets: Tensor,
-    *,
-    steps: int = 4,
-    rounds: int = 3,
-    lr: float = 1e-3,
-    clock: str = "wall",
-) -> dict[str, float]:
-    """Median seconds per training step (forward, loss + regulariser, backward, Adam step) of each arm.
-
-    Every arm trains its own copy of ``model`` on the same batch ``inputs [B, C, H, W]``,
-    ``targets [B]``; arms are timed in turn within each of ``rounds`` rounds (after one warm-up
-    step each), so a slow spell on a shared machine hits them alike. ``None`` is the plain step.
-    A regulariser with ``requires_input_grad = True`` gets inputs that require grad in the
-    training forward (it may then differentiate the training outputs instead of a second forward).
-    ``clock``: ``wall`` (``time.perf_counter``; synchronised on CUDA) or ``cpu`` (this process's
-    CPU time, ``time.process_time``: robust on a shared CPU machine, meaningless on a GPU).
-    """
-    check_choice("clock", clock, ("wall", "cpu"))
-    now = time.perf_counter if clock == "wall" else time.process_time
-    sync = torch.cuda.synchronize if inputs.is_cuda else (lambda: None)
-    check_positive_int("steps", steps)
-    check_positive_int("rounds", rounds)
-    arms = {}
-    for name, reg in regularizers.items():
-        copy = deepcopy(model).train()
-        arms[name] = (copy, torch.optim.Adam(copy.parameters(), lr=lr), reg)
-
-    def step(copy: nn.Module, opt: torch.optim.Optimizer, reg: Regularizer | None) -> None:
-        x = inputs.detach().requires_grad_(True) if getattr(reg, "requires_input_grad", False) else inputs
-        out = copy(x)
-        loss = nn.functional.cross_entropy(out, targets)
-        extra = reg(copy, x, targets, out) if reg is not None else None
-        opt.zero_grad(set_to_none=True)
-        (loss if extra is None else loss + extra).backward()
-        opt.step()
-
-    times: dict[str, list[float]] = {name: [] for name in arms}
-    for name, arm in arms.items():
-        step(*arm)
-    for _ in range(rounds):
-        for name, arm in arms.items():
-            sync()
-            start = now()
-            for _ in range(steps):
-                step(*arm)
-            sync()
-            times[name].append((now() - start) / steps)
-    return {name: statistics.median(t) for name, t in times.items()}
+from pilcro_lib.utils import check_choice
 
 
 class ReuseForwardPenalty:

@@ -94,7 +94,7 @@ class ImageDataset(Dataset):
 
     def describe(self) -> dict:
         """Name, size, shape, classes and a SHA-256 of the exact images and labels (for run keys)."""
-        from pilcro_lib.fingerprint import sha256_of_tensors
+        from pilcro_lib.runs.fingerprint import sha256_of_tensors
 
         return {"name": self.name, "size": len(self), "image_shape": list(self.image_shape),
                 "classes": self.classes, "content": sha256_of_tensors(self.images, self.labels)[:16]}

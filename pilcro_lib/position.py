@@ -6,7 +6,7 @@ layer (convolution, CoordConv, LRLC). :func:`quadrant_task` is a task whose only
 *where* an item lies. :func:`shift_images` translates with zero fill, and
 :func:`shift_consistency` measures how often a prediction survives a one-pixel shift.
 :func:`run_position_arm` trains one network (optionally with the P-objective) and measures
-all of it, for :func:`pilcro_lib.records.cached_run`.
+all of it, for :func:`pilcro_lib.runs.records.cached_run`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ smoothing, flips, bf16 and memory format); :data:`RECIPES` holds the named ones:
 
 A run directory holds ``fit_config.json`` (a description of everything that decides the run:
 the model's structure and initial weights, the exact images, every setting, the regulariser's
-parameters and the training code's fingerprint, see :mod:`pilcro_lib.fingerprint`),
-``checkpoint.pt`` (see :mod:`pilcro_lib.checkpoint`) and ``history.json``. Calling :func:`fit`
+parameters and the training code's fingerprint, see :mod:`pilcro_lib.runs.fingerprint`),
+``checkpoint.pt`` (see :mod:`pilcro_lib.runs.checkpoint`) and ``history.json``. Calling :func:`fit`
 again with the same ``run_dir`` and arguments resumes after the last finished epoch; on CPU the
 resumed run ends with the same weights and history (times aside) as an uninterrupted one. A
 second process given the same ``run_dir`` waits for the first and then returns its result.
@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from pilcro_lib.checkpoint import (
+from pilcro_lib.runs.checkpoint import (
     load_checkpoint,
     read_json,
     rng_state,
@@ -39,7 +39,7 @@ from pilcro_lib.checkpoint import (
     write_json,
 )
 from pilcro_lib.data import ImageDataset, to_float
-from pilcro_lib.fingerprint import code_fingerprint, describe
+from pilcro_lib.runs.fingerprint import code_fingerprint, describe
 from pilcro_lib.utils import check_bool, check_choice, check_number, check_positive_int, check_type, get_device
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -94,7 +94,7 @@ class Recipe:
         check_bool("channels_last", self.channels_last)
 
     def describe(self) -> dict[str, Any]:
-        """Every setting, as plain data (see :func:`pilcro_lib.fingerprint.describe`)."""
+        """Every setting, as plain data (see :func:`pilcro_lib.runs.fingerprint.describe`)."""
         return dataclasses.asdict(self)
 
 

@@ -19,7 +19,8 @@ import pytest
 import torch
 from torch import nn
 
-from pilcro_lib import data, experiments, landscape, layers, models, objective, paths, records, stats, synthetic, train, utils
+from pilcro_lib import data, experiments, landscape, layers, measure, models, objective, paths, stats, synthetic, train, utils
+from pilcro_lib.runs import records
 
 NAN, INF = float("nan"), float("inf")
 X = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(0))  # a batch of 4 tiny images
@@ -89,7 +90,7 @@ def run_arm(**kwargs):
 
 
 def benchmark(**kwargs):
-    return layers.benchmark_layers(**(dict(batch=1, channels=1, sizes=(4,), ranks=(1,), repeats=1) | kwargs))
+    return measure.benchmark_layers(**(dict(batch=1, channels=1, sizes=(4,), ranks=(1,), repeats=1) | kwargs))
 
 
 FRAME = pd.DataFrame({"arm": ["a", "a"], "acc": [0.5, 0.6]})
@@ -310,10 +311,9 @@ CASES = [
     ("coordconv forward 3-D", lambda: layers.CoordConv2d(2, 3, 3)(torch.rand(2, 8, 8)), V, r"x must be a 4-D tensor"),
     ("head rank", lambda: layers.InputCombiningHead(2, 0, (8, 8), (6, 6), 0.0), V, r"rank must be an integer >= 1, got 0"),
     ("head init_logit", lambda: layers.InputCombiningHead(2, 2, (8, 8), (6, 6), NAN), V, r"init_logit must be a finite number, got nan"),
-    ("parameter_count str", lambda: layers.parameter_count("net"), T, r"module must be a torch\.nn\.Module, got str"),
-    ("forward_flops inputs", lambda: layers.forward_flops(net(), [1.0]), T, r"inputs must be a tensor, got list"),
-    ("peak memory step", lambda: layers.peak_extra_memory(5, torch.device("cpu")), T, r"step must be a function of no arguments, got int"),
-    ("peak memory device", lambda: layers.peak_extra_memory(lambda: None, "gpu"), V, r"device='gpu' is not a device name"),
+    ("forward_flops inputs", lambda: measure.forward_flops(net(), [1.0]), T, r"inputs must be a tensor, got list"),
+    ("peak memory step", lambda: measure.peak_extra_memory(5, torch.device("cpu")), T, r"step must be a function of no arguments, got int"),
+    ("peak memory device", lambda: measure.peak_extra_memory(lambda: None, "gpu"), V, r"device='gpu' is not a device name"),
     ("benchmark sizes", lambda: benchmark(sizes=(2,)), V, r"sizes must be an integer >= 3, got 2"),
     ("benchmark ranks", lambda: benchmark(ranks=(0,)), V, r"ranks must be an integer >= 1, got 0"),
     ("benchmark repeats", lambda: benchmark(repeats=0), V, r"repeats must be an integer >= 1, got 0"),

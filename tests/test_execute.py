@@ -4,8 +4,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from pilcro_lib import execute
-from pilcro_lib.execute import parse_assignments, parse_value
+from pilcro_lib.runs import execute
+from pilcro_lib.runs.execute import parse_assignments, parse_value
 
 
 def _notebook(path):

@@ -18,10 +18,10 @@ import papermill
 import psutil
 import pytest
 
-from pilcro_lib import runs
-from pilcro_lib.executors import LocalExecutor, SlurmExecutor, make_executor, threads_per_run
-from pilcro_lib.plans import list_requests
-from pilcro_lib.records import PLAN_ENV, cached_run
+from pilcro_lib.runs import cli as runs
+from pilcro_lib.runs.executors import LocalExecutor, SlurmExecutor, make_executor, threads_per_run
+from pilcro_lib.runs.plans import list_requests
+from pilcro_lib.runs.records import PLAN_ENV, cached_run
 from tiny_runs import records_of, write_notebook
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # this module's run functions travel by value

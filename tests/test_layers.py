@@ -19,10 +19,9 @@ from pilcro_lib.layers import (
     InputCombiningHead,
     LocallyConnected2d,
     LowRankLocallyConnected2d,
-    forward_flops,
-    parameter_count,
     same_padding,
 )
+from pilcro_lib.models import count_parameters
 
 SHARED_MODES = ("row_col", "free", "row", "col")
 
@@ -102,7 +101,7 @@ def test_lc_zero_padding_taps_are_absent():
     """On a 4x4 input with 'same' 3x3 zero padding, a corner position sees 4 real pixels, an edge
     one 6 and an inner one 9: 4*4 + 8*6 + 4*9 = 100 taps per channel pair, not 16*9 = 144."""
     lc = LocallyConnected2d(2, 3, 3, 4, padding="same")
-    assert parameter_count(lc) == 100 * 2 * 3 + 3 * 4 * 4
+    assert count_parameters(lc) == 100 * 2 * 3 + 3 * 4 * 4
     kernel = lc.kernel()  # [H_out, W_out, F, C, kh, kw]
     assert (kernel[0, 0, :, :, 0, :] == 0).all() and (kernel[0, 0, :, :, :, 0] == 0).all()
     assert (kernel[0, 0, :, :, 1:, 1:] != 0).all() and (kernel[1, 2] != 0).all()
@@ -114,7 +113,7 @@ def test_lc_zero_padding_taps_are_absent():
     ref = _naive_lc(x, full.double(), torch.zeros(3, 4, 4, dtype=torch.float64), 1, 1, "zeros")
     torch.testing.assert_close(lc.double()(x), ref)
     # other padding modes put real pixels on every tap: none is absent
-    assert parameter_count(LocallyConnected2d(2, 3, 3, 4, padding="same", padding_mode="reflect")) == 144 * 2 * 3 + 3 * 4 * 4
+    assert count_parameters(LocallyConnected2d(2, 3, 3, 4, padding="same", padding_mode="reflect")) == 144 * 2 * 3 + 3 * 4 * 4
 
 
 # ---------------------------------------------------------------- padding
@@ -368,11 +367,11 @@ def test_parameter_counts(bias):
     }
     for mode, count in expected.items():
         layer = LowRankLocallyConnected2d(c, f, 3, (h, w), k, combining=mode, bias=bias)
-        assert parameter_count(layer) == count, mode
+        assert count_parameters(layer) == count, mode
     no_spatial = LowRankLocallyConnected2d(c, f, 3, (h, w), k, spatial_bias=False, bias=bias)
-    assert parameter_count(no_spatial) == base + k * (ho + wo)
-    assert parameter_count(LocallyConnected2d(c, f, 3, (h, w), bias=bias)) == ho * wo * f * (c * 9 + (1 if bias else 0))
-    assert parameter_count(CoordConv2d(c, f, 3, bias=bias)) == (c + 2) * f * 9 + (f if bias else 0)
+    assert count_parameters(no_spatial) == base + k * (ho + wo)
+    assert count_parameters(LocallyConnected2d(c, f, 3, (h, w), bias=bias)) == ho * wo * f * (c * 9 + (1 if bias else 0))
+    assert count_parameters(CoordConv2d(c, f, 3, bias=bias)) == (c + 2) * f * 9 + (f if bias else 0)
 
 
 def test_reference_lc_size():
@@ -380,19 +379,7 @@ def test_reference_lc_size():
     without those on the zero padding (94 taps per axis: 2 at each border position, 3 inside)."""
     lc = LocallyConnected2d(64, 64, 3, 32, padding="same", bias=False)
     assert 32 * 32 * 64 * 64 * 9 == 37_748_736
-    assert parameter_count(lc) == 94 * 94 * 64 * 64 == 36_192_256
-
-
-def test_forward_flops_closed_forms():
-    n, c, f, k, s = 2, 3, 4, 3, 9
-    x = torch.randn(n, c, s, s)
-    conv_flops = 2 * n * f * c * 9 * 7 * 7
-    assert forward_flops(nn.Conv2d(c, f, 3), x) == conv_flops
-    assert forward_flops(LocallyConnected2d(c, f, 3, s), x) == conv_flops
-    assert forward_flops(LowRankLocallyConnected2d(c, f, 3, s, k, route="conv"), x) == k * conv_flops  # the combine is elementwise
-    # the kernel route: K per-position kernels' worth to build them, then N's worth to apply them
-    kernel_route = LowRankLocallyConnected2d(c, f, 3, s, k, route="kernel")
-    assert forward_flops(kernel_route, x) == (n + k) * conv_flops // n
+    assert count_parameters(lc) == 94 * 94 * 64 * 64 == 36_192_256
 
 
 def test_he_uniform_bases():
@@ -596,7 +583,7 @@ def test_reference_net_layer_kinds(kind):
 
 @pytest.mark.parametrize("layer_types", [("wide_conv",) * 3, ("conv", "conv", "wide_conv"), ("conv", "wide_conv", "conv")])
 @pytest.mark.parametrize("rank", [2, 4])
-def test_wide_conv_net_matches_lrlc_net_parameter_count(layer_types, rank):
+def test_wide_conv_net_matches_lrlc_net_count_parameters(layer_types, rank):
     from pilcro_lib.models import count_parameters, reference_net
 
     wide = count_parameters(reference_net(layer_types, rank=rank))
@@ -619,8 +606,8 @@ def test_reference_net_input_dependent_options():
 def test_make_layer_wide_conv_matches_its_lrlc_layer():
     from pilcro_lib.models import make_layer
 
-    lrlc = parameter_count(make_layer("lrlc", 64, 64, 26, rank=4))
-    wide = parameter_count(make_layer("wide_conv", 64, 64, 26, rank=4))
+    lrlc = count_parameters(make_layer("lrlc", 64, 64, 26, rank=4))
+    wide = count_parameters(make_layer("wide_conv", 64, 64, 26, rank=4))
     assert abs(wide - lrlc) <= 64 * 9 / 2
 
 
@@ -654,34 +641,3 @@ def test_mean_combining_weights():
     torch.testing.assert_close(mean_combining_weights(net, x, index=1), net[6].combining_weights())
     with pytest.raises(ValueError, match="index=2"):
         mean_combining_weights(net, x, index=2)
-
-
-# ---------------------------------------------------------------- cost measurement
-
-
-def test_peak_extra_memory_counts_a_known_allocation():
-    from pilcro_lib.layers import peak_extra_memory
-
-    keep = torch.zeros(250_000)  # exists before the step: not counted
-
-    def step():
-        a = torch.ones(1_000_000)  # 4 MB
-        b = a * 2  # another 4 MB while a is alive
-        return (b + keep.sum()).sum()  # a third 4 MB (and a few scalars) while a and b are alive
-
-    peak = peak_extra_memory(step, torch.device("cpu"))
-    assert 12_000_000 <= peak < 12_000_100
-
-
-def test_benchmark_layers_table():
-    from pilcro_lib.layers import benchmark_layers
-
-    table = benchmark_layers(batch=2, channels=3, sizes=(6,), ranks=(1, 2), routes=("auto", "kernel"), repeats=1)
-    assert list(table.layer) == ["conv", "lrlc K=1", "lrlc K=1 kernel route", "lrlc K=2", "lrlc K=2 kernel route", "lrlc_input K=4", "lc"]
-    assert list(table.route) == ["", "conv", "kernel", "conv", "kernel", "conv", ""]
-    conv = table.iloc[0]
-    assert conv.time_vs_conv == 1 and conv.peak_vs_conv == 1
-    lc = table.iloc[-1]
-    assert lc.params == 4 * 4 * 3 * (3 * 9 + 1)
-    assert lc.unfold_plus_weights_MB == pytest.approx(4 * (2 * 27 * 16 + 16 * 27 * 3) / 2**20)
-    assert (table.peak_MB > 0).all()

@@ -11,7 +11,7 @@ from torch.func import functional_call
 
 from pilcro_lib.data import ImageDataset
 from pilcro_lib.landscape import curvature, cv, gradient_energy, normalize, saliency
-from pilcro_lib.cost import ReuseForwardPenalty, cost_arms, step_cost, training_step_times
+from pilcro_lib.cost import ReuseForwardPenalty, cost_arms, step_cost
 from pilcro_lib.experiments import (
     LandscapeRecorder,
     claim_verdicts,
@@ -404,24 +404,6 @@ def test_spearman_and_steps_to_reach():
     assert steps_to_reach(hist, 0.7, steps_per_epoch=10) == (20.0, 5.0)
     assert steps_to_reach(hist, 0.5, steps_per_epoch=10) == (10.0, 2.0)
     assert all(math.isnan(v) for v in steps_to_reach(hist, 0.9, steps_per_epoch=10))
-
-
-def test_training_step_times():
-    seen = []
-
-    class NeedsInputGrad:
-        requires_input_grad = True
-
-        def __call__(self, model, inputs, targets, outputs):
-            seen.append(inputs.requires_grad)
-            return None
-
-    x, y = batch(8, 8)
-    times = training_step_times(conv_net(), {"plain": None, "p": PObjective(1.0, every=1), "probe": NeedsInputGrad()}, x, y, steps=1, rounds=2)
-    assert list(times) == ["plain", "p", "probe"] and all(t > 0 for t in times.values())
-    assert seen and all(seen)
-    with pytest.raises(ValueError, match="clock"):
-        training_step_times(conv_net(), {"plain": None}, x, y, clock="gpu")
 
 
 def test_reuse_forward_penalty_equals_second_forward():

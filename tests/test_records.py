@@ -1,6 +1,5 @@
 """Run identity, run records, crash safety, concurrency and safe loading."""
 
-import json
 import os
 import random
 import signal
@@ -14,15 +13,14 @@ import pytest
 import torch
 
 import kill_driver
-from pilcro_lib import records
-from pilcro_lib.checkpoint import MAGIC, CorruptFileError, load_checkpoint, run_dir_lock
+from pilcro_lib.runs import records
+from pilcro_lib.runs.checkpoint import MAGIC, CorruptFileError, load_checkpoint, run_dir_lock, write_atomic
 from pilcro_lib.data import ImageDataset, load_dataset
-from pilcro_lib.experiments import make_arm
-from pilcro_lib import fingerprint
-from pilcro_lib.fingerprint import code_digest, describe, run_key, traced_code
+from pilcro_lib.runs import fingerprint
+from pilcro_lib.runs.fingerprint import code_digest, describe, run_key, traced_code
 from pilcro_lib.models import reference_net
 from pilcro_lib.objective import PObjective
-from pilcro_lib.records import StaleRecordError, cached_run, load_records, provenance_note, read_record
+from pilcro_lib.runs.records import StaleRecordError, cached_run, load_records, provenance_note, read_record
 from pilcro_lib.train import TIME_KEYS, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,6 +108,7 @@ def test_cached_run_stores_a_valid_record_and_reuses_it(tmp_path):
     stored = read_record(first.path)
     assert first.path.parent == tmp_path / "records" / "toy" and stored["code"] == code_digest(stored["code_functions"])
     assert "train.py:fit" in stored["code_functions"] and "landscape.py:cv" not in stored["code_functions"]
+    assert not [f for f in stored["code_functions"] if f.startswith("runs/")]  # orchestration decides nothing
     assert stored["provenance"]["device"] == "cpu" and stored["provenance"]["wall_time_s"] >= 0
     assert stored["spec"]["inputs"]["lr"] == 0.01 and stored["spec"]["inputs"]["data"]["name"] == "toy0"
     assert first.path.stat().st_size < 20_000
@@ -175,6 +174,18 @@ def test_corrupt_record_names_the_file(tmp_path, content, match):
 def test_metrics_must_be_plain_json(tmp_path):
     with pytest.raises(TypeError, match="metrics must be plain JSON"):
         cached_run(lambda run_dir: {"x": torch.zeros(2)}, store=tmp_path, runs=tmp_path / "runs")
+
+
+def test_traced_code_skips_module_and_class_bodies_and_orchestration(tmp_path):
+    """A module first imported inside a run adds the functions that run, not every class it defines."""
+    source = "class Layer:\n    def forward(self):\n        return [i for i in range(2)]\n\n\nclass Unused:\n    pass\n"
+    code = compile(source, str(fingerprint._PACKAGE / "fresh_module.py"), "exec")
+    with traced_code() as used:
+        namespace = {"__name__": "fresh_module"}
+        exec(code, namespace)
+        namespace["Layer"]().forward()
+        write_atomic(tmp_path / "x.txt", b"x")
+    assert used == {"fresh_module.py:Layer.forward", "fresh_module.py:Layer.forward.<locals>.<listcomp>"}
 
 
 def test_code_digest_follows_the_functions_that_ran(monkeypatch):
@@ -351,7 +362,7 @@ def test_sigkill_at_random_instants_resumes_bit_identically(tmp_path, straight):
 def test_two_processes_asking_for_one_run_compute_it_once(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
-        from pilcro_lib.records import cached_run
+        from pilcro_lib.runs.records import cached_run
 
         def slow(run_dir, *, x):
             with open({str(tmp_path / 'calls')!r}, "a") as f:
@@ -373,7 +384,7 @@ def test_lock_waits_for_the_holder(tmp_path):
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from pilcro_lib.checkpoint import run_dir_lock
+        from pilcro_lib.runs.checkpoint import run_dir_lock
         with run_dir_lock(Path({str(tmp_path)!r})):
             print("locked", flush=True)
             time.sleep(1.0)

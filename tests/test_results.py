@@ -2,8 +2,10 @@ import json
 from pathlib import Path
 
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from pilcro_lib.results import chapter_headlines, format_value, headlines_markdown
+from pilcro_lib.results import (MARKER, chapter_headlines, format_value, headlines_markdown, read_metrics,
+                                record_metrics)
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 RESULTS_PAGE = NOTEBOOKS / "99_results.ipynb"
@@ -51,3 +53,24 @@ def test_the_stored_results_page_matches_the_chapters_stored_records():
     assert stored == [headlines_markdown(headlines)], "re-run `make execute NB=notebooks/99_results.ipynb`"
     assert set(headlines["chapter"]) == {p.name for p in chapters}, "every chapter records its headline numbers"
     assert set(headlines["profile"]) == {"book"}
+
+
+def test_record_metrics_prints_one_marked_json_line_that_read_metrics_reads(capsys):
+    np = pytest.importorskip("numpy")
+    clean = record_metrics({"acc": np.float32(0.5), "n": 3, "name": "x", "none": None})
+    line = capsys.readouterr().out
+    assert line == f'{MARKER} {{"acc": 0.5, "n": 3, "name": "x", "none": null}}\n'
+    assert clean == {"acc": 0.5, "n": 3, "name": "x", "none": None}
+    nb = new_notebook(cells=[
+        new_code_cell("", outputs=[new_output("stream", name="stdout", text="epoch 1\n" + line)]),
+        new_code_cell("", outputs=[new_output("stream", name="stdout", text=f'{MARKER} {{"acc": 0.75}}\n')]),
+    ])
+    assert read_metrics(nb) == {"acc": 0.75, "n": 3, "name": "x", "none": None}
+
+
+@pytest.mark.parametrize("metrics, error", [
+    ([("a", 1)], "metrics must be a dict"), ({1: 2}, "non-empty string"), ({"a": [1, 2]}, r"metrics\['a'\]"),
+])
+def test_record_metrics_rejects_bad_input(metrics, error):
+    with pytest.raises(TypeError, match=error):
+        record_metrics(metrics)

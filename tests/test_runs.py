@@ -8,11 +8,11 @@ import papermill
 import pytest
 import torch
 
-from pilcro_lib import runs
+from pilcro_lib.runs import cli as runs
 from pilcro_lib.data import load_dataset
-from pilcro_lib.executors import LocalExecutor
-from pilcro_lib.plans import list_requests, load_request
-from pilcro_lib.records import PLAN_ENV, MissingRun, cached_run, read_record
+from pilcro_lib.runs.executors import LocalExecutor
+from pilcro_lib.runs.plans import list_requests, load_request
+from pilcro_lib.runs.records import PLAN_ENV, MissingRun, cached_run, read_record
 from tiny_runs import records_of, write_notebook
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The notebook sweep: grid parsing, metrics, skip/resume, failures, interruption and the summary."""
+"""The notebook sweep: grid parsing, skip/resume, failures, interruption and the summary."""
 
 import csv
 import json
@@ -10,11 +10,10 @@ import time
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from pilcro_lib import sweep
-from pilcro_lib.sweep import (MARKER, PointResult, grid_points, parse_grid, point_slug, read_metrics,
-                              record_metrics, run_sweep, summary_rows)
+from pilcro_lib.runs import sweep
+from pilcro_lib.runs.sweep import PointResult, grid_points, parse_grid, point_slug, run_sweep, summary_rows
 
 KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
@@ -39,7 +38,7 @@ def _tiny_notebook(path, *, parameters=True):
                       "if x == 5:\n    os._exit(3)\n"
                       "if x == 6:\n    os.kill(os.getppid(), signal.SIGKILL)\n"
                       "if x > 1:\n    time.sleep(float(os.environ.get('SWEEP_TEST_SLEEP', 0)))"),
-        new_code_cell("from pilcro_lib.sweep import record_metrics\n"
+        new_code_cell("from pilcro_lib.results import record_metrics\n"
                       "record_metrics({'square': x * x, 'label': label})"),
     ])
     nbformat.write(nb, path)
@@ -96,30 +95,6 @@ def test_point_slug_tells_a_string_from_the_value_it_reads_as(text, value):
     assert point_slug({"x": text}) != point_slug({"x": value})
     assert point_slug({"x": text}).startswith(f"x={text}__")  # still readable, with a hash
     assert point_slug({"x": float("nan")}) != "x=nan"
-
-
-# ------------------------------------------------------------------ metrics
-
-
-def test_record_metrics_prints_one_marked_json_line_that_read_metrics_reads(capsys):
-    np = pytest.importorskip("numpy")
-    clean = record_metrics({"acc": np.float32(0.5), "n": 3, "name": "x", "none": None})
-    line = capsys.readouterr().out
-    assert line == f'{MARKER} {{"acc": 0.5, "n": 3, "name": "x", "none": null}}\n'
-    assert clean == {"acc": 0.5, "n": 3, "name": "x", "none": None}
-    nb = new_notebook(cells=[
-        new_code_cell("", outputs=[new_output("stream", name="stdout", text="epoch 1\n" + line)]),
-        new_code_cell("", outputs=[new_output("stream", name="stdout", text=f'{MARKER} {{"acc": 0.75}}\n')]),
-    ])
-    assert read_metrics(nb) == {"acc": 0.75, "n": 3, "name": "x", "none": None}
-
-
-@pytest.mark.parametrize("metrics, error", [
-    ([("a", 1)], "metrics must be a dict"), ({1: 2}, "non-empty string"), ({"a": [1, 2]}, r"metrics\['a'\]"),
-])
-def test_record_metrics_rejects_bad_input(metrics, error):
-    with pytest.raises(TypeError, match=error):
-        record_metrics(metrics)
 
 
 def test_summary_rows_prefix_metrics_that_clash_with_columns():
@@ -289,13 +264,13 @@ def test_a_point_runs_again_when_the_notebook_code_changed(tmp_path):
 
 
 def _sweep_in_background(tmp_path, grid, *, sleep, workers=1, started=()):
-    """Start ``python -m pilcro_lib.sweep`` of ``grid`` (a ``x=...`` entry; points x > 1 sleep
+    """Start ``python -m pilcro_lib.runs.sweep`` of ``grid`` (a ``x=...`` entry; points x > 1 sleep
     ``sleep`` s) in a process of its own session; return (notebook, out, process, pids) once the
     kernels of the points x in ``started`` run. ``pids/<x>`` holds the PID of point x's kernel."""
     nb = _tiny_notebook(tmp_path / "tiny.ipynb")
     out, pids = tmp_path / "sweeps", tmp_path / "pids"
     pids.mkdir()
-    command = [sys.executable, "-m", "pilcro_lib.sweep", str(nb), "--grid", grid, "--workers", str(workers),
+    command = [sys.executable, "-m", "pilcro_lib.runs.sweep", str(nb), "--grid", grid, "--workers", str(workers),
                "--out", str(out)]
     env = dict(os.environ, SWEEP_TEST_SLEEP=str(sleep), SWEEP_TEST_PIDS=str(pids))
     proc = subprocess.Popen(command, env=env, start_new_session=True,

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pilcro_lib.data import ImageDataset
-from pilcro_lib.checkpoint import CorruptFileError, load_checkpoint
+from pilcro_lib.runs.checkpoint import CorruptFileError, load_checkpoint
 from pilcro_lib.train import TIME_KEYS, Recipe, evaluate, fit, get_recipe, lr_factor, predict, random_flip
 
 

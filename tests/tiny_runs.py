@@ -18,7 +18,7 @@ RUNS = '''import time
 
 import torch
 
-from pilcro_lib.records import cached_run
+from pilcro_lib.runs.records import cached_run
 
 
 def run(run_dir, *, seed, scale, pause):

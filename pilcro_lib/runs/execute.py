@@ -2,7 +2,7 @@
 
 Command line (what ``make execute`` runs)::
 
-    python -m pilcro_lib.execute notebooks/00_getting_started.ipynb --profile book \\
+    python -m pilcro_lib.runs.execute notebooks/00_getting_started.ipynb --profile book \\
         --params epochs=3 lr=0.01
 
 executes each notebook given, in place, with the notebook's folder as the kernel's working
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from papermill.exceptions import PapermillExecutionError
 
     parser = argparse.ArgumentParser(
-        prog="python -m pilcro_lib.execute",
+        prog="python -m pilcro_lib.runs.execute",
         description="Execute notebooks in place (papermill), with parameters they declare.")
     parser.add_argument("notebooks", nargs="+", metavar="notebook", help="the notebooks (.ipynb) to execute")
     parser.add_argument("--profile", choices=PROFILES, help="PILCRO_PROFILE for the kernels")

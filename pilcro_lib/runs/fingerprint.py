@@ -32,7 +32,7 @@ from torch import nn
 
 # The modules whose code decides a trained result. Docstrings, comments and formatting do not count.
 TRAINING_MODULES = ("data", "synthetic", "models", "layers", "objective", "landscape", "train", "experiments")
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]
 _EMPTY = object()
 
 
@@ -192,13 +192,20 @@ def code_fingerprint() -> str:
 @contextmanager
 def traced_code() -> Iterator[set[str]]:
     """Collect, while inside, every library function that runs in this thread, as
-    ``"module.py:qualname"`` (the set is filled as they run)."""
+    ``"module.py:qualname"`` (the set is filled as they run).
+
+    Left out: the orchestration package :mod:`pilcro_lib.runs` (how a run is stored decides
+    nothing in it), and module and class bodies, which run when a module is first imported
+    inside the block: importing ``layers`` does not make every layer class part of a run."""
     used: set[str] = set()
     prefix = str(_PACKAGE) + "/"
+    orchestration = str(Path(__file__).resolve().parent) + "/"
 
     def profile(frame: types.FrameType, event: str, arg: Any) -> None:
-        if event == "call" and frame.f_code.co_filename.startswith(prefix):
-            used.add(f"{frame.f_code.co_filename[len(prefix):]}:{frame.f_code.co_qualname}")
+        code = frame.f_code
+        if (event == "call" and code.co_flags & inspect.CO_NEWLOCALS and code.co_filename.startswith(prefix)
+                and not code.co_filename.startswith(orchestration)):
+            used.add(f"{code.co_filename[len(prefix):]}:{code.co_qualname}")
 
     previous = sys.getprofile()
     sys.setprofile(profile)

@@ -1,8 +1,8 @@
 """Where planned runs are computed: one interface over a process pool, Ray and Slurm.
 
-An :class:`Executor` takes the request files of planned runs (:mod:`pilcro_lib.plans`) and
+An :class:`Executor` takes the request files of planned runs (:mod:`pilcro_lib.runs.plans`) and
 yields one :class:`Outcome` per run as runs end; each run is computed by :func:`compute_file`
-through :meth:`pilcro_lib.records.RunRequest.compute`, the code path of ``cached_run`` itself,
+through :meth:`pilcro_lib.runs.records.RunRequest.compute`, the code path of ``cached_run`` itself,
 so its record is the one a notebook would have written. Executors are context managers
 (``with make_executor("local") as ex: for outcome in ex.run(files): ...``); leaving the loop
 early (Ctrl-C, an error, ``close()``) cancels the runs still queued or running, and runs that
@@ -71,9 +71,9 @@ def _worker() -> tuple[str, str]:
 
 
 def compute_payload(key: str, name: str, payload: bytes, blob: Callable[[str], Any]) -> Outcome:
-    """Compute the run serialised in ``payload`` (see :func:`pilcro_lib.plans.loads_request`); never raises
+    """Compute the run serialised in ``payload`` (see :func:`pilcro_lib.runs.plans.loads_request`); never raises
     for a failing run: its error is in the :class:`Outcome`."""
-    from pilcro_lib.plans import loads_request
+    from pilcro_lib.runs.plans import loads_request
 
     worker, devices = _worker()
     started = time.time()
@@ -98,7 +98,7 @@ def compute_file(path: str, devices: str | None = None, threads: int | None = No
     """
     import torch
 
-    from pilcro_lib.plans import BLOBS, read_request_file
+    from pilcro_lib.runs.plans import BLOBS, read_request_file
 
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
@@ -177,7 +177,7 @@ class LocalExecutor(Executor):
     def run(self, files: Sequence[Path]) -> Iterator[Outcome]:
         import multiprocessing
 
-        from pilcro_lib.plans import read_request_file
+        from pilcro_lib.runs.plans import read_request_file
 
         heads = {path: read_request_file(path) for path in files}
         pool = ProcessPoolExecutor(len(self.slots), mp_context=multiprocessing.get_context("spawn"),
@@ -284,7 +284,7 @@ class RayExecutor(Executor):
             self.started = False
 
     def run(self, files: Sequence[Path]) -> Iterator[Outcome]:
-        from pilcro_lib.plans import BLOBS, read_request_file
+        from pilcro_lib.runs.plans import BLOBS, read_request_file
 
         ray = self.ray
         task = ray.remote(num_gpus=self.gpus_per_run, num_cpus=self.cpus_per_run, max_retries=0)(_ray_compute)
@@ -360,7 +360,7 @@ class SlurmExecutor(Executor):
         self.poll_s = poll_s
 
     def run(self, files: Sequence[Path]) -> Iterator[Outcome]:
-        from pilcro_lib.plans import read_request_file
+        from pilcro_lib.runs.plans import read_request_file
 
         heads = [read_request_file(path) for path in files]
         jobs = self.executor.map_array(compute_file, [str(path) for path in files])

@@ -8,17 +8,17 @@ Command line::
     make execute NB=notebooks/06_p_objective_experiments.ipynb PROFILE=paper   # renders from the records
 
 ``plan`` executes the notebook through papermill into a temporary copy (the notebook itself is
-not touched) in planning mode (``$PILCRO_PLAN``, see :mod:`pilcro_lib.records`): each run it asks
+not touched) in planning mode (``$PILCRO_PLAN``, see :mod:`pilcro_lib.runs.records`): each run it asks
 for that has no record is written as a request to ``runs/plans/<notebook>/<key>.pkl`` instead of
 being trained, and the first read of a planned run's results ends the notebook there. A loop
 that asks for its runs before reading their results is planned whole; a loop that reads each
 run's results as it goes plans one run per stage. ``plan`` prints the planned runs.
 
 ``compute`` plans, computes the planned runs in parallel through ``--executor`` (``local``, the
-default: a process pool here; ``ray``; ``slurm``: see :mod:`pilcro_lib.executors`) and repeats
+default: a process pool here; ``ray``; ``slurm``: see :mod:`pilcro_lib.runs.executors`) and repeats
 until the notebook asks for no missing run: a chapter that chooses something on validation
 results plans its later runs only once those results exist (at most ``--max-stages`` stages).
-Each run is computed by the code of :func:`pilcro_lib.records.cached_run` itself, so its record
+Each run is computed by the code of :func:`pilcro_lib.runs.records.cached_run` itself, so its record
 is the one the notebook would have written; executing the notebook afterwards (``make execute``)
 renders it from the records. ``-p NAME VALUE`` sets a parameter of the notebook's cell tagged
 ``parameters`` (as papermill's ``-p``); give the same ones to ``make execute`` (``PARAMS=``).
@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pilcro_lib.execute import PROFILES, argument_errors, check_notebook, check_parameters, folder_lock, parse_value
-from pilcro_lib.executors import EXECUTORS, Executor, Outcome, make_executor
-from pilcro_lib.plans import RequestFile, list_requests
+from pilcro_lib.runs.execute import PROFILES, argument_errors, check_notebook, check_parameters, folder_lock, parse_value
+from pilcro_lib.runs.executors import EXECUTORS, Executor, Outcome, make_executor
+from pilcro_lib.runs.plans import RequestFile, list_requests
 
 __all__ = ["Computation", "Plan", "PlansBusy", "compute", "compute_planned", "default_plans", "main", "plan", "summary_table"]
 
@@ -76,7 +76,7 @@ class Computation:
 
 def default_plans(notebook: Path) -> Path:
     """``runs/plans/<notebook's name>`` under the runs folder (``$PILCRO_RUNS``)."""
-    from pilcro_lib.records import default_runs
+    from pilcro_lib.runs.records import default_runs
 
     return default_runs() / "plans" / notebook.stem
 
@@ -112,7 +112,7 @@ def plan(notebook: str | Path, *, profile: str | None = None, parameters: Mappin
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from pilcro_lib.records import PLAN_ENV
+    from pilcro_lib.runs.records import PLAN_ENV
 
     notebook = check_notebook(notebook)
     _check_profile(profile)
@@ -170,8 +170,8 @@ def compute_planned(requests: Sequence[RequestFile], executor: Executor, *, desc
 def _keep(outcome: Outcome, request: RequestFile) -> None:
     """Store a computed run's record where this process's ``cached_run`` will look for it
     (a worker on another machine wrote it to its own disk)."""
-    from pilcro_lib.checkpoint import write_atomic
-    from pilcro_lib.records import default_store, read_record
+    from pilcro_lib.runs.checkpoint import write_atomic
+    from pilcro_lib.runs.records import default_store, read_record
 
     path = Path(request.store if request.store is not None else default_store()) / request.name / f"{request.key}.json"
     if path.is_file() and path.read_text() == outcome.record:
@@ -361,7 +361,3 @@ def _report_plan(planned: Plan, notebook: Path, args: argparse.Namespace, parame
         return 1
     print(f"nothing is missing: {notebook.name} renders from its records ({_render_hint(notebook, args.profile, parameters)})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Run requests on disk: what a planned run needs to be computed on another process or machine.
 
-:func:`save_request` writes a :class:`pilcro_lib.records.RunRequest` to ``<folder>/<key>.pkl``:
+:func:`save_request` writes a :class:`pilcro_lib.runs.records.RunRequest` to ``<folder>/<key>.pkl``:
 a pickle of a small header (format, key, name, record store, a one-line summary of the run and
 the blobs it uses) and of the request itself serialised with cloudpickle, so that functions
 defined in a notebook travel by value. Tensors of at least :data:`BLOB_BYTES` (the images of a
@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from pilcro_lib.checkpoint import CorruptFileError, write_atomic
-from pilcro_lib.fingerprint import sha256_of_tensors
+from pilcro_lib.runs.checkpoint import CorruptFileError, write_atomic
+from pilcro_lib.runs.fingerprint import sha256_of_tensors
 
 __all__ = ["BLOB_BYTES", "FORMAT", "RequestFile", "list_requests", "load_request", "loads_request",
            "read_request_file", "save_request", "summary"]
@@ -61,7 +61,7 @@ def _cloudpickle() -> Any:
 
 
 def save_request(request: Any, folder: str | Path) -> Path:
-    """Write ``request`` (a :class:`pilcro_lib.records.RunRequest`) to ``folder/<key>.pkl``; return its path."""
+    """Write ``request`` (a :class:`pilcro_lib.runs.records.RunRequest`) to ``folder/<key>.pkl``; return its path."""
     folder = Path(folder)
     (folder / BLOBS).mkdir(parents=True, exist_ok=True)
     request = replace(request, store=_absolute(request.store), runs=_absolute(request.runs))  # for any working directory
@@ -140,7 +140,7 @@ def loads_request(payload: bytes, blob: Callable[[str], torch.Tensor]) -> Any:
 
 
 def load_request(path: str | Path) -> Any:
-    """The :class:`pilcro_lib.records.RunRequest` in the request file at ``path`` (blobs from its folder)."""
+    """The :class:`pilcro_lib.runs.records.RunRequest` in the request file at ``path`` (blobs from its folder)."""
     file = read_request_file(path)
     blobs = file.path.parent / BLOBS
 

@@ -1,7 +1,7 @@
 """Run records: the stored, auditable result of every trained run, keyed by what decides it.
 
 :func:`cached_run` calls ``run_fn(**inputs, run_dir=run_dir)`` unless a current record of the same run
-exists. A run is identified by a description (:func:`pilcro_lib.fingerprint.describe`) of
+exists. A run is identified by a description (:func:`pilcro_lib.runs.fingerprint.describe`) of
 ``run_fn`` (its source and the data it reads) and of every input (datasets by content, models
 by weights, regularisers by parameters), so a notebook cannot leave a field out of the key.
 
@@ -9,7 +9,7 @@ Each finished run writes ``<store>/<name>/<key>.json``: plain JSON with the run'
 its metrics (e.g. the per-epoch history; floats to 6 significant digits), its provenance
 (commit, dirty flag, library and torch versions, device, wall time, date) and its code: every
 library function that ran during the run (traced) with a digest of their code
-(:func:`pilcro_lib.fingerprint.code_digest`). The store is the repository's committed
+(:func:`pilcro_lib.runs.fingerprint.code_digest`). The store is the repository's committed
 ``records/`` folder (``$PILCRO_RECORDS`` overrides it), so a fresh clone re-renders every
 chapter without retraining. Checkpoints live in the ignored ``runs/<key>-<code>/``
 (``$PILCRO_RUNS``). A record whose functions' code has changed since is never returned as
@@ -18,7 +18,7 @@ run did not execute, docstrings, comments and formatting leave it current.
 
 Planning mode. With ``$PILCRO_PLAN`` set to a folder, :func:`cached_run` trains nothing: a run
 without a current record is written to that folder as a :class:`RunRequest`
-(``<key>.pkl``, see :mod:`pilcro_lib.plans`) and a placeholder :class:`Record` is returned whose
+(``<key>.pkl``, see :mod:`pilcro_lib.runs.plans`) and a placeholder :class:`Record` is returned whose
 ``metrics`` and ``provenance`` raise :class:`MissingRun` when read. A loop that asks for many
 runs before reading any of them so plans them all; the first read ends the notebook there.
 :meth:`RunRequest.compute` later computes the run, anywhere, into the same record
@@ -39,15 +39,15 @@ from typing import Any
 
 import torch
 
-from pilcro_lib.checkpoint import CorruptFileError, read_json, run_dir_lock, write_atomic
-from pilcro_lib.fingerprint import code_digest, code_fingerprint, describe, run_key, traced_code
+from pilcro_lib.runs.checkpoint import CorruptFileError, read_json, run_dir_lock, write_atomic
+from pilcro_lib.runs.fingerprint import code_digest, code_fingerprint, describe, run_key, traced_code
 from pilcro_lib.utils import check_choice, get_device, git_commit
 
 SCHEMA = "pilcro-run-record/1"
 DIGITS = 6  # significant digits of the floats a record stores
 STALE_POLICIES = ("retrain", "refuse")
 PLAN_ENV = "PILCRO_PLAN"  # a folder: plan missing runs there instead of training them
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]
 _FIELDS = {"schema": str, "key": str, "name": str, "spec": dict, "code": str, "code_functions": list, "metrics": dict,
            "provenance": dict}
 _PROVENANCE = ("commit", "dirty", "pilcro_lib", "torch", "device", "wall_time_s", "finished_utc")
@@ -201,7 +201,7 @@ def _cached(request: RunRequest) -> Record:
 
 def _planned(request: RunRequest, folder: Path) -> Record:
     """Write ``request`` into the plan ``folder``; a placeholder record whose results raise :class:`MissingRun`."""
-    from pilcro_lib.plans import save_request
+    from pilcro_lib.runs.plans import save_request
 
     save_request(request, folder)
     pending = Pending(request.name, request.key)

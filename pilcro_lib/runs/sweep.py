@@ -2,7 +2,7 @@
 
 Command line::
 
-    python -m pilcro_lib.sweep notebooks/00_getting_started.ipynb \\
+    python -m pilcro_lib.runs.sweep notebooks/00_getting_started.ipynb \\
         --grid lr=1e-3,3e-3 seed=0,1 --workers 2 --out runs/sweeps --profile smoke
 
 runs the notebook through papermill once per point of the cartesian product of the grid
@@ -50,7 +50,7 @@ points are kept. A point whose process dies (killed, out of memory) fails alone;
 Final metrics. A notebook reports its headline numbers by calling :func:`record_metrics`, e.g.
 as the last line of a cell::
 
-    from pilcro_lib.sweep import record_metrics
+    from pilcro_lib.results import record_metrics
     record_metrics({"test_accuracy": 0.91, "test_loss": 0.25})
 
 which prints one line ``PILCRO_METRICS {"test_accuracy": 0.91, "test_loss": 0.25}`` (the
@@ -84,61 +84,17 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from pilcro_lib.execute import (PROFILES, argument_errors, check_notebook, check_parameters, folder_lock,
+from pilcro_lib.results import read_metrics
+from pilcro_lib.runs.execute import (PROFILES, argument_errors, check_notebook, check_parameters, folder_lock,
                                 parse_assignments, parse_value)
 
-__all__ = ["MARKER", "Interrupted", "PointResult", "grid_points", "main", "merge_results", "notebook_digest",
-           "parse_grid", "point_slug", "read_metrics", "read_summary", "record_metrics", "run_sweep",
-           "stream_lines", "summary_rows", "write_summary"]
+__all__ = ["Interrupted", "PointResult", "grid_points", "main", "merge_results", "notebook_digest",
+           "parse_grid", "point_slug", "read_summary", "run_sweep", "summary_rows", "write_summary"]
 
-MARKER = "PILCRO_METRICS"
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 _FIXED_COLUMNS = ("status", "wall_time_s", "error", "failed_cell", "notebook")
 _STAMP = "pilcro_sweep"  # the executed notebook's metadata key for the code it ran
 _GRACE_S = 10.0  # how long a point stopped by SIGTERM may take to shut its kernel down
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def record_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Print ``metrics`` as one ``PILCRO_METRICS {json}`` line, for a sweep to read back.
-
-    ``metrics`` maps names (``str``) to numbers, strings, booleans or ``None``; NumPy and torch
-    scalars are converted with ``.item()``. The order of the names is kept. Returns the converted dict.
-    """
-    if not isinstance(metrics, Mapping):
-        raise TypeError(f"metrics must be a dict of name -> value, got {type(metrics).__name__}")
-    clean: dict[str, Any] = {}
-    for name, value in metrics.items():
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"metrics: every name must be a non-empty string, got {name!r}")
-        if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-            value = value.item()
-        if value is not None and not isinstance(value, (bool, int, float, str)):
-            raise TypeError(
-                f"metrics[{name!r}] must be a number, string, bool or None, got {type(value).__name__}")
-        clean[name] = value
-    print(f"{MARKER} {json.dumps(clean)}", flush=True)
-    return clean
-
-
-def read_metrics(notebook: Any) -> dict[str, Any]:
-    """The metrics a notebook (an ``nbformat`` node or its JSON dict) printed with :func:`record_metrics`."""
-    metrics: dict[str, Any] = {}
-    for line in stream_lines(notebook):
-        if line.startswith(MARKER + " "):
-            metrics.update(json.loads(line[len(MARKER) + 1:]))
-    return metrics
-
-
-def stream_lines(notebook: Any) -> Iterator[str]:
-    """Every line the code cells of a stored notebook printed (stdout and stderr), in order."""
-    for cell in notebook.get("cells", []):
-        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
-            if output.get("output_type") == "stream":
-                text = output.get("text", "")
-                yield from ("".join(text) if isinstance(text, list) else text).splitlines()
 
 
 # --------------------------------------------------------------------------- grid
@@ -590,7 +546,7 @@ def _remove_if_empty(folder: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
-        prog="python -m pilcro_lib.sweep",
+        prog="python -m pilcro_lib.runs.sweep",
         description="Run a notebook once per point of a parameter grid (papermill), in parallel.")
     parser.add_argument("notebook", help="the notebook (.ipynb) to run")
     parser.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2",
