@@ -78,7 +78,7 @@ def test_colab_install_cell_installs_only_the_library_on_top_of_torch(tmp_path):
     installed = [item["metadata"]["name"] for item in json.loads(report.read_text())["install"]]
     assert installed == ["pilcro-lib"], f"pip installed more than the library: {installed}"
     assert not list(new_site.glob("torch*")), "pip put a torch into the fresh environment"
-    wanted = {p.relative_to(ROOT).as_posix() for pattern in ("pilcro_lib/*.py", "pilcro_lib/sample_data/*.npz")
+    wanted = {p.relative_to(ROOT).as_posix() for pattern in ("pilcro_lib/**/*.py", "pilcro_lib/sample_data/*.npz")
               for p in ROOT.glob(pattern)}
     shipped = {p.relative_to(new_site).as_posix() for p in (new_site / "pilcro_lib").rglob("*") if p.is_file()}
     assert wanted <= shipped, f"the installed package lacks {sorted(wanted - shipped)}"
