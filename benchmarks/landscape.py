@@ -24,6 +24,7 @@ import torch
 from captum.attr import Saliency
 
 from pilcro_lib.landscape import importance_landscape
+from pilcro_lib.measure import synchronize
 from pilcro_lib.models import reference_net
 
 
@@ -68,12 +69,10 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(args.rounds):
         for name, fn in methods.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(device)
             t0 = time.perf_counter()
             fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(device)
             times[name].append(time.perf_counter() - t0)
 
     rate = {name: args.images / statistics.median(t) for name, t in times.items()}

@@ -7,7 +7,6 @@ batch, the default, the input-gradient penalty) against a plain step on the refe
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 
