@@ -2,6 +2,8 @@
 the plan/compute command on a tiny notebook and on chapter 0 (smoke profile), through the local executor."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import papermill
@@ -136,3 +138,17 @@ def test_a_second_plan_of_the_same_notebook_waits_for_none(tmp_path, capsys):
         runs.main(["plan", str(nb), "--plans", str(tmp_path / "plans")])
     assert stop.value.code == 2
     assert "argument --plans: another plan or compute of this notebook holds" in capsys.readouterr().err
+
+
+def test_the_documented_command_line_runs_as_a_module(tmp_path):
+    """``python -m pilcro_lib.runs`` (what the README and the Makefile call) is a command, and
+    the package holds every module it needs as tracked files (none hidden by an ignore rule)."""
+    done = subprocess.run([sys.executable, "-m", "pilcro_lib.runs", "compute", "--help"],
+                          capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "usage: python -m pilcro_lib.runs compute" in done.stdout
+    if (REPO / ".git").exists():
+        files = {p.name for p in (REPO / "pilcro_lib" / "runs").glob("*.py")}
+        ignored = subprocess.run(["git", "check-ignore", *files], capture_output=True, text=True,
+                                 cwd=REPO / "pilcro_lib" / "runs", check=False).stdout.split()
+        assert {"__init__.py", "__main__.py"} <= files and not ignored, ignored
