@@ -21,6 +21,7 @@ from pilcro_lib.landscape import MODES, flatness_or_nan, importance_landscape
 from pilcro_lib.objective import (
     DEFAULT_EVERY,
     DEFAULT_SUB_BATCH,
+    MEASURES,
     InputGradientPenalty,
     PObjective,
     Regularizer,
@@ -116,6 +117,7 @@ def make_arm(
     normalization: tuple | None = None,
     lam: float = 1.0,
     ig_lam: float = 1.0,
+    measure: str = "laplacian",
     sub_batch: int | None = DEFAULT_SUB_BATCH,
     every: int = DEFAULT_EVERY,
 ) -> tuple[nn.Module, Regularizer | None]:
@@ -126,12 +128,17 @@ def make_arm(
     ``circular`` (circular padding) and ``full`` (pad ``k - 1``; not for the ResNet).
     ``model``: ``reference`` (:func:`pilcro_lib.models.reference_net` of ``width``),
     ``fast_cnn`` (:func:`pilcro_lib.models.fast_cnn` of ``width``) or ``resnet18``
-    (:func:`pilcro_lib.models.cifar_resnet18` of base width ``width``).
+    (:func:`pilcro_lib.models.cifar_resnet18` of base width ``width``). ``measure``: the
+    P-objective's penalised figure (:data:`pilcro_lib.objective.MEASURES`), only for
+    ``arm='p_objective'``.
     """
     from pilcro_lib.models import cifar_resnet18, fast_cnn, reference_net
 
     check_choice("arm", arm, ARMS)
     check_choice("model", model, MODELS)
+    check_choice("measure", measure, MEASURES)
+    if measure != "laplacian" and arm != "p_objective":
+        raise ValueError(f"measure={measure!r} is only defined for arm='p_objective', got arm={arm!r}")
     padding, padding_mode = {"circular": ("same", "circular"), "full": ("full", "zeros")}.get(arm, ("same", "zeros"))
     if model == "reference":
         net = reference_net(
@@ -147,7 +154,7 @@ def make_arm(
         net = cifar_resnet18(num_classes, in_channels, padding_mode=padding_mode, normalization=normalization, width=width)
     reg: Regularizer | None = None
     if arm == "p_objective":
-        reg = PObjective(lam, sub_batch=sub_batch, every=every)
+        reg = PObjective(lam, measure=measure, sub_batch=sub_batch, every=every)
     elif arm == "input_gradient":
         reg = InputGradientPenalty(ig_lam, sub_batch=sub_batch, every=every)
     return net, reg

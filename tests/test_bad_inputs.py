@@ -383,6 +383,8 @@ CASES = [
     ("make_arm model", lambda: experiments.make_arm("plain", model="vgg"), V, r"model='vgg' is not allowed"),
     ("make_arm full resnet", lambda: experiments.make_arm("full", model="resnet18"), V, r"arm='full' \(full padding\) is only defined for model='reference'"),
     ("make_arm lam", lambda: experiments.make_arm("p_objective", lam=-1.0), V, r"lam must be a finite number >= 0"),
+    ("make_arm measure", lambda: experiments.make_arm("p_objective", measure="l1"), V, r"measure='l1' is not allowed"),
+    ("make_arm measure without P", lambda: experiments.make_arm("plain", measure="cv"), V, r"measure='cv' is only defined for arm='p_objective'"),
     ("make_arm width", lambda: experiments.make_arm("plain", width=0), V, r"width must be an integer >= 1, got 0"),
     ("steps_to_reach key", lambda: experiments.steps_to_reach(HISTORY, 0.5, steps_per_epoch=2, key="test_acc"), V, r"history must be fit's records, each with 'epoch', 'epoch_time_s' and key='test_acc'"),
     ("steps_to_reach target", lambda: experiments.steps_to_reach(HISTORY, NAN, steps_per_epoch=2), V, r"target must be a finite number, got nan"),

@@ -382,6 +382,9 @@ def test_make_arm_padding_and_errors():
     assert len(convs) == 4 and all(m.padding_mode == "circular" for m in convs)
     _, reg = make_arm("p_objective", lam=3.0, sub_batch=8, every=4)
     assert isinstance(reg, PObjective) and (reg.lam, reg.sub_batch, reg.every) == (3.0, 8, 4)
+    assert reg.measure == "laplacian"
+    _, reg = make_arm("p_objective", measure="cv")
+    assert reg.measure == "cv"
     _, reg = make_arm("input_gradient", ig_lam=0.5)
     assert isinstance(reg, InputGradientPenalty) and reg.lam == 0.5
     with pytest.raises(ValueError, match="arm"):
