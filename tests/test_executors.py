@@ -141,7 +141,7 @@ def test_cancelling_a_local_run_stops_its_process(store, tmp_path, monkeypatch, 
         runs.compute_planned(requests, executor)
     thread.join()
     _assert_stops(found["pid"])
-    assert not list(store.glob("*/*.json"))
+    assert not list(store.glob("*/*.json*"))
 
 
 def test_ray_gives_each_run_its_own_gpu_cancels_and_leaves_no_process(planned, store, tmp_path, monkeypatch,

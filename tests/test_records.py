@@ -1,5 +1,7 @@
 """Run identity, run records, crash safety, concurrency and safe loading."""
 
+import gzip
+import json
 import os
 import random
 import signal
@@ -111,7 +113,8 @@ def test_cached_run_stores_a_valid_record_and_reuses_it(tmp_path):
     assert not [f for f in stored["code_functions"] if f.startswith("runs/")]  # orchestration decides nothing
     assert stored["provenance"]["device"] == "cpu" and stored["provenance"]["wall_time_s"] >= 0
     assert stored["spec"]["inputs"]["lr"] == 0.01 and stored["spec"]["inputs"]["data"]["name"] == "toy0"
-    assert first.path.stat().st_size < 20_000
+    assert first.path.name == f"{first.key}.json.gz" and first.path.stat().st_size < 20_000
+    assert json.loads(gzip.decompress(first.path.read_bytes())) == stored  # zcat reads it
     assert [r.key for r in load_records("toy", store=tmp_path / "records")] == [first.key]
     assert "1 run records (1 read from the store, 0 computed now" in provenance_note([second])
 
@@ -157,6 +160,7 @@ def test_record_of_other_training_code_is_retrained_or_refused(tmp_path, monkeyp
     "content, match",
     [
         ('{"schema": "pilcro-run-record/1", "key"', "not valid JSON"),
+        (None, "not gzip-compressed text"),
         ("[1, 2]", "not a JSON object"),
         ('{"schema": "pilcro-run-record/1"}', "field 'key' is missing"),
     ],
@@ -166,7 +170,10 @@ def test_corrupt_record_names_the_file(tmp_path, content, match):
         return {"x": 1}
 
     record = cached_run(one, store=tmp_path, runs=tmp_path / "runs")
-    record.path.write_text(content)
+    if content is None:  # plain JSON, as an editor would save it
+        record.path.write_text(records.read_record_text(record.path))
+    else:
+        records.write_record_text(record.path, content)
     with pytest.raises(CorruptFileError, match=f"run record {record.path}.*{match}.*delete it"):
         cached_run(one, store=tmp_path, runs=tmp_path / "runs")
 

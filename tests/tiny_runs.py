@@ -6,6 +6,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from pilcro_lib.runs.records import read_record_text
+
 PARAMETERS = '''import os
 
 profile = os.environ.get("PILCRO_PROFILE", "book")
@@ -54,8 +56,8 @@ def records_of(store: Path) -> dict[str, dict]:
     """Every record in ``store``, by file name, without the fields that differ between two computations
     of one run: when, how long, and the commit (the checkout may move between the two)."""
     found = {}
-    for path in sorted(Path(store).glob("*/*.json")):
-        record = json.loads(path.read_text())
+    for path in sorted(Path(store).glob("*/*.json.gz")):
+        record = json.loads(read_record_text(path))
         for varying in ("wall_time_s", "finished_utc", "commit", "dirty"):
             record["provenance"].pop(varying)
         found[f"{path.parent.name}/{path.name}"] = record

@@ -170,14 +170,12 @@ def compute_planned(requests: Sequence[RequestFile], executor: Executor, *, desc
 def _keep(outcome: Outcome, request: RequestFile) -> None:
     """Store a computed run's record where this process's ``cached_run`` will look for it
     (a worker on another machine wrote it to its own disk)."""
-    from pilcro_lib.runs.checkpoint import write_atomic
-    from pilcro_lib.runs.records import default_store, read_record
+    from pilcro_lib.runs.records import read_record, read_record_text, record_path, write_record_text
 
-    path = Path(request.store if request.store is not None else default_store()) / request.name / f"{request.key}.json"
-    if path.is_file() and path.read_text() == outcome.record:
+    path = record_path(request.name, request.key, store=request.store)
+    if path.is_file() and read_record_text(path) == outcome.record:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, outcome.record.encode())
+    write_record_text(path, outcome.record)
     read_record(path)
 
 

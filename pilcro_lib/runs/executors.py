@@ -74,12 +74,13 @@ def compute_payload(key: str, name: str, payload: bytes, blob: Callable[[str], A
     """Compute the run serialised in ``payload`` (see :func:`pilcro_lib.runs.plans.loads_request`); never raises
     for a failing run: its error is in the :class:`Outcome`."""
     from pilcro_lib.runs.plans import loads_request
+    from pilcro_lib.runs.records import read_record_text
 
     worker, devices = _worker()
     started = time.time()
     try:
         record = loads_request(payload, blob).compute()
-        text = record.path.read_text()
+        text = read_record_text(record.path)
     except Exception as error:  # the run failed: reported, the others go on
         last = traceback.extract_tb(error.__traceback__)[-1:]
         where = f" ({Path(last[0].filename).name}:{last[0].lineno})" if last else ""

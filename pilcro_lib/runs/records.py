@@ -5,7 +5,8 @@ exists. A run is identified by a description (:func:`pilcro_lib.runs.fingerprint
 ``run_fn`` (its source and the data it reads) and of every input (datasets by content, models
 by weights, regularisers by parameters), so a notebook cannot leave a field out of the key.
 
-Each finished run writes ``<store>/<name>/<key>.json``: plain JSON with the run's description,
+Each finished run writes ``<store>/<name>/<key>.json.gz``: gzip-compressed JSON (``zcat`` shows it;
+:func:`read_record` reads it) with the run's description,
 its metrics (e.g. the per-epoch history; floats to 6 significant digits), its provenance
 (commit, dirty flag, library and torch versions, device, wall time, date) and its code: every
 library function that ran during the run (traced) with a digest of their code
@@ -27,10 +28,12 @@ runs before reading any of them so plans them all; the first read ends the noteb
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,17 +42,19 @@ from typing import Any
 
 import torch
 
-from pilcro_lib.runs.checkpoint import CorruptFileError, read_json, run_dir_lock, write_atomic
+from pilcro_lib.runs.checkpoint import CorruptFileError, run_dir_lock, write_atomic
 from pilcro_lib.runs.fingerprint import code_digest, code_fingerprint, describe, run_key, traced_code
 from pilcro_lib.utils import check_choice, get_device, git_commit
 
 SCHEMA = "pilcro-run-record/1"
+SUFFIX = ".json.gz"  # a record's file: <store>/<name>/<key>.json.gz
 DIGITS = 6  # significant digits of the floats a record stores
 STALE_POLICIES = ("retrain", "refuse")
 PLAN_ENV = "PILCRO_PLAN"  # a folder: plan missing runs there instead of training them
 _REPO = Path(__file__).resolve().parents[2]
 _FIELDS = {"schema": str, "key": str, "name": str, "spec": dict, "code": str, "code_functions": list, "metrics": dict,
            "provenance": dict}
+_ADVICE = "delete it to recompute the run, or restore it with git"
 _PROVENANCE = ("commit", "dirty", "pilcro_lib", "torch", "device", "wall_time_s", "finished_utc")
 
 
@@ -111,7 +116,7 @@ class RunRequest:
 
     def record_path(self) -> Path:
         """Where this run's record is (or will be) stored."""
-        return Path(self.store if self.store is not None else default_store()) / self.name / f"{self.key}.json"
+        return record_path(self.name, self.key, store=self.store)
 
     def compute(self) -> Record:
         """The run's record, computed as :func:`cached_run` computes it (or read, if current)."""
@@ -127,6 +132,12 @@ def default_store() -> Path:
     if "PILCRO_RECORDS" in os.environ:
         return Path(os.environ["PILCRO_RECORDS"])
     return _REPO / "records" if _in_checkout() else Path("records")
+
+
+def record_path(name: str, key: str, *, store: str | Path | None = None) -> Path:
+    """``<store>/<name>/<key>.json.gz``, the file of run ``key`` of ``name`` (default store:
+    :func:`default_store`)."""
+    return Path(store if store is not None else default_store()) / name / f"{key}{SUFFIX}"
 
 
 def default_runs() -> Path:
@@ -194,8 +205,7 @@ def _cached(request: RunRequest) -> Record:
                                     modules={f.partition(":")[0] for f in functions})
         stored = {"schema": SCHEMA, "key": key, "name": name, "spec": request.spec, "code": code_digest(functions),
                   "code_functions": sorted(functions), "metrics": metrics, "provenance": provenance}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, (json.dumps(stored, sort_keys=True, separators=(",", ":")) + "\n").encode())
+        write_record_text(path, json.dumps(stored, sort_keys=True, separators=(",", ":")) + "\n")
     return Record(key, name, metrics, provenance, path, reused=False)
 
 
@@ -250,21 +260,39 @@ def run_provenance(wall_time_s: float, device: torch.device | None = None,
     }  # fmt: skip
 
 
+def write_record_text(path: str | Path, text: str) -> None:
+    """Store a record's JSON ``text`` at ``path``, gzip-compressed (the same text, the same bytes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, gzip.compress(text.encode(), compresslevel=9, mtime=0))
+
+
+def read_record_text(path: str | Path) -> str:
+    """The JSON text of the record stored at ``path``; :class:`CorruptFileError` naming the file if it
+    is not gzip-compressed text."""
+    try:
+        return gzip.decompress(Path(path).read_bytes()).decode()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as err:
+        raise CorruptFileError(f"run record {path} is not gzip-compressed text ({err}); {_ADVICE}") from None
+
+
 def read_record(path: str | Path) -> dict[str, Any]:
     """The validated JSON of a stored record; :class:`CorruptFileError` naming the file if invalid."""
     path = Path(path)
-    stored = read_json(path, what="run record")
-    advice = "delete it to recompute the run, or restore it with git"
+    try:
+        stored = json.loads(read_record_text(path))
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(f"run record {path} is not valid JSON ({err}); {_ADVICE}") from None
     if not isinstance(stored, dict):
-        raise CorruptFileError(f"run record {path} is not a JSON object; {advice}")
+        raise CorruptFileError(f"run record {path} is not a JSON object; {_ADVICE}")
     for field, kind in _FIELDS.items():
         if not isinstance(stored.get(field), kind):
-            raise CorruptFileError(f"run record {path}: field {field!r} is missing or not a {kind.__name__}; {advice}")
+            raise CorruptFileError(f"run record {path}: field {field!r} is missing or not a {kind.__name__}; {_ADVICE}")
     if stored["schema"] != SCHEMA:
-        raise CorruptFileError(f"run record {path} has schema {stored['schema']!r}, expected {SCHEMA!r}; {advice}")
+        raise CorruptFileError(f"run record {path} has schema {stored['schema']!r}, expected {SCHEMA!r}; {_ADVICE}")
     missing = [k for k in _PROVENANCE if k not in stored["provenance"]]
     if missing:
-        raise CorruptFileError(f"run record {path}: provenance lacks {', '.join(missing)}; {advice}")
+        raise CorruptFileError(f"run record {path}: provenance lacks {', '.join(missing)}; {_ADVICE}")
     return stored
 
 
@@ -292,7 +320,7 @@ def load_records(name: str, *, store: str | Path | None = None) -> list[Record]:
     """Every stored record of ``name`` (current or not), sorted by key."""
     folder = Path(store if store is not None else default_store()) / name
     records = []
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.glob(f"*{SUFFIX}")):
         stored = read_record(path)
         records.append(Record(stored["key"], stored["name"], stored["metrics"], stored["provenance"], path, True))
     return records
