@@ -404,3 +404,14 @@ def test_lock_waits_for_the_holder(tmp_path):
         waited = time.perf_counter() - start
     holder.wait(timeout=30)
     assert waited > 0.3 and "another process is computing this run" in messages[0]
+
+
+def test_every_committed_record_is_a_valid_record_named_by_its_key():
+    """The book's store holds records and nothing else: ``<chapter>/<key>.json.gz``, each readable."""
+    store = REPO / "records"  # not $PILCRO_RECORDS, which the test command points elsewhere
+    files = sorted(p for p in store.rglob("*") if p.is_file())
+    assert files, f"no records under {store}"
+    for path in files:
+        assert path.name.endswith(records.SUFFIX), f"{path} is not a record file (<key>{records.SUFFIX})"
+        stored = read_record(path)
+        assert path.name == f"{stored['key']}{records.SUFFIX}" and path.parent.name == stored["name"], path
