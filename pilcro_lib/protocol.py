@@ -172,3 +172,24 @@ def ladder_table(accuracies: Mapping[int, float], *, steps_per_epoch: int | None
         steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
         table.insert(0, "steps", [e * steps_per_epoch for e in lengths])
     return table
+
+
+def plateau_verdict(table: Any, epochs: int, n_val: int) -> tuple[bool, str]:
+    """Whether ``epochs`` is at its plateau in a :func:`ladder_table`, and a sentence that says why.
+
+    At the plateau: the run twice as long gains less than one standard error of the ``epochs``
+    run's validation accuracy, ``sqrt(a (1 - a) / n_val)`` for accuracy ``a`` on ``n_val`` images.
+    """
+    epochs = check_positive_int("epochs", epochs)
+    n_val = check_positive_int("n_val", n_val)
+    for length in (epochs, 2 * epochs):
+        if length not in table.index:
+            raise ValueError(f"table has no run of {length} epochs (it has {table.index.tolist()}): "
+                             "a ladder around epochs holds epochs and 2 * epochs")
+    accuracy = float(table.loc[epochs, "validation accuracy"])
+    standard_error = math.sqrt(accuracy * (1 - accuracy) / n_val)
+    gain = float(table.loc[2 * epochs, "validation accuracy"]) - accuracy
+    flat = gain < standard_error
+    return flat, (f"{epochs} -> {2 * epochs} epochs: {gain:+.2%} validation accuracy, against a standard error "
+                  f"of {standard_error:.2%} ({n_val} images): {epochs} epochs "
+                  + ("is at the plateau" if flat else "is NOT at the plateau"))

@@ -10,6 +10,7 @@ from pilcro_lib.protocol import (
     gated_seeds,
     log_grid,
     per_seed_table,
+    plateau_verdict,
 )
 
 
@@ -118,12 +119,24 @@ def test_ladder_table_gives_each_length_its_gain_over_the_shorter_one():
     assert "steps" not in ladder_table({4: 0.5})
 
 
+def test_plateau_verdict_compares_the_doubling_gain_with_one_standard_error():
+    # accuracy 0.9 on 900 images: standard error sqrt(0.9 * 0.1 / 900) = 0.01 exactly
+    table = ladder_table({8: 0.85, 16: 0.9, 32: 0.9099})
+    flat, sentence = plateau_verdict(table, 16, 900)
+    assert flat and "+0.99%" in sentence and "1.00%" in sentence and "is at the plateau" in sentence
+    flat, sentence = plateau_verdict(ladder_table({8: 0.85, 16: 0.9, 32: 0.9101}), 16, 900)
+    assert not flat and "is NOT at the plateau" in sentence
+    assert plateau_verdict(ladder_table({8: 0.85, 16: 0.9, 32: 0.88}), 16, 900)[0]  # a loss is flat
+
+
 @pytest.mark.parametrize(("call", "match"), [
     (lambda: ladder_epochs(0), r"epochs must be an integer >= 1, got 0"),
     (lambda: ladder_table({}), r"accuracies must be a non-empty mapping"),
     (lambda: ladder_table({0: 0.5}), r"accuracies \(epochs\) must be an integer >= 1, got 0"),
     (lambda: ladder_table({4: "high"}), r"accuracies must be a sequence of numbers"),
     (lambda: ladder_table({4: 0.5}, steps_per_epoch=0), r"steps_per_epoch must be an integer >= 1, got 0"),
+    (lambda: plateau_verdict(ladder_table({4: 0.5, 8: 0.6}), 8, 100), r"table has no run of 16 epochs"),
+    (lambda: plateau_verdict(ladder_table({4: 0.5, 8: 0.6}), 4, 0), r"n_val must be an integer >= 1, got 0"),
 ])
 def test_ladders_refuse_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
