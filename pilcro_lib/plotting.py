@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -101,4 +102,21 @@ def comparison_grid(columns: dict[str, dict[str, object]], *, cbar_label: str = 
                     cbar_label=cbar_label)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
+def ladder_curves(histories: Mapping[int, Sequence[Mapping[str, float]]]) -> Figure:
+    """Validation accuracy per epoch of each run of a run-length ladder, one line per run.
+
+    ``histories`` maps a run's length in epochs to its history, the per-epoch dicts (``epoch``,
+    ``val_acc``, ...) of :attr:`pilcro_lib.train.History.records`.
+    """
+    if not isinstance(histories, Mapping) or not histories:
+        raise ValueError(f"histories must be a non-empty mapping of epochs -> history records, got {histories!r}")
+    fig, axes = new_figure(1, 1, width=5.5, height=3.4)
+    ax = axes[0, 0]
+    for epochs, records in histories.items():
+        ax.plot([r["epoch"] for r in records], [r["val_acc"] for r in records], marker=".", label=f"{epochs} epochs")
+    ax.set(xlabel="epoch", ylabel="validation accuracy", title="Each run of the ladder, epoch by epoch")
+    ax.legend()
     return fig
