@@ -311,12 +311,28 @@ def _load_idx_dataset(name: str, split: str, root: Path, download: bool, how: st
 
 
 def _load_fashion_mnist(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
-    """From ``root/FashionMNIST/raw`` when it holds the split's files, else Debian's folder, else a download."""
-    if _has_idx(DEBIAN_FASHION_MNIST, split) and not _has_idx(root / "FashionMNIST" / "raw", split):
-        return _idx_pair(DEBIAN_FASHION_MNIST, split, "Fashion-MNIST", IDX_REPAIR)
+    """From ``root/FashionMNIST/raw`` when it holds the split's files, else Debian's folder, else a download.
+
+    Debian's folder holding only part of a split (its images file without its labels file, say)
+    fails naming the missing file, unless ``root`` holds the split or ``download=True``.
+    """
+    debian = DEBIAN_FASHION_MNIST
+    in_root = _has_idx(root / "FashionMNIST" / "raw", split)
+    if _has_idx(debian, split) and not in_root:
+        return _idx_pair(debian, split, "Fashion-MNIST", IDX_REPAIR)
+    stems = _idx_stems(split)
+    present = [stem for stem in stems if _idx_file(debian, stem) is not None]
+    if present and not in_root and not download:
+        absent = next(stem for stem in stems if stem not in present)
+        raise _missing(
+            f"Fashion-MNIST file {absent} (or {absent}.gz)", debian,
+            f"That folder holds {_idx_file(debian, present[0]).name} but not this file of the {split} split. "
+            "Reinstall Debian's package (apt-get install --reinstall dataset-fashion-mnist) "
+            "or pass download=True (needs the internet).",
+        )
     how = (
         "Install Debian's package (apt-get install dataset-fashion-mnist, files in "
-        f"{DEBIAN_FASHION_MNIST}) or pass download=True (needs the internet)."
+        f"{debian}) or pass download=True (needs the internet)."
     )
     return _load_idx_dataset("FashionMNIST", split, root, download, how)
 

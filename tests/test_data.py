@@ -88,3 +88,38 @@ def test_missing_dataset_fails_fast_with_instructions(tmp_path):
     with pytest.raises(FileNotFoundError, match="download=True"):
         load_dataset("mnist", "test", root=tmp_path)
     assert time.perf_counter() - start < 30
+
+
+def _write_idx(path, values):
+    header = bytes([0, 0, 8, values.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in values.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + values.tobytes())
+
+
+def test_debian_folder_without_labels_names_the_missing_labels_file(tmp_path, monkeypatch):
+    from pilcro_lib import data
+
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    _write_idx(debian / "train-images-idx3-ubyte.gz", np.zeros((3, 28, 28), dtype=np.uint8))
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian)
+    with pytest.raises(FileNotFoundError) as err:
+        load_dataset("fashion_mnist", "train", root=tmp_path / "empty")
+    message = str(err.value)
+    assert "train-labels-idx1-ubyte" in message and str(debian) in message
+    assert "train-images-idx3-ubyte was not found" not in message
+    assert "apt-get install --reinstall dataset-fashion-mnist" in message and "download=True" in message
+    # the labels file there too: the split loads from Debian's folder
+    _write_idx(debian / "train-labels-idx1-ubyte.gz", np.arange(3, dtype=np.uint8))
+    loaded = load_dataset("fashion_mnist", "train", root=tmp_path / "empty")
+    assert loaded.images.shape == (3, 1, 28, 28) and loaded.labels.tolist() == [0, 1, 2]
+
+
+def test_debian_folder_without_images_names_the_missing_images_file(tmp_path, monkeypatch):
+    from pilcro_lib import data
+
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(2, dtype=np.uint8))
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte \(or t10k-images-idx3-ubyte\.gz\) was not found "
+                                                 r"under .*holds t10k-labels-idx1-ubyte\.gz"):
+        load_dataset("fashion_mnist", "test", root=tmp_path / "empty")
