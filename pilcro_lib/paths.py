@@ -24,6 +24,7 @@ the notebooks measure how good it is).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -50,12 +51,46 @@ SUPPORTED = (
     "ReLU, BatchNorm2d, Dropout, Dropout2d, Identity, pilcro_lib.models.Normalize",
     "Flatten, Linear, BatchNorm1d (after the spatial part)",
     "Sequential, torchvision ResNet/BasicBlock/Bottleneck and VGG, pilcro_lib.models.BasicBlock",
+    "subclasses of these that keep their forward (one that redefines forward is refused)",
 )
 
 
 def _unsupported(module: nn.Module, name: str) -> TypeError:
     listing = "; ".join(SUPPORTED)
     return TypeError(f"path_count does not support {type(module).__name__} (at '{name}'); supported: {listing}")
+
+
+@functools.cache
+def _followed_methods() -> dict[type, tuple[str, ...]]:
+    """The supported classes and the methods of each whose computation the skeleton reproduces."""
+    from torchvision.models import VGG, ResNet
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    from pilcro_lib.models import BasicBlock as CifarBasicBlock
+    from pilcro_lib.models import Normalize
+
+    plain = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.ReLU, nn.BatchNorm2d,
+             nn.BatchNorm1d, Normalize, nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten, nn.Linear, nn.Sequential,
+             VGG, BasicBlock, Bottleneck, CifarBasicBlock)
+    return {nn.Conv2d: ("forward", "_conv_forward"), ResNet: ("forward", "_forward_impl"),
+            **{cls: ("forward",) for cls in plain}}
+
+
+def _check_forward(module: nn.Module, name: str, who: str) -> None:
+    """Refuse a subclass of a supported class that redefines its forward: the skeleton follows the
+    base class's computation (a Sequential's children in order, say), not the subclass's."""
+    cls = type(module)
+    for base, methods in _followed_methods().items():
+        changed = [m for m in methods if isinstance(module, base) and getattr(cls, m) is not getattr(base, m)]
+        if changed:
+            where = f"model.{name}" if name else "model"
+            raise TypeError(
+                f"model must compute what its supported classes compute, but {where} is a {cls.__name__}, a "
+                f"subclass of {base.__name__} that redefines {', '.join(changed)}: {who} follows "
+                f"{base.__name__}'s own computation and would count the paths of another network. Build the "
+                f"model from modules that keep their forward (e.g. an nn.Sequential of supported layers); "
+                f"supported: {'; '.join(SUPPORTED)}"
+            )
 
 
 def _pair(v) -> tuple[int, int]:
@@ -114,6 +149,7 @@ class _Skeleton:
         return self.weighting == "variance"
 
     def run(self, module: nn.Module, x: Tensor, name: str) -> Tensor:
+        _check_forward(module, name, "path_count")
         for kind, handler in self._handlers():
             if isinstance(module, kind):
                 return handler(module, x, name)
@@ -256,8 +292,11 @@ def path_count(model: nn.Module, input_size: tuple[int, int, int], *, weighting:
 
     Returns ``[H, W]`` float64: the number of spatial paths from each input position to the output
     (``weighting="count"``), or the variance-weighted sum over paths (``"variance"``, see the
-    module docstring). Raises ``TypeError`` naming an unsupported module and listing
-    :data:`SUPPORTED`, ``ValueError`` if ``input_size`` is malformed or too small.
+    module docstring). The skeleton follows each supported class's own computation, so a module
+    whose class redefines ``forward`` (an ``nn.Sequential`` subclass that skips, reorders or
+    branches, say) is refused rather than counted wrongly. Raises ``TypeError`` naming an
+    unsupported module or redefined ``forward`` and listing :data:`SUPPORTED`, ``ValueError`` if
+    ``input_size`` is malformed or too small.
     """
     check_choice("weighting", weighting, WEIGHTINGS)
     c, h, w = _check_model_and_size(model, input_size)
@@ -412,6 +451,7 @@ class _Moments:
         """``(output shape, back)`` where ``back(M_out) -> M_in``."""
         from pilcro_lib.models import Normalize
 
+        _check_forward(module, name, "second_moment")
         h, w = shape
         if isinstance(module, nn.Conv2d):
             return self.conv(module, shape, name)

@@ -430,6 +430,8 @@ CASES = [
     ("verdict treated scalar", lambda: stats.compare(0.5, [1, 2]), T, r"treated must be a sequence of numbers \(one per seed\), got 0\.5"),
     ("verdict control str", lambda: stats.compare([1, 2], ["a", "b"]), T, r"control must be a sequence of numbers"),
     ("verdict higher_is_better", lambda: stats.compare([1, 2], [1, 2], higher_is_better="yes"), T, r"higher_is_better must be True or False"),
+    ("path_count model own forward", lambda: paths.path_count(type("Skip", (nn.Sequential,), {"forward": lambda self, x: self[-1](x)})(*net()), (1, 8, 8)), T,
+     r"model must compute what its supported classes compute, but model is a Skip, a subclass of Sequential that redefines forward"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("device cuda without GPU", lambda: utils.get_device("cuda"), V,

@@ -381,3 +381,72 @@ def test_blur_pool_is_a_fixed_binomial_filter():
                         reads[i, j] += taps[a, b]
     torch.testing.assert_close(landscape.normalize(paths.second_moment(seq(paths.blur_pool(2)), (2, 8, 8))),
                                landscape.normalize(reads**2))
+
+
+class _SkipFirst(nn.Sequential):
+    """A Sequential whose forward skips its first layer: walking its children in order is wrong."""
+
+    def forward(self, x):
+        for layer in list(self)[1:]:
+            x = layer(x)
+        return x
+
+
+class _Reversed(nn.Sequential):
+    def forward(self, x):
+        for layer in reversed(self):
+            x = layer(x)
+        return x
+
+
+class _StridedConv(nn.Conv2d):
+    """A conv that reads every other row and column first: a stride the skeleton would not see."""
+
+    def forward(self, x):
+        return super().forward(x[..., ::2, ::2])
+
+
+class _Plain(nn.Sequential):
+    """A Sequential subclass that keeps Sequential's forward."""
+
+
+class _ResNetWithoutMaxpool(torchvision.models.ResNet):
+    def _forward_impl(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _skip_net():
+    return _SkipFirst(nn.Conv2d(2, 2, 5, padding=2), nn.Conv2d(2, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1),
+                      nn.Flatten(), nn.Linear(2, 3))
+
+
+@pytest.mark.parametrize("build, where, base", [
+    (_skip_net, "model is a _SkipFirst", "Sequential"),
+    (lambda: _Reversed(nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)), "model is a _Reversed", "Sequential"),
+    (lambda: seq(nn.Conv2d(2, 2, 3, padding=1), _StridedConv(2, 2, 3, padding=1)), "model.1 is a _StridedConv", "Conv2d"),
+    (lambda: seq(nn.Sequential(nn.ReLU(), _SkipFirst(nn.Conv2d(2, 2, 3), nn.ReLU()))), "model.0.1 is a _SkipFirst",
+     "Sequential"),
+])
+@pytest.mark.parametrize("analytic", [paths.path_count, paths.second_moment])
+def test_a_redefined_forward_is_refused_not_miscounted(build, where, base, analytic):
+    model = build()
+    with pytest.raises(TypeError, match=rf"^model must .*{where}, a subclass of {base} that redefines forward: "
+                                        rf"{analytic.__name__} follows .*supported: Conv2d.*Sequential"):
+        analytic(model, (2, 8, 8))
+
+
+def test_a_resnet_with_its_own_forward_impl_is_refused():
+    model = _ResNetWithoutMaxpool(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=3)
+    with pytest.raises(TypeError, match=r"model is a _ResNetWithoutMaxpool, a subclass of ResNet that redefines "
+                                        r"_forward_impl"):
+        paths.path_count(model, (3, 16, 16))
+
+
+def test_subclasses_that_keep_their_forward_are_counted():
+    layers = [nn.Conv2d(2, 2, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3, padding=1)]
+    plain = paths.path_count(seq(*layers), (2, 10, 10))
+    assert torch.equal(paths.path_count(_Plain(*seq(*layers)), (2, 10, 10)), plain)
+    torch.testing.assert_close(paths.second_moment(_Plain(*seq(*layers)), (2, 10, 10)),
+                               paths.second_moment(seq(*layers), (2, 10, 10)))
