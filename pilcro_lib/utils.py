@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import platform
@@ -302,3 +303,78 @@ def env_profile(default: str = "book") -> str:
     """The profile named by ``PILCRO_PROFILE`` (default ``default``), one of :data:`PROFILES`."""
     check_choice("default", default, PROFILES)
     return check_choice("PILCRO_PROFILE", os.environ.get("PILCRO_PROFILE", default), PROFILES)
+
+
+def _assigned_names(source: str) -> list[str] | None:
+    """The names a cell assigns at its top level (``a = ...``, ``a: int = ...``, ``a, b = ...``),
+    in order; ``None`` if ``source`` is not Python."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+
+    def names(target: ast.expr) -> list[str]:
+        if isinstance(target, ast.Name):
+            return [target.id]
+        if isinstance(target, (ast.Tuple, ast.List)):
+            return [n for element in target.elts for n in names(element)]
+        return names(target.value) if isinstance(target, ast.Starred) else []
+
+    found: list[str] = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        found += [n for target in targets for n in names(target) if n not in found]
+    return found
+
+
+def _is_injected_cell(source: str) -> bool:
+    """Whether ``source`` is a cell papermill injected: its ``# Parameters`` comment, then assignments only."""
+    lines = source.strip().splitlines()
+    if not lines or lines[0].strip() != "# Parameters":
+        return False
+    try:
+        return all(isinstance(node, ast.Assign) for node in ast.parse(source).body)
+    except SyntaxError:
+        return False
+
+
+def check_injected_parameters(history: Sequence[str] | None = None) -> list[str]:
+    """Refuse a papermill parameter that the notebook's ``parameters`` cell does not declare.
+
+    papermill (``-p NAME VALUE``) runs the cell tagged ``parameters``, then a cell it injects
+    (tagged ``injected-parameters``, starting with the comment ``# Parameters``) that assigns every
+    parameter given, and only warns about a name the ``parameters`` cell does not assign: a typo
+    (``-p epoch 3`` where the cell declares ``epochs``) would run the notebook with the default.
+    Call this in the code cell after the ``parameters`` cell. It reads the sources of the cells
+    the kernel ran (``history``, in order; default IPython's input history), finds the last
+    injected cell and the cell run just before it (the ``parameters`` cell), and raises a
+    ``ValueError`` naming every injected name that cell does not assign and listing the ones it
+    does (papermill's own ``PAPERMILL_*`` names pass). Returns the injected names, ``[]`` when no
+    injected cell ran (nbval, an interactive session, plain Python).
+    """
+    if history is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return []
+        shell = get_ipython()
+        if shell is None:
+            return []
+        history = shell.history_manager.input_hist_parsed
+    if isinstance(history, str) or not isinstance(history, Sequence) or not all(isinstance(h, str) for h in history):
+        raise TypeError(f"history must be a sequence of cell sources (str) or None, got {type(history).__name__}")
+    where = next((i for i in range(len(history) - 1, -1, -1) if _is_injected_cell(history[i])), None)
+    if where is None:
+        return []
+    injected = _assigned_names(history[where]) or []
+    declared = (_assigned_names(history[where - 1]) or []) if where > 0 else []
+    unknown = [name for name in injected if name not in declared and not name.startswith("PAPERMILL_")]
+    if unknown:
+        allowed = (f"its parameters are {', '.join(map(repr, declared))}" if declared
+                   else "it declares none (no cell tagged 'parameters' ran before the injected one)")
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))} given to papermill: the notebook's "
+            f"'parameters' cell does not assign them, so they would change nothing; {allowed}"
+        )
+    return injected
