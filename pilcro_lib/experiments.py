@@ -192,6 +192,16 @@ def spearman(a: Tensor, b: Tensor) -> float:
     return float(spearmanr(a.detach().flatten().cpu().numpy(), b.detach().flatten().cpu().numpy()).statistic)
 
 
+def degenerate_landscape(landscape: Tensor) -> str | None:
+    """Why ``landscape`` ``[H, W]`` cannot be measured (``"not finite"``, ``"all zero"``: dead
+    ReLUs or a network that ignores its input, ``"constant"``), or ``None`` if it can."""
+    if not torch.isfinite(landscape).all():
+        return "not finite"
+    if not landscape.any():
+        return "all zero"
+    return "constant" if bool((landscape == landscape.flatten()[0]).all()) else None
+
+
 def run_arm(
     arm: str,
     train_set,
@@ -223,7 +233,9 @@ def run_arm(
     (``[((row, col), dataset), ...]``, see :func:`pilcro_lib.synthetic.position_grid`) is given,
     ``position_acc`` (one accuracy per entry, same order). A run whose loss became
     non-finite returns only ``diverged`` (fit's message), an empty ``history``, NaN
-    ``val_acc`` and ``test_acc`` and NaN ``flatness`` figures.
+    ``val_acc`` and ``test_acc`` and NaN ``flatness`` figures. A run whose initial or final
+    landscape cannot be measured (:func:`degenerate_landscape`) has NaN figures for it, a NaN
+    ``spearman_init_final`` and ``degenerate`` (which landscape, and why).
     """
     from pilcro_lib.corruptions import corrupted
     from pilcro_lib.train import evaluate, fit, get_recipe
@@ -269,9 +281,14 @@ def run_arm(
         "flatness_by_epoch": {str(k): flatness_or_nan(v) for k, v in sorted(lands.items())},
         "flatness": flatness_or_nan(lands[epochs]),
         "flatness_init": flatness_or_nan(lands[0]),
-        "spearman_init_final": spearman(lands[0], lands[epochs]),
         "train_time_s": sum(r["epoch_time_s"] for r in history.records),
     }
+    degenerate = {k: why for k in (0, epochs) if (why := degenerate_landscape(lands[k]))}
+    if degenerate:  # a dead or non-finite network is a result: NaN figures and the reason, no traceback
+        metrics["degenerate"] = {f"landscape at epoch {k}": why for k, why in degenerate.items()}
+        metrics["spearman_init_final"] = math.nan
+    else:
+        metrics["spearman_init_final"] = spearman(lands[0], lands[epochs])
     if position_sets is not None:
         metrics["position_acc"] = [evaluate(model, data)["accuracy"] for _, data in position_sets]
     return metrics

@@ -227,9 +227,11 @@ class _InputGradientRegularizer:
         return log
 
     def describe(self) -> dict:
-        """The regulariser's name and every parameter (for run keys)."""
+        """The regulariser's name and every parameter (for run keys); also its step and epoch
+        counters once it has been used, since a reused regulariser starts where it stopped."""
         params = ("lam", "measure", "every", "sub_batch", "warmup_epochs", "score")
-        return {"name": type(self).__name__, **{p: getattr(self, p) for p in params if hasattr(self, p)}}
+        used = {"state": self.state_dict()} if self.step or self.epoch else {}
+        return {"name": type(self).__name__, **{p: getattr(self, p) for p in params if hasattr(self, p)}, **used}
 
     def state_dict(self) -> dict[str, int]:
         return {"step": self.step, "epoch": self.epoch}

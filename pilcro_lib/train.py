@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from pilcro_lib.runs.checkpoint import (
     write_json,
 )
 from pilcro_lib.data import ImageDataset, to_float
-from pilcro_lib.runs.fingerprint import code_fingerprint, describe
+from pilcro_lib.runs.fingerprint import code_fingerprint, current_run, describe, start_segment
 from pilcro_lib.utils import check_bool, check_choice, check_number, check_positive_int, check_type, get_device
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -48,6 +49,7 @@ AUTOCAST = ("cuda", "native", "all")
 TIME_KEYS = ("epoch_time_s",)
 NOT_IDENTITY = ("run_dir", "device", "progress")  # fit's arguments that do not change its result
 RECIPE_ARGUMENTS = ("batch_size", "optimizer", "lr", "schedule", "weight_decay")  # fit's overrides of its recipe
+BF16_ENV = "PILCRO_CPU_BF16"  # "1" or "0": bf16 arithmetic on this CPU forced on or off (unset: the CPU decides)
 
 Regularizer = Callable[[nn.Module, Tensor, Tensor, Tensor], "Tensor | None"]
 
@@ -118,7 +120,13 @@ def get_recipe(recipe: str | Recipe = "classic", **overrides: Any) -> Recipe:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast speeds training up."""
+    """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast speeds training up.
+
+    ``$PILCRO_CPU_BF16`` (``1`` or ``0``) overrides the answer, so that both arithmetic paths of
+    the ``native`` autocast can be tested on any CPU (bf16 on a CPU without it is slow, not wrong)."""
+    forced = os.environ.get(BF16_ENV)
+    if forced is not None:
+        return check_choice(BF16_ENV, forced, ("0", "1")) == "1"
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
@@ -128,6 +136,33 @@ def uses_bf16(recipe: Recipe, device: torch.device) -> bool:
     if device.type == "cuda":
         return True
     return device.type == "cpu" and (recipe.autocast == "all" or (recipe.autocast == "native" and cpu_has_bf16()))
+
+
+def channels_last_is_safe(model: nn.Module) -> bool:
+    """Whether ``model`` may run in the ``channels_last`` memory format on a CPU.
+
+    PyTorch's CPU convolution corrupts memory in float32 ``channels_last`` for 1x1 convolutions
+    with a stride above 1 (seen with torch 2.14.1: ``Conv2d(c, 2c, 1, stride=2)`` for c = 2-8
+    on 28- to 64-pixel inputs segfaults, aborts in ``free()``, or silently returns wrong values
+    downstream, e.g. an all-NaN landscape; contiguous memory and bf16 autocast of that layer are
+    fine). A ResNet's projection shortcut is such a layer. The float32 passes that a bf16 run
+    still makes (the P-objective's penalty, landscapes) would reach it too, so a model holding
+    one stays contiguous on CPU whatever the precision.
+    """
+    for module in model.modules():
+        kernel, stride = getattr(module, "kernel_size", None), getattr(module, "stride", None)
+        if isinstance(module, nn.modules.conv._ConvNd) or (kernel is not None and stride is not None):
+            kernels = kernel if isinstance(kernel, tuple) else (kernel,)
+            strides = stride if isinstance(stride, tuple) else (stride,)
+            if all(k == 1 for k in kernels) and any(s > 1 for s in strides):
+                return False
+    return True
+
+
+def _channels_last(model: nn.Module, recipe: Recipe, device: torch.device) -> bool:
+    """Whether :func:`fit` trains ``model`` in ``channels_last``: on CUDA, and where ``recipe``
+    asks for it on a CPU that computes it correctly (:func:`channels_last_is_safe`)."""
+    return device.type == "cuda" or (recipe.channels_last and channels_last_is_safe(model))
 
 
 @dataclass
@@ -212,7 +247,7 @@ def evaluate(
     _check_eval_inputs(model, data, batch_size)
     if noise is not None:
         check_number("noise", noise, minimum=0)
-    check_positive_int("seed", seed, minimum=0)
+    check_positive_int("seed", seed, minimum=0, maximum=2**64 - 1)
     device = get_device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -222,6 +257,10 @@ def evaluate(
         for x, y in iterate_batches(data, batch_size):
             if noise:
                 x = x + noise * torch.randn(x.shape, generator=g)
+            if not torch.isfinite(x).all():
+                added = f" after adding noise={noise}" if noise else ""
+                raise ValueError(f"data: images {n} to {n + len(x) - 1} are not all finite{added}; give finite "
+                                 "images in [0, 1] (and a noise level they stay finite under)")
             x, y = _to_device(x, y, device)
             with _autocast(device):
                 out = model(x)
@@ -230,6 +269,9 @@ def evaluate(
             n += len(y)
     finally:
         model.train(was_training)
+    if not math.isfinite(total_loss):
+        raise FloatingPointError(f"the model's loss on data is {total_loss / n}: its outputs are not finite "
+                                 "(diverged weights?)")
     return {"loss": total_loss / n, "accuracy": correct / n}
 
 
@@ -313,20 +355,33 @@ def fit(
     chosen = get_recipe(arguments.pop("recipe"), **{k: arguments.pop(k) for k in RECIPE_ARGUMENTS})
     settings = {**arguments, **chosen.describe()}  # every setting that decides the run
     check_positive_int("epochs", epochs)
-    check_positive_int("seed", seed, minimum=0)
+    check_positive_int("seed", seed, minimum=0, maximum=2**64 - 1)
     check_type("model", model, nn.Module, "a torch.nn.Module")
     for name, data in (("train_set", train_set), ("val_set", val_set)):
         check_type(name, data, Dataset, "a dataset of (image, label) pairs")
         if len(data) == 0:
             raise ValueError(f"{name} is empty: give at least one (image, label) pair")
+        _check_channels(name, data, model)
     if regularizer is not None and not callable(regularizer):
         raise TypeError(f"regularizer must be None or callable(model, inputs, targets, outputs), got {regularizer!r}")
     device = get_device(device)
     if run_dir is None:
         return _fit(model, train_set, val_set, settings, chosen, device, None, progress)
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run_dir={str(run_dir)!r} is a file, not a folder: give a folder for the checkpoints")
     with run_dir_lock(run_dir):
         return _fit(model, train_set, val_set, settings, chosen, device, run_dir, progress)
+
+
+def _check_channels(name: str, data: Dataset, model: nn.Module) -> None:
+    """Refuse ``data`` whose images have another number of channels than ``model``'s first layer takes."""
+    first = next((m for m in model.modules() if isinstance(getattr(m, "in_channels", None), int)), None)
+    image = data[0][0]
+    if first is not None and isinstance(image, Tensor) and image.ndim == 3 and image.shape[0] != first.in_channels:
+        raise ValueError(f"{name} holds images of {image.shape[0]} channel(s), but the model's first layer "
+                         f"({type(first).__name__}) takes {first.in_channels}: build the model for "
+                         f"in_channels={image.shape[0]}")
 
 
 def _fit(model: nn.Module, train_set, val_set, settings: dict[str, Any], recipe: Recipe, device: torch.device,
@@ -335,7 +390,8 @@ def _fit(model: nn.Module, train_set, val_set, settings: dict[str, Any], recipe:
     epochs, seed, regularizer = settings["epochs"], settings["seed"], settings["regularizer"]
     identity = describe({**settings, "code": code_fingerprint()}, where="fit") if run_dir else None
     model.to(device)
-    if device.type == "cuda" or recipe.channels_last:
+    channels_last = _channels_last(model, recipe, device)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     opt = _make_optimizer(recipe.optimizer, model.parameters(), recipe.lr, recipe.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / recipe.batch_size)
@@ -343,17 +399,25 @@ def _fit(model: nn.Module, train_set, val_set, settings: dict[str, Any], recipe:
     history = History()
     start_epoch = 0
     torch.manual_seed(seed)
+    log = current_run()
     if run_dir is not None:
-        start_epoch = _resume(run_dir, identity, model, opt, regularizer, history)
+        start_epoch = _resume(run_dir, identity, model, opt, regularizer, history, log)
+    if log is not None:
+        log.precisions.add("bf16" if uses_bf16(recipe, device) else "float32")
+        segment = start_segment(log, start_epoch)
     bar = tqdm(range(start_epoch, epochs), desc="epochs", disable=not progress, initial=start_epoch, total=epochs)
     for epoch in bar:
         if hasattr(regularizer, "on_epoch_start"):
             regularizer.on_epoch_start(epoch)
         t0 = time.perf_counter()
-        shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        shuffle = torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**64)
         rates = [recipe.lr * lr_factor(recipe.schedule, epoch * steps_per_epoch + i, steps, warmup) for i in range(steps_per_epoch)]
-        record = {"epoch": epoch + 1, **_train_epoch(model, opt, train_set, regularizer, device, recipe, shuffle, rates, epoch)}
-        val = evaluate(model, val_set, device=device)
+        trained = _train_epoch(model, opt, train_set, regularizer, device, recipe, shuffle, rates, epoch, channels_last)
+        record = {"epoch": epoch + 1, **trained}
+        try:
+            val = evaluate(model, val_set, device=device)
+        except FloatingPointError as err:
+            raise FloatingPointError(f"after epoch {epoch + 1}: {err}") from None
         record.update(val_loss=val["loss"], val_acc=val["accuracy"])
         record["lr"] = opt.param_groups[0]["lr"]
         record["epoch_time_s"] = time.perf_counter() - t0
@@ -361,8 +425,10 @@ def _fit(model: nn.Module, train_set, val_set, settings: dict[str, Any], recipe:
             record.update(regularizer.epoch_log())
         history.records.append(record)
         bar.set_postfix(train_acc=f"{record['train_acc']:.3f}", val_acc=f"{record['val_acc']:.3f}")
+        if log is not None:
+            segment["epochs"][1] = epoch + 1
         if run_dir is not None:
-            _checkpoint(run_dir, epoch + 1, model, opt, regularizer, history)
+            _checkpoint(run_dir, epoch + 1, model, opt, regularizer, history, identity, log)
     return history
 
 
@@ -376,9 +442,11 @@ def _train_epoch(
     shuffle: torch.Generator,
     rates: list[float],
     epoch: int,
+    channels_last: bool,
 ) -> dict[str, float]:
-    """One pass over ``train_set``, step ``i`` at learning rate ``rates[i]``; returns the mean data
-    loss, accuracy and regulariser value. Raises ``FloatingPointError`` at a non-finite loss."""
+    """One pass over ``train_set``, step ``i`` at learning rate ``rates[i]``, in ``channels_last``
+    memory or not; returns the mean data loss, accuracy and regulariser value. Raises
+    ``FloatingPointError`` at a non-finite loss, ``ValueError`` at a label the model has no output for."""
     model.train()
     bf16 = uses_bf16(recipe, device)
     loss_sum, reg_sum, reg_steps, correct, n = 0.0, 0.0, 0, 0, 0
@@ -386,11 +454,14 @@ def _train_epoch(
     for step, ((x, y), rate) in enumerate(zip(batches, rates)):
         if recipe.flip:
             x = random_flip(x, shuffle)
-        x, y = _to_device(x, y, device, recipe.channels_last)
+        x, y = _to_device(x, y, device, channels_last)
         for group in opt.param_groups:
             group["lr"] = rate
         with _autocast(device, bf16):
             out = model(x)
+        if y.min() < 0 or y.max() >= out.shape[1]:
+            raise ValueError(f"train_set holds labels from {int(y.min())} to {int(y.max())}, but the model has "
+                             f"{out.shape[1]} outputs: labels must be class indices in [0, {out.shape[1] - 1}]")
         loss = F.cross_entropy(out.float(), y, label_smoothing=recipe.label_smoothing)
         total, reg_value = loss, 0.0
         if regularizer is not None:
@@ -417,8 +488,10 @@ def _train_epoch(
     return record
 
 
-def _resume(run_dir: Path, identity: dict, model: nn.Module, opt, regularizer, history: History) -> int:
-    """Check ``run_dir`` holds this run, restore its last checkpoint; return the next epoch."""
+def _resume(run_dir: Path, identity: dict, model: nn.Module, opt, regularizer, history: History, log) -> int:
+    """Check ``run_dir`` holds this run, restore its last checkpoint (and into ``log``, a
+    :class:`~pilcro_lib.runs.fingerprint.RunLog` or ``None``, the code and segments of the
+    epochs it holds); return the next epoch."""
     config_path = run_dir / "fit_config.json"
     if config_path.exists():
         stored = read_json(config_path, what="run description")
@@ -433,6 +506,14 @@ def _resume(run_dir: Path, identity: dict, model: nn.Module, opt, regularizer, h
     state = load_checkpoint(run_dir)
     if state is None:
         return 0
+    if state.get("identity") != identity:
+        raise ValueError(
+            f"run_dir={str(run_dir)!r} holds a checkpoint of a different run (or of one without a "
+            "recorded identity); refusing to resume it. Use another run_dir or delete this one."
+        )
+    if log is not None:
+        log.functions.update(state["code_functions"])
+        log.segments[:0] = state["segments"]
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     if state.get("regularizer") is not None:
@@ -442,8 +523,12 @@ def _resume(run_dir: Path, identity: dict, model: nn.Module, opt, regularizer, h
     return state["epoch"]
 
 
-def _checkpoint(run_dir: Path, epoch: int, model: nn.Module, opt, regularizer, history: History) -> None:
+def _checkpoint(run_dir: Path, epoch: int, model: nn.Module, opt, regularizer, history: History, identity: dict,
+                log) -> None:
     state = {
+        "identity": identity,
+        "code_functions": sorted(log.functions) if log is not None else [],
+        "segments": log.segments if log is not None else [],
         "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),

@@ -419,7 +419,7 @@ CASES = [
     ("evaluate noise inf", lambda: train.evaluate(net(classes=2), dataset(), noise=INF), V, r"noise must be a finite number >= 0, got inf"),
     ("evaluate noise negative", lambda: train.evaluate(net(classes=2), dataset(), noise=-0.1), V, r"noise must be a finite number >= 0, got -0\.1"),
     ("evaluate noise bool", lambda: train.evaluate(net(classes=2), dataset(), noise=True), T, r"noise must be a finite number >= 0, got True"),
-    ("evaluate seed", lambda: train.evaluate(net(classes=2), dataset(), seed=-1), V, r"seed must be an integer >= 0, got -1"),
+    ("evaluate seed", lambda: train.evaluate(net(classes=2), dataset(), seed=-1), V, r"seed must be an integer in \[0, \d+\], got -1"),
     ("evaluate batch_size", lambda: train.evaluate(net(classes=2), dataset(), batch_size=0), V, r"batch_size must be an integer >= 1, got 0"),
     ("evaluate data", lambda: train.evaluate(net(classes=2), X), T, r"data must be a dataset of \(image, label\) pairs"),
     ("predict model", lambda: train.predict(None, dataset()), T, r"model must be a torch\.nn\.Module"),

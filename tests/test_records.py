@@ -187,17 +187,18 @@ def test_traced_code_skips_module_and_class_bodies_and_orchestration(tmp_path):
     """A module first imported inside a run adds the functions that run, not every class it defines."""
     source = "class Layer:\n    def forward(self):\n        return [i for i in range(2)]\n\n\nclass Unused:\n    pass\n"
     code = compile(source, str(fingerprint._PACKAGE / "fresh_module.py"), "exec")
-    with traced_code() as used:
+    with traced_code() as log:
         namespace = {"__name__": "fresh_module"}
         exec(code, namespace)
         namespace["Layer"]().forward()
         write_atomic(tmp_path / "x.txt", b"x")
-    assert used == {"fresh_module.py:Layer.forward", "fresh_module.py:Layer.forward.<locals>.<listcomp>"}
+    assert log.functions == {"fresh_module.py:Layer.forward", "fresh_module.py:Layer.forward.<locals>.<listcomp>"}
 
 
 def test_code_digest_follows_the_functions_that_ran(monkeypatch):
-    with traced_code() as used:
+    with traced_code() as log:
         landscape_cv = __import__("pilcro_lib.landscape", fromlist=["cv"]).cv(torch.rand(4, 4) + 0.5)
+    used = log.functions
     assert "landscape.py:cv" in used and float(landscape_cv) >= 0
     before = code_digest(used)
     source = (fingerprint._PACKAGE / "landscape.py").read_text()
@@ -415,3 +416,151 @@ def test_every_committed_record_is_a_valid_record_named_by_its_key():
         assert path.name.endswith(records.SUFFIX), f"{path} is not a record file (<key>{records.SUFFIX})"
         stored = read_record(path)
         assert path.name == f"{stored['key']}{records.SUFFIX}" and path.parent.name == stored["name"], path
+
+
+# --------------------------------------------------------------------------- what a record says of itself
+
+
+def test_a_record_rewritten_from_a_finished_checkpoint_still_names_the_training_code(tmp_path):
+    """Deleting a record (as the corrupt-file message advises) and asking again rewrites it from the
+    finished checkpoint without training an epoch: the functions of the epochs are still named."""
+    kwargs = dict(name="toy", store=tmp_path / "records", runs=tmp_path / "runs", data=kill_driver.data())
+    first = cached_run(_run, lr=0.01, **kwargs)
+    first.path.unlink()
+    again = cached_run(_run, lr=0.01, **kwargs)
+    stored = read_record(again.path)
+    assert {"train.py:_train_epoch", "train.py:lr_factor"} <= set(stored["code_functions"])
+    assert stored["code_functions"] == read_record_text_functions(first)
+    segments = stored["provenance"]["segments"]
+    assert [s["epochs"] for s in segments] == [[0, 1], [1, 1]]
+    assert stored["provenance"]["started_commit"] == segments[0]["commit"]
+
+
+def read_record_text_functions(record):
+    return sorted(json.loads(records.read_record_text(record.path))["code_functions"])
+
+
+@pytest.mark.parametrize("forced, precision", [("0", "float32"), ("1", "bf16")])
+def test_a_record_states_its_precision_and_cpu(tmp_path, monkeypatch, forced, precision):
+    monkeypatch.setenv("PILCRO_CPU_BF16", forced)
+
+    def run(run_dir, data):
+        history = fit(kill_driver.model(), data, data, epochs=1, recipe="fast", batch_size=16, progress=False)
+        return {"acc": history.final["val_acc"]}
+
+    record = cached_run(run, name="toy", store=tmp_path, runs=tmp_path / "runs", data=kill_driver.data())
+    provenance = read_record(record.path)["provenance"]
+    assert provenance["precision"] == precision and provenance["cpu"] == records.cpu_name() != ""
+    assert f"({records.cpu_name()}, {precision})" in provenance_note([record])
+
+
+def test_an_unwritable_store_is_refused_before_training(tmp_path, monkeypatch):
+    calls = []
+
+    def refuse(self, data):
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    with pytest.raises(OSError, match=r"record store .*toy is not writable \(Read-only file system\)"):
+        cached_run(lambda run_dir: calls.append(1) or {}, name="toy", store=tmp_path, runs=tmp_path / "runs")
+    assert calls == []
+
+
+def _stored(tmp_path):
+    record = cached_run(lambda run_dir, x: {"x": x}, name="toy", store=tmp_path, runs=tmp_path / "runs", x=1)
+    return record.path, json.loads(records.read_record_text(record.path))
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda r: r["spec"]["inputs"].update(x=2), "is not the hash of its spec"),
+        (lambda r: r.update(name="other"), "is not the folder it is stored in"),
+        (lambda r: r["provenance"].update(wall_time_s="fast"), "provenance entries of the wrong type: wall_time_s"),
+        (lambda r: r["provenance"].update(dirty=0), "provenance entries of the wrong type: dirty"),
+        (lambda r: r.update(code_functions=[1]), "code_functions must be a list of names"),
+    ],
+)
+def test_a_record_that_contradicts_itself_is_refused(tmp_path, damage, match):
+    path, stored = _stored(tmp_path)
+    damage(stored)
+    records.write_record_text(path, json.dumps(stored))
+    with pytest.raises(CorruptFileError, match=match):
+        read_record(path)
+
+
+def test_a_deeply_nested_record_is_refused_as_corrupt(tmp_path):
+    path = tmp_path / "toy" / "0123456789abcdef.json.gz"
+    records.write_record_text(path, "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CorruptFileError, match="nested too deeply"):
+        read_record(path)
+
+
+# --------------------------------------------------------------------------- same key, same result
+
+
+def test_keys_tell_apart_what_gives_other_results():
+    assert run_key(describe({1: "x"})) != run_key(describe({"1": "x"}))
+    assert describe({"a": 1}) == {"a": 1}  # string keys described as before
+    torch.manual_seed(0)
+    net, frozen = reference_net(width=4), reference_net(width=4)
+    frozen.load_state_dict(net.state_dict())
+    next(frozen.parameters()).requires_grad_(False)
+    assert run_key(describe(net)) != run_key(describe(frozen))
+    fresh, used = PObjective(1.0), PObjective(1.0)
+    used.step = 7
+    assert describe(fresh) == describe(PObjective(1.0)) and describe(fresh) != describe(used)
+
+
+def test_library_constants_read_through_a_module_alias_are_in_the_key(monkeypatch):
+    from pilcro_lib import data as D
+
+    def run(run_dir):
+        return {"mean": D.NORMALIZATION["mnist"][0][0]}
+
+    before = describe(run)
+    assert "D.NORMALIZATION" in before["reads"]
+    monkeypatch.setitem(D.NORMALIZATION, "mnist", ((0.1,), (0.3,)))
+    assert describe(run) != before
+
+
+def _digest_with(monkeypatch, functions, **sources):
+    """code_digest of ``functions`` with some library modules' sources replaced."""
+    fingerprint._module_tree.cache_clear()
+    monkeypatch.setattr(fingerprint, "_PACKAGE", _FakeFiles(fingerprint._PACKAGE, sources))
+    try:
+        return code_digest(functions)
+    finally:
+        fingerprint._module_tree.cache_clear()
+
+
+class _FakeFiles:
+    def __init__(self, real, texts):
+        self.real, self.texts = real, texts
+
+    def __truediv__(self, name):
+        return _FakeFile(self.texts[name]) if name in self.texts else self.real / name
+
+
+def test_a_method_is_fingerprinted_with_its_class_statements_not_its_sibling_methods(monkeypatch):
+    source = "class Layer:\n    scale = 2\n\n    def forward(self):\n        return self.scale\n\n    def other(self):\n        return 1\n"
+    digest = {what: _digest_with(monkeypatch, ["fake.py:Layer.forward"], **{"fake.py": text})
+              for what, text in {
+                  "before": source,
+                  "a sibling method": source.replace("return 1", "return 3"),
+                  "a class attribute": source.replace("scale = 2", "scale = 3"),
+                  "the method": source.replace("return self.scale", "return -self.scale"),
+              }.items()}  # fmt: skip
+    assert digest["a sibling method"] == digest["before"]
+    assert len({digest["before"], digest["a class attribute"], digest["the method"]}) == 3
+
+
+@pytest.mark.parametrize("use", ["from pilcro_lib import data as D\n\n\ndef f():\n    return D.SCALE\n",
+                                 "import pilcro_lib.data as D\n\n\ndef f():\n    return D.SCALE\n",
+                                 "from pilcro_lib.data import SCALE\n\n\ndef f():\n    return SCALE\n",
+                                 "def f():\n    from pilcro_lib import data\n\n    return data.SCALE\n"])
+def test_library_constants_imported_from_another_module_are_fingerprinted(monkeypatch, use):
+    one = _digest_with(monkeypatch, ["fake.py:f"], **{"fake.py": use, "data.py": "SCALE = 1\n"})
+    two = _digest_with(monkeypatch, ["fake.py:f"], **{"fake.py": use, "data.py": "SCALE = 2\n"})
+    other = _digest_with(monkeypatch, ["fake.py:f"], **{"fake.py": use, "data.py": "SCALE = 1\nOTHER = 5\n"})
+    assert one != two and one == other

@@ -264,3 +264,107 @@ def test_bad_recipes_are_refused(recipe, match):
 def test_bad_recipe_settings_are_refused(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         Recipe(**kwargs)
+
+
+# --- precision, data checks, non-finite results, checkpoints tied to their run ----------------
+
+
+@pytest.mark.parametrize("forced, expected", [("1", True), ("0", False)])
+def test_cpu_bf16_can_be_forced_on_and_off(monkeypatch, forced, expected):
+    from pilcro_lib import train
+
+    monkeypatch.setenv(train.BF16_ENV, forced)
+    assert train.cpu_has_bf16() is expected
+    assert train.uses_bf16(get_recipe("fast"), torch.device("cpu")) is expected
+    assert train.uses_bf16(get_recipe("classic"), torch.device("cpu")) is False
+
+
+def test_a_bad_cpu_bf16_override_is_refused(monkeypatch):
+    from pilcro_lib import train
+
+    monkeypatch.setenv(train.BF16_ENV, "yes")
+    with pytest.raises(ValueError, match="PILCRO_CPU_BF16"):
+        train.cpu_has_bf16()
+
+
+@pytest.mark.parametrize("forced", ["0", "1"])
+def test_both_arithmetic_paths_train_and_resume_bit_identically(tmp_path, monkeypatch, forced):
+    from pilcro_lib import train
+
+    monkeypatch.setenv(train.BF16_ENV, forced)
+    kwargs = dict(epochs=2, recipe="fast", batch_size=16, seed=3, progress=False)
+    straight = fit(_model(), _data(), _data(32, seed=1), regularizer=Killer(), **kwargs)
+    with pytest.raises(Interrupt):
+        fit(_model(), _data(), _data(32, seed=1), run_dir=tmp_path, regularizer=Killer(1), **kwargs)
+    resumed = fit(_model(), _data(), _data(32, seed=1), run_dir=tmp_path, regularizer=Killer(), **kwargs)
+    assert _strip_times(resumed.records) == _strip_times(straight.records)
+
+
+def test_images_of_another_channel_count_are_refused():
+    rgb = ImageDataset(torch.rand(8, 3, 8, 8), torch.arange(8) % 2, ["a", "b"], "rgb")
+    with pytest.raises(ValueError, match="train_set holds images of 3 channel.*in_channels=3"):
+        fit(_model(), rgb, _data(), epochs=1, progress=False)
+
+
+def test_labels_the_model_has_no_output_for_are_refused():
+    bad = ImageDataset(torch.rand(8, 1, 8, 8), torch.arange(8) % 3, ["a", "b", "c"], "three")
+    with pytest.raises(ValueError, match=r"train_set holds labels from 0 to 2, but the model has 2 outputs"):
+        fit(_model(), bad, _data(), epochs=1, progress=False)
+
+
+def test_a_run_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="run_dir=.* is a file"):
+        fit(_model(), _data(), _data(), epochs=1, run_dir=tmp_path / "file", progress=False)
+
+
+def test_the_largest_seed_trains():
+    history = fit(_model(), _data(), _data(), epochs=1, seed=2**64 - 1, progress=False)
+    assert len(history) == 1
+
+
+def test_a_last_step_that_diverges_stops_training():
+    """One step, from a finite loss, to weights whose validation loss is not finite."""
+    with pytest.raises(FloatingPointError, match="after epoch 1: the model's loss on data is (nan|inf)"):
+        fit(_model(), _data(), _data(), epochs=1, batch_size=96, optimizer="sgd", lr=1e30, progress=False)
+
+
+def test_non_finite_images_are_refused_by_evaluate():
+    bad = _data()
+    bad.images[3, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="data: images 0 to 95 are not all finite"):
+        evaluate(_model(), bad)
+    with pytest.raises(ValueError, match="after adding noise=1e.308"):
+        evaluate(_model(), _data(), noise=1e308)
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path):
+    fit(_model(), _data(), _data(), epochs=1, lr=0.01, run_dir=tmp_path, progress=False)
+    (tmp_path / "fit_config.json").unlink()  # deleted as a damaged description, the checkpoint kept
+    with pytest.raises(ValueError, match="holds a checkpoint of a different run"):
+        fit(_model(), _data(), _data(), epochs=1, lr=0.02, run_dir=tmp_path, progress=False)
+
+
+def test_a_tensor_dataset_run_resumes_bit_identically(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    data = _data()
+    tensors = TensorDataset(data.images, data.labels)
+    kwargs = dict(epochs=2, batch_size=16, seed=1, progress=False)
+    straight = fit(_model(), tensors, tensors, regularizer=Killer(), **kwargs)
+    with pytest.raises(Interrupt):
+        fit(_model(), tensors, tensors, run_dir=tmp_path, regularizer=Killer(1), **kwargs)
+    resumed = fit(_model(), tensors, tensors, run_dir=tmp_path, regularizer=Killer(), **kwargs)
+    assert _strip_times(resumed.records) == _strip_times(straight.records)
+
+
+def test_a_dataset_that_cannot_be_described_is_refused_with_what_to_use(tmp_path):
+    class Plain(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.rand(1, 8, 8), 0
+
+    with pytest.raises(TypeError, match="TensorDataset.*describe\\(\\)"):
+        fit(_model(), Plain(), Plain(), epochs=1, run_dir=tmp_path, progress=False)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import platform
 import sys
 import time
 import zlib
@@ -43,7 +44,7 @@ from typing import Any
 import torch
 
 from pilcro_lib.runs.checkpoint import CorruptFileError, run_dir_lock, write_atomic
-from pilcro_lib.runs.fingerprint import code_digest, code_fingerprint, describe, run_key, traced_code
+from pilcro_lib.runs.fingerprint import RunLog, code_digest, code_fingerprint, describe, run_key, traced_code
 from pilcro_lib.utils import check_choice, get_device, git_commit
 
 SCHEMA = "pilcro-run-record/1"
@@ -55,7 +56,8 @@ _REPO = Path(__file__).resolve().parents[2]
 _FIELDS = {"schema": str, "key": str, "name": str, "spec": dict, "code": str, "code_functions": list, "metrics": dict,
            "provenance": dict}
 _ADVICE = "delete it to recompute the run, or restore it with git"
-_PROVENANCE = ("commit", "dirty", "pilcro_lib", "torch", "device", "wall_time_s", "finished_utc")
+_PROVENANCE = {"commit": str, "dirty": bool, "pilcro_lib": str, "torch": str, "device": str,
+               "wall_time_s": (int, float), "finished_utc": str}
 
 
 class StaleRecordError(RuntimeError):
@@ -197,16 +199,30 @@ def _cached(request: RunRequest) -> Record:
         if record is not None:
             return record
         start = time.perf_counter()
-        with traced_code() as functions:
+        _check_writable(path)
+        with traced_code() as log:
             metrics = request.run_fn(**inputs, run_dir=run_dir)
+        functions = log.functions
         metrics = _rounded(_checked(metrics))
         device = inputs.get("device")
         provenance = run_provenance(time.perf_counter() - start, get_device(device) if device is not None else None,
-                                    modules={f.partition(":")[0] for f in functions})
+                                    modules={f.partition(":")[0] for f in functions}, log=log)
         stored = {"schema": SCHEMA, "key": key, "name": name, "spec": request.spec, "code": code_digest(functions),
                   "code_functions": sorted(functions), "metrics": metrics, "provenance": provenance}
         write_record_text(path, json.dumps(stored, sort_keys=True, separators=(",", ":")) + "\n")
     return Record(key, name, metrics, provenance, path, reused=False)
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse, before any training, a store where the record at ``path`` could not be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".write-test.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(err.errno, f"the record store {path.parent} is not writable ({err.strerror}); set "
+                                 "PILCRO_RECORDS to a writable folder, or pass store=") from None
 
 
 def _planned(request: RunRequest, folder: Path) -> Record:
@@ -240,10 +256,14 @@ def _rounded(obj: Any) -> Any:
 
 
 def run_provenance(wall_time_s: float, device: torch.device | None = None,
-                   modules: Iterable[str] | None = None) -> dict[str, Any]:
-    """What produced a run: commit, dirty flag, versions, device, wall time and date. With
+                   modules: Iterable[str] | None = None, log: RunLog | None = None) -> dict[str, Any]:
+    """What produced a run: commit, dirty flag, versions, device and CPU, wall time and date. With
     ``modules`` (the library files the run executed, e.g. ``"train.py"``) the dirty flag says
-    whether those differ from the commit; without, whether any file but a notebook does."""
+    whether those differ from the commit; without, whether any file but a notebook does. With
+    ``log`` (the run's :class:`~pilcro_lib.runs.fingerprint.RunLog`): ``precision`` (the
+    arithmetic of its training: ``float32``, ``bf16``, ``bf16+float32``, or ``none`` when it
+    trained nothing), ``segments`` (one per process that trained part of it: commit, start,
+    epochs) and ``started_commit`` (the first segment's commit)."""
     from pilcro_lib import __version__
 
     files = None if modules is None else [f"pilcro_lib/{m}" for m in sorted(modules)]
@@ -255,9 +275,24 @@ def run_provenance(wall_time_s: float, device: torch.device | None = None,
     return {
         "commit": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty"), "pilcro_lib": __version__,
         "torch": torch.__version__, "python": sys.version.split()[0], "device": name,
-        "threads": torch.get_num_threads(), "wall_time_s": round(wall_time_s, 2),
+        "threads": torch.get_num_threads(), "cpu": cpu_name(), "wall_time_s": round(wall_time_s, 2),
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-    }  # fmt: skip
+    } | ({} if log is None else {
+        "precision": "+".join(sorted(log.precisions)) or "none",
+        "segments": log.segments,
+        "started_commit": log.segments[0]["commit"] if log.segments else commit,
+    })  # fmt: skip
+
+
+def cpu_name() -> str:
+    """This machine's processor model (``/proc/cpuinfo``'s model name where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def write_record_text(path: str | Path, text: str) -> None:
@@ -283,6 +318,8 @@ def read_record(path: str | Path) -> dict[str, Any]:
         stored = json.loads(read_record_text(path))
     except json.JSONDecodeError as err:
         raise CorruptFileError(f"run record {path} is not valid JSON ({err}); {_ADVICE}") from None
+    except RecursionError:
+        raise CorruptFileError(f"run record {path} is nested too deeply to be a record; {_ADVICE}") from None
     if not isinstance(stored, dict):
         raise CorruptFileError(f"run record {path} is not a JSON object; {_ADVICE}")
     for field, kind in _FIELDS.items():
@@ -293,6 +330,18 @@ def read_record(path: str | Path) -> dict[str, Any]:
     missing = [k for k in _PROVENANCE if k not in stored["provenance"]]
     if missing:
         raise CorruptFileError(f"run record {path}: provenance lacks {', '.join(missing)}; {_ADVICE}")
+    wrong = [k for k, kind in _PROVENANCE.items() if not isinstance(stored["provenance"][k], kind)
+             or (kind is not bool and isinstance(stored["provenance"][k], bool))]
+    if wrong:
+        raise CorruptFileError(f"run record {path}: provenance entries of the wrong type: {', '.join(wrong)}; {_ADVICE}")
+    if not all(isinstance(f, str) for f in stored["code_functions"]):
+        raise CorruptFileError(f"run record {path}: code_functions must be a list of names; {_ADVICE}")
+    if run_key(stored["spec"]) != stored["key"]:
+        raise CorruptFileError(f"run record {path}: its key {stored['key']!r} is not the hash of its spec "
+                               f"({run_key(stored['spec'])!r}): the spec was edited; {_ADVICE}")
+    if stored["name"] != path.parent.name:
+        raise CorruptFileError(f"run record {path}: its name {stored['name']!r} is not the folder it is "
+                               f"stored in ({path.parent.name!r}); {_ADVICE}")
     return stored
 
 
@@ -327,16 +376,32 @@ def load_records(name: str, *, store: str | Path | None = None) -> list[Record]:
 
 
 def provenance_note(records: Iterable[Record]) -> str:
-    """One markdown line that says which commits and devices produced ``records``, e.g. for under a table."""
+    """One markdown line that says which commits, devices and arithmetic produced ``records``, e.g.
+    for under a table: ``3 at commit `abc` on cpu (AMD EPYC, float32)``; a run that began at an
+    earlier commit shows both (```old` to `abc```), and records made before precision and CPU were
+    recorded say so."""
     records = list(records)
     if not records:
         return "No runs."
     groups: dict[tuple[str, str], int] = {}
     for r in records:
-        commit = r.provenance["commit"] + ("+dirty" if r.provenance["dirty"] else "")
-        groups[(commit, r.provenance["device"])] = groups.get((commit, r.provenance["device"]), 0) + 1
-    made = "; ".join(f"{n} at commit `{c}` on {d}" for (c, d), n in sorted(groups.items()))
+        group = (_commits(r.provenance), _machine(r.provenance))
+        groups[group] = groups.get(group, 0) + 1
+    made = "; ".join(f"{n} at commit {c} on {d}" for (c, d), n in sorted(groups.items()))
     reused = sum(r.reused for r in records)
     hours = sum(r.provenance["wall_time_s"] for r in records) / 3600
     return (f"{len(records)} run records ({reused} read from the store, {len(records) - reused} computed now; "
             f"{hours:.2f} h of training): {made}.")
+
+
+def _commits(provenance: Mapping[str, Any]) -> str:
+    finished = provenance["commit"] + ("+dirty" if provenance["dirty"] else "")
+    started = provenance.get("started_commit", provenance["commit"])
+    same = started.removesuffix("+dirty") == provenance["commit"] and started.endswith("+dirty") == provenance["dirty"]
+    return f"`{finished}`" if same else f"`{started}` to `{finished}`"
+
+
+def _machine(provenance: Mapping[str, Any]) -> str:
+    if "precision" not in provenance:
+        return f"{provenance['device']} (CPU model and precision not recorded)"
+    return f"{provenance['device']} ({provenance['cpu']}, {provenance['precision']})"
