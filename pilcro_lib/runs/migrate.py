@@ -36,6 +36,8 @@ from pilcro_lib.runs.records import (
 )
 
 _REPO = Path(__file__).resolve().parents[2]
+# what decides a record's digest: the library outside the orchestration package, and the digest itself
+_TRAINING_CODE = ("pilcro_lib", ":(exclude)pilcro_lib/runs", "pilcro_lib/runs/fingerprint.py")
 
 
 def _git(*args: str) -> bytes:
@@ -90,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--why", required=True, help="why the code change leaves the stored results unchanged")
     parser.add_argument("--store", default=None, help="the record store (default: $PILCRO_RECORDS or records/)")
     args = parser.parse_args(argv)
-    if _git("status", "--porcelain", "--untracked-files=no", "--", "pilcro_lib"):
-        parser.error("pilcro_lib has uncommitted changes: commit the code change first, so that the "
-                     "records name the commit whose code they are stamped with")
+    if _git("status", "--porcelain", "--untracked-files=no", "--", *_TRAINING_CODE):
+        parser.error("the training code has uncommitted changes: commit the code change first, so that "
+                     "the records name the commit whose code they are stamped with")
     try:
         migrated, left = migrate_records(args.base, args.why, store=args.store)
     except ValueError as err:
