@@ -378,3 +378,20 @@ def check_injected_parameters(history: Sequence[str] | None = None) -> list[str]
             f"'parameters' cell does not assign them, so they would change nothing; {allowed}"
         )
     return injected
+
+
+def setup_notebook(profile: str) -> str:
+    """The set-up a chapter runs right after its ``parameters`` cell; returns ``profile``.
+
+    Checks ``profile`` (one of :data:`PROFILES`), refuses papermill parameters that the
+    ``parameters`` cell does not declare (:func:`check_injected_parameters`) and, in the ``smoke``
+    profile, sends run records to ``_build/smoke-records`` unless ``$PILCRO_RECORDS`` names a
+    store: a quick smoke run never writes into the book's committed ``records/``.
+    """
+    check_choice("profile", profile, PROFILES)
+    check_injected_parameters()
+    if profile == "smoke" and "PILCRO_RECORDS" not in os.environ:
+        from pilcro_lib.runs.records import smoke_store
+
+        os.environ["PILCRO_RECORDS"] = str(smoke_store())
+    return profile

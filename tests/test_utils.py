@@ -107,3 +107,21 @@ def test_check_injected_parameters_stops_a_papermill_run_with_a_misspelt_paramet
     out = papermill.execute_notebook(str(tmp_path / "nb.ipynb"), str(tmp_path / "out.ipynb"), parameters={"epochs": 3},
                                      **run)
     assert out.cells[-1].outputs[0]["text"] == "['epochs'] 3\n"
+
+
+def test_setup_notebook_keeps_smoke_records_out_of_the_books_store(monkeypatch):
+    from pathlib import Path
+
+    from pilcro_lib.runs import records
+    from pilcro_lib.utils import setup_notebook
+
+    monkeypatch.setenv("PILCRO_RECORDS", "x")  # recorded, so that the original is restored afterwards
+    monkeypatch.delenv("PILCRO_RECORDS")
+    assert setup_notebook("book") == "book" and records.default_store() == records._REPO / "records"
+    setup_notebook("smoke")
+    assert records.default_store() == records._REPO / "_build" / "smoke-records"
+    monkeypatch.setenv("PILCRO_RECORDS", "/elsewhere")
+    setup_notebook("smoke")
+    assert records.default_store() == Path("/elsewhere")
+    with pytest.raises(ValueError, match="profile='fast' is not allowed"):
+        setup_notebook("fast")

@@ -136,6 +136,12 @@ def default_store() -> Path:
     return _REPO / "records" if _in_checkout() else Path("records")
 
 
+def smoke_store() -> Path:
+    """Where smoke-profile records go (:func:`pilcro_lib.utils.setup_notebook`): the ignored
+    ``_build/smoke-records`` of the repository (else of the working directory)."""
+    return (_REPO if _in_checkout() else Path.cwd()) / "_build" / "smoke-records"
+
+
 def record_path(name: str, key: str, *, store: str | Path | None = None) -> Path:
     """``<store>/<name>/<key>.json.gz``, the file of run ``key`` of ``name`` (default store:
     :func:`default_store`)."""
