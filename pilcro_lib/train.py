@@ -47,7 +47,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "step")
 AUTOCAST = ("cuda", "native", "all")
 TIME_KEYS = ("epoch_time_s",)
-NOT_IDENTITY = ("run_dir", "device", "progress")  # fit's arguments that do not change its result
+NOT_IDENTITY = ("run_dir", "run_key", "device", "progress")  # fit's arguments that do not change its result
 RECIPE_ARGUMENTS = ("batch_size", "optimizer", "lr", "schedule", "weight_decay")  # fit's overrides of its recipe
 BF16_ENV = "PILCRO_CPU_BF16"  # "1" or "0": bf16 arithmetic on this CPU forced on or off (unset: the CPU decides)
 
@@ -333,6 +333,7 @@ def fit(
     weight_decay: float | None = None,
     seed: int = 0,
     run_dir: str | Path | None = None,
+    run_key: str | None = None,
     regularizer: Regularizer | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -350,10 +351,18 @@ def fit(
     ``epoch_log() -> dict`` and ``state_dict``/``load_state_dict`` are called when present.
     On CUDA: bf16 autocast and ``channels_last``. A non-finite loss stops training with a
     ``FloatingPointError`` naming the epoch and step.
+
+    run_dir: checkpoints there, and a resume checks that they are of this run: the datasets are
+    identified by content (an :class:`~pilcro_lib.data.ImageDataset`, a ``TensorDataset``, or any
+    dataset with a ``describe()`` method returning a dict of what decides its content); for any
+    other dataset give ``run_key``, a string that names the data (yours to change when it does).
     """
     arguments = {k: v for k, v in locals().items() if k not in NOT_IDENTITY}
     chosen = get_recipe(arguments.pop("recipe"), **{k: arguments.pop(k) for k in RECIPE_ARGUMENTS})
     settings = {**arguments, **chosen.describe()}  # every setting that decides the run
+    if run_key is not None:
+        check_type("run_key", run_key, str, "a string that names the training and validation data")
+        settings.update(train_set=None, val_set=None, run_key=run_key)
     check_positive_int("epochs", epochs)
     check_positive_int("seed", seed, minimum=0, maximum=2**64 - 1)
     check_type("model", model, nn.Module, "a torch.nn.Module")

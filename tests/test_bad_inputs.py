@@ -44,6 +44,27 @@ def dataset(n: int = 4, size: int = 6) -> data.ImageDataset:
     return data.ImageDataset(torch.rand(n, 1, size, size), torch.arange(n) % 2, ["a", "b"], "toy")
 
 
+def rgb_dataset() -> data.ImageDataset:
+    return data.ImageDataset(torch.rand(4, 3, 6, 6), torch.arange(4) % 2, ["a", "b"], "rgb")
+
+
+def nan_dataset() -> torch.utils.data.TensorDataset:
+    """Images with one NaN pixel (an ImageDataset refuses them when built; other datasets do not)."""
+    images = torch.rand(4, 1, 6, 6)
+    images[2, 0, 1, 1] = NAN
+    return torch.utils.data.TensorDataset(images, torch.arange(4) % 2)
+
+
+class PlainDataset(torch.utils.data.Dataset):
+    """A dataset with neither a content description nor a describe() method."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        return X[i], int(Y[i]) % 2
+
+
 def lrlc(**kwargs) -> layers.LowRankLocallyConnected2d:
     return layers.LowRankLocallyConnected2d(**(dict(in_channels=2, out_channels=3, kernel_size=3, input_size=8, rank=2) | kwargs))
 
@@ -426,10 +447,31 @@ CASES = [
     ("cached_run run_fn", lambda: records.cached_run(3), T, r"run_fn must be a function"),
     ("cached_run name", lambda: records.cached_run(lambda run_dir: {}, name="a/b"), V, r"name must be a non-empty folder name"),
     ("cached_run input", lambda: records.cached_run(lambda run_dir, x: {}, x=object()), T, r"inputs\['x'\]: cannot describe an object of type object"),
+    ("write_atomic missing folder", lambda: records.write_atomic(Path(tempfile.gettempdir()) / "pilcro-no-such-folder" / "r.json.gz", b"x"),
+     FileNotFoundError, r"could not write .*pilcro-no-such-folder/r\.json\.gz: No such file or directory; free space .* PILCRO_RECORDS"),
     ("verdict alpha", lambda: stats.compare([1, 2], [1, 2], alpha=0), V, r"alpha must be a number in \(0, 1\), got 0"),
     ("verdict treated scalar", lambda: stats.compare(0.5, [1, 2]), T, r"treated must be a sequence of numbers \(one per seed\), got 0\.5"),
     ("verdict control str", lambda: stats.compare([1, 2], ["a", "b"]), T, r"control must be a sequence of numbers"),
     ("verdict higher_is_better", lambda: stats.compare([1, 2], [1, 2], higher_is_better="yes"), T, r"higher_is_better must be True or False"),
+    ("fit run_dir file", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, run_dir=__file__), V,
+     r"run_dir=.*test_bad_inputs\.py' is a file, not a folder"),
+    ("fit images of 3 channels", lambda: train.fit(net(classes=2), rgb_dataset(), rgb_dataset(), epochs=1), V,
+     r"train_set holds images of 3 channel\(s\), but the model's first layer \(Conv2d\) takes 1"),
+    ("fit label past the outputs", lambda: train.fit(net(classes=1), dataset(), dataset(), epochs=1, progress=False), V,
+     r"train_set holds labels from 0 to 1, but the model has 1 outputs"),
+    ("fit seed past 2**64", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, seed=2**64), V,
+     r"seed must be an integer in \[0, 18446744073709551615\], got 18446744073709551616"),
+    ("fit run_key", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, run_key=3), T,
+     r"run_key must be a string that names the training and validation data"),
+    ("fit run_dir undescribable dataset", lambda: train.fit(net(classes=2), PlainDataset(), PlainDataset(), epochs=1,
+     run_dir=tempfile.mkdtemp()), T, r"cannot describe an object of type PlainDataset.*TensorDataset.*run_key|TensorDataset"),
+    ("fit diverging last step", lambda: train.fit(net(classes=2), dataset(), dataset(), epochs=1, batch_size=4,
+     optimizer="sgd", lr=1e30, progress=False), FloatingPointError, r"after epoch 1: the model's loss on data is (nan|inf)"),
+    ("evaluate nan images", lambda: train.evaluate(net(classes=2), nan_dataset()), V, r"data: images 0 to 3 are not all finite"),
+    ("evaluate noise 1e308", lambda: train.evaluate(net(classes=2), dataset(), noise=1e308), V,
+     r"not all finite after adding noise=1e\+308"),
+    ("cpu bf16 override", lambda: with_env("PILCRO_CPU_BF16", "yes", train.cpu_has_bf16), V,
+     r"PILCRO_CPU_BF16='yes' is not allowed; choose one of '0', '1'"),
     ("path_count model own forward", lambda: paths.path_count(type("Skip", (nn.Sequential,), {"forward": lambda self, x: self[-1](x)})(*net()), (1, 8, 8)), T,
      r"model must compute what its supported classes compute, but model is a Skip, a subclass of Sequential that redefines forward"),
 ]

@@ -368,3 +368,25 @@ def test_a_dataset_that_cannot_be_described_is_refused_with_what_to_use(tmp_path
 
     with pytest.raises(TypeError, match="TensorDataset.*describe\\(\\)"):
         fit(_model(), Plain(), Plain(), epochs=1, run_dir=tmp_path, progress=False)
+
+
+def test_a_dataset_without_a_description_resumes_under_an_explicit_run_key(tmp_path):
+    class Plain(torch.utils.data.Dataset):
+        def __init__(self, data):
+            self.data = data
+
+        def __len__(self):
+            return len(self.data)
+
+        def __getitem__(self, i):
+            return self.data[i]
+
+    data = Plain(_data())
+    kwargs = dict(epochs=2, batch_size=16, seed=1, progress=False)
+    straight = fit(_model(), data, data, regularizer=Killer(), **kwargs)
+    with pytest.raises(Interrupt):
+        fit(_model(), data, data, run_dir=tmp_path, run_key="toy v1", regularizer=Killer(1), **kwargs)
+    resumed = fit(_model(), data, data, run_dir=tmp_path, run_key="toy v1", regularizer=Killer(), **kwargs)
+    assert _strip_times(resumed.records) == _strip_times(straight.records)
+    with pytest.raises(ValueError, match="differs in: run_key"):
+        fit(_model(), data, data, run_dir=tmp_path, run_key="toy v2", regularizer=Killer(), **kwargs)
