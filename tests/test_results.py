@@ -4,8 +4,14 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from pilcro_lib.results import (MARKER, chapter_headlines, format_value, headlines_markdown, read_metrics,
-                                record_metrics)
+from pilcro_lib.results import (
+    MARKER,
+    chapter_headlines,
+    format_value,
+    headlines_markdown,
+    read_metrics,
+    record_metrics,
+)
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 RESULTS_PAGE = NOTEBOOKS / "99_results.ipynb"
@@ -74,3 +80,104 @@ def test_record_metrics_prints_one_marked_json_line_that_read_metrics_reads(caps
 def test_record_metrics_rejects_bad_input(metrics, error):
     with pytest.raises(TypeError, match=error):
         record_metrics(metrics)
+
+
+# --- the one table style ------------------------------------------------------------------------
+
+def _verdicts(changes=None):
+    import pandas as pd
+
+    table = pd.DataFrame({
+        "claim": ["flatter: curvature κ", "more accurate: test accuracy", "faster: wall time to 95% of target",
+                  "faster: steps to 95% of target", "not run"],
+        "n_treated": [5, 5, 5, 5, 0], "n_control": [5, 4, 5, 5, 0],
+        "treated": [0.176021, 0.8982, 1234.5, 1500.0, float("nan")],
+        "control": [0.232923, 0.89804, 1219.4, 1387.2, float("nan")],
+        "difference": [-0.056902, 0.00016, 15.146, 112.8, float("nan")],
+        "ci_low": [-0.081612, -0.0031, 6.562, -271.804, float("nan")],
+        "ci_high": [-0.032191, 0.0034, 23.73, 497.404, float("nan")],
+        "p": [0.0008, 0.9, 0.01, 0.5, float("nan")],
+        "detectable": [0.035, 0.004, 11.661, 531.103, float("nan")],
+        "p_holm": [0.01234, 1.0, 0.0923, 1.0, float("nan")],
+        "verdict": ["supported", "not resolved", "contradicted", "not resolved", "not measured"],
+    }).set_index("claim")
+    for (claim, column), value in (changes or {}).items():
+        table.loc[claim, column] = value
+    return table
+
+
+def test_verdict_table_shows_readable_headers_one_ci_column_and_digits_by_unit():
+    from pilcro_lib.results import verdict_display
+
+    shown = verdict_display(_verdicts())
+    assert list(shown.columns) == ["claim", "n", "treated", "control", "difference", "95% CI", "smallest detectable",
+                                   "Holm p", "verdict"]
+    rows = shown.set_index("claim")
+    assert rows.loc["flatter: curvature κ"].tolist() == [
+        "5", "0.176", "0.233", "-0.0569", "[-0.0816, -0.0322]", "0.0350", "0.012", "supported"]
+    assert rows.loc["more accurate: test accuracy"].tolist() == [  # accuracy in points, one decimal
+        "5 / 4", "89.8", "89.8", "0.0", "[-0.3, 0.3]", "0.4", "1.0", "not resolved"]
+    assert rows.loc["faster: wall time to 95% of target", "treated"] == "1,234"  # whole seconds, separators
+    assert rows.loc["faster: wall time to 95% of target", "95% CI"] == "[7, 24]"
+    assert rows.loc["faster: steps to 95% of target", "95% CI"] == "[-272, 497]"
+    assert rows.loc["not run"].tolist() == ["0", "–", "–", "–", "–", "–", "–", "not measured"]
+
+
+def test_format_p_and_format_number():
+    from pilcro_lib.results import format_number, format_p
+
+    assert [format_p(p) for p in (0.012345, 1.0, 0.000381, 0.0923, 2e-7, float("nan"))] == [
+        "0.012", "1.0", "0.00038", "0.092", "< 0.0001", "–"]
+    assert [format_number(v, "value") for v in (0.05, -1.547, 531.103, 0.0, -0.0001234)] == [
+        "0.0500", "-1.55", "531", "0", "-0.000123"]
+    assert format_number(-0.0004, "accuracy") == "0.0" and format_number(1.75, "points") == "1.8"
+    assert format_number(12345.6, "seconds") == "12,346" and format_number(True) == "yes"
+
+
+def test_verdict_table_html_is_deterministic_and_its_ids_follow_the_content():
+    import re
+
+    from pilcro_lib.results import VERDICT_COLOURS, verdict_table
+
+    first, again = verdict_table(_verdicts()).to_html(), verdict_table(_verdicts()).to_html()
+    assert first == again  # byte-identical when re-rendered
+    other = verdict_table(_verdicts({("flatter: curvature κ", "verdict"): "not resolved"})).to_html()
+    ids = {re.search(r'<table id="(T_[0-9a-f]+)"', html).group(1) for html in (first, other)}
+    assert len(ids) == 2
+    assert "0x" not in repr(verdict_table(_verdicts()))  # no object address in the text form
+    assert "<td" in first and "[-0.0816, -0.0322]" in first and "Holm p" in first
+    for verdict, (colour, background) in VERDICT_COLOURS.items():
+        if verdict in set(_verdicts()["verdict"]):
+            assert f"background-color: {background}" in first
+    assert "background-color: #c62828" not in verdict_table(_verdicts().iloc[:2]).to_html()
+
+
+def test_verdict_table_units_mapping_and_chapter_8_form():
+    import pandas as pd
+
+    from pilcro_lib.results import verdict_display
+
+    two_level = pd.DataFrame({"validation": [82.31], "chosen": [True], "diff.": [1.7523], "CI low": [0.86],
+                              "CI high": [2.64], "p Holm": [0.0139], "detect.": [1.22], "verdict": ["supported"]},
+                             index=pd.MultiIndex.from_tuples([("aligned", "LRLC beats conv")], names=["task", "claim"]))
+    shown = verdict_display(two_level, units="points")
+    assert shown.iloc[0].tolist() == ["aligned: LRLC beats conv", "82.3", "yes", "1.8", "[0.9, 2.6]", "1.2", "0.014",
+                                      "supported"]
+    mapped = verdict_display(_verdicts(), units={"flatter: curvature κ": "points"})
+    assert mapped.iloc[0]["difference"] == "-0.1" and mapped.iloc[1]["difference"] == "0.0"
+    with pytest.raises(ValueError, match="units='furlongs' is not allowed"):
+        verdict_display(_verdicts(), units="furlongs")
+    with pytest.raises(TypeError, match="table must be a pandas DataFrame"):
+        verdict_display([1, 2])
+
+
+def test_table_style_formats_columns_and_escapes_text():
+    import pandas as pd
+
+    from pilcro_lib.results import table_style
+
+    styled = table_style(pd.DataFrame({"name": ["a<b"], "x": [0.12345]}), {"x": "{:.2f}"}, caption="T")
+    assert "a&lt;b" in styled.html and ">0.12<" in styled.html and "<caption>T</caption>" in styled.html
+    assert repr(styled).splitlines() == ["T", "name    x", " a<b 0.12"]
+    with pytest.raises(ValueError, match="name columns \\['y'\\]"):
+        table_style(pd.DataFrame({"x": [1]}), {"y": "{}"})
