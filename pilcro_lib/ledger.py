@@ -30,6 +30,8 @@ from pilcro_lib.results import (
     format_number,
     stream_lines,
     table_style,
+    unit_of,
+    verdict_table,
 )
 from pilcro_lib.utils import check_type
 
@@ -347,3 +349,69 @@ def ledger_table(ledger, *, caption: str | None = None):
                                         "difference", "95% CI", "smallest detectable", "verdict", "chapter"])
     return table_style(shown, caption=caption, colours={"verdict": VERDICT_COLOURS}, escape=False,
                        left=["claim", "source", "paper's setting", "our setting", "primary endpoint", "chapter"])
+
+
+def forest_groups(table, *, spread: float = 10.0) -> dict[str, list[str]]:
+    """Panels for :func:`pilcro_lib.plotting.forest_plot` of one verdict table: claims grouped by
+    the words before their ``:`` and their unit (:func:`pilcro_lib.results.unit_of`), and a claim
+    whose interval is more than ``spread`` times wider than the group's narrowest in a panel of
+    its own, so that no claim is squashed against another's scale."""
+    frame = as_verdict_frame(table)
+    groups: dict[str, list[str]] = {}
+    for claim in frame.index:
+        head = claim.split(":")[0] if ":" in claim else ""
+        groups.setdefault(f"{head} ({unit_of(claim)})" if head else unit_of(claim), []).append(claim)
+    panels: dict[str, list[str]] = {}
+    for label, claims in groups.items():
+        width = {c: abs(float(frame.loc[c, "ci_high"]) - float(frame.loc[c, "ci_low"])) for c in claims}
+        finite = [w for w in width.values() if math.isfinite(w) and w > 0]
+        narrow = min(finite) if finite else math.nan
+        wide = [c for c in claims if finite and width[c] > spread * narrow]
+        rest = [c for c in claims if c not in wide]
+        panels.update({label: rest} if rest else {})
+        panels.update({c: [c] for c in wide})
+    return panels
+
+
+def show_verdicts(family: str, table, *, caption: str | None = None, units=None) -> None:
+    """Show one verdict table as a chapter does: its forest plot (:func:`forest_groups` panels),
+    the table in the book's one style (:func:`pilcro_lib.results.verdict_table`), and its
+    ``PILCRO_VERDICTS`` line for the claims ledger (:func:`record_verdicts`)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from pilcro_lib.plotting import forest_plot
+
+    frame = as_verdict_frame(table)
+    forest_plot(frame, groups=forest_groups(frame), title=caption or family)
+    plt.show()
+    display(verdict_table(frame, units=units, caption=caption or family))
+    record_verdicts(family, frame)
+
+
+def ledger_forest(ledger):
+    """The forest plot of the claims ledger (:func:`claims_ledger`): one row per claim in the
+    book, its primary endpoint's difference, 95% CI and verdict; one panel per source and unit,
+    so that no two units share an x-axis. Rows not in the book yet are left out."""
+    from pilcro_lib.plotting import forest_plot
+
+    rows = ledger[ledger["verdict"] != NOT_IN_BOOK]
+    if rows.empty:
+        raise ValueError("ledger has no row in the book yet: there is nothing to plot")
+    frame = rows.set_index("claim")[list(COMPARED)]
+    groups: dict[str, list[str]] = {}
+    for claim, source, unit in zip(rows["claim"], rows["source"], rows["unit"]):
+        groups.setdefault(f"{source}, {unit}", []).append(claim)
+    return forest_plot(frame, groups=groups)
+
+
+def ledger_summary(ledger) -> str:
+    """An HTML list that counts the ledger's verdicts per source (a paper, or the book), e.g. for
+    the first page: ``<li><b>PILCRO paper (abstract)</b>: 4 claims: 1 supported, 3 not resolved.</li>``."""
+    from html import escape
+
+    items = []
+    for source, rows in ledger.groupby("source", sort=False):
+        said = ", ".join(f"{n} {escape(str(verdict))}" for verdict, n in rows["verdict"].value_counts().items())
+        items.append(f"<li><b>{escape(str(source))}</b>: {len(rows)} claim{'s' if len(rows) != 1 else ''}: {said}.</li>")
+    return "<ul>" + "".join(items) + "</ul>"

@@ -86,11 +86,14 @@ def chapter_headlines(notebooks: Iterable[str | Path]):
 
 
 def format_value(value: Any) -> str:
-    """A recorded value for a table: floats to 3 significant digits, booleans as yes/no, None as a dash."""
+    """A recorded value for a table: floats to 3 significant digits (whole numbers with thousands
+    separators from 1,000 on: ``3,410``, not ``3.41e+03``), booleans as yes/no, None as a dash."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:,.0f}" if math.isfinite(value) and abs(value) >= 1000 else f"{value:.3g}"
+    if isinstance(value, int):
+        return f"{value:,}"
     return "–" if value is None else str(value)
 
 

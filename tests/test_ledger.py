@@ -173,3 +173,62 @@ def test_record_verdicts_refuses_bad_input():
         record_verdicts("f", _table().drop(columns="verdict"))
     with pytest.raises(TypeError, match=r"table\['flatter: curvature κ', 'extra'\]"):
         record_verdicts("f", _table().assign(extra=[[1], [2]]))
+
+
+def test_forest_groups_split_claims_by_heading_unit_and_scale():
+    import pandas as pd
+
+    from pilcro_lib.ledger import forest_groups
+
+    rows = {"flatter: curvature κ": (-0.05, -0.08, -0.02), "flatter: cv": (0.0, -0.02, 0.02),
+            "flatter: max / min": (-1.5, -3.0, -0.1), "faster: steps to 95% of target": (100, -300, 500),
+            "more accurate: test accuracy": (0.001, -0.003, 0.005)}
+    table = pd.DataFrame([{"claim": c, "difference": d, "ci_low": lo, "ci_high": hi, "verdict": "not resolved"}
+                          for c, (d, lo, hi) in rows.items()]).set_index("claim")
+    assert forest_groups(table) == {
+        "flatter (value)": ["flatter: curvature κ", "flatter: cv"],
+        "flatter: max / min": ["flatter: max / min"],
+        "faster (steps)": ["faster: steps to 95% of target"],
+        "more accurate (accuracy)": ["more accurate: test accuracy"],
+    }
+
+
+def test_show_verdicts_draws_shows_and_records(capsys, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from pilcro_lib import ledger
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    table = pd.DataFrame([{"claim": "flatter: cv", "difference": -0.1, "ci_low": -0.2, "ci_high": 0.0,
+                           "detectable": 0.1, "p_holm": 0.04, "verdict": "supported"}]).set_index("claim")
+    ledger.show_verdicts("toy family", table, caption="Table 1")
+    assert "Table 1" in shown[0].html and "supported" in shown[0].html
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith(ledger.MARKER)]
+    assert '"family": "toy family"' in line
+
+
+def test_ledger_forest_and_summary_follow_the_ledger():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from pilcro_lib import ledger as L
+
+    rows = [dict(source="paper", claim="A is flatter", unit="value", difference=-0.1, ci_low=-0.2, ci_high=0.0,
+                 detectable=0.05, p_holm=0.01, verdict="supported"),
+            dict(source="paper", claim="A is faster", unit="steps", difference=10.0, ci_low=-50.0, ci_high=70.0,
+                 detectable=80.0, p_holm=0.5, verdict="not resolved"),
+            dict(source="book", claim="B", unit="value", difference=float("nan"), ci_low=float("nan"),
+                 ci_high=float("nan"), detectable=float("nan"), p_holm=float("nan"), verdict=L.NOT_IN_BOOK)]
+    ledger = pd.DataFrame(rows)
+    figure = L.ledger_forest(ledger)
+    titles = [ax.get_title(loc="left") for ax in figure.axes]
+    assert any("paper, value" in t for t in titles) and any("paper, steps" in t for t in titles)
+    assert not any("book" in t for t in titles)  # rows not in the book are left out
+    assert L.ledger_summary(ledger) == ("<ul><li><b>paper</b>: 2 claims: 1 supported, 1 not resolved.</li>"
+                                        f"<li><b>book</b>: 1 claim: 1 {L.NOT_IN_BOOK}.</li></ul>")

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
+from pilcro_lib.ledger import NOT_IN_BOOK, claims_ledger, ledger_table
 from pilcro_lib.results import (
     MARKER,
     chapter_headlines,
@@ -41,12 +42,12 @@ def test_chapter_headlines_reads_records_in_order_with_profile_and_commit(tmp_pa
     assert headlines_markdown(frame).splitlines() == [
         "| Chapter | Quantity | Value |", "| --- | --- | --- |",
         "| [Chapter A](01_a.ipynb) | z first | 0.5 |", "|  | a second | supported |",
-        "| [Chapter C](03_c.ipynb) | x\\|y | 1.23e+03 |", "|  | ok | yes |", "|  | n | 3 |", "|  | none | – |"]
+        "| [Chapter C](03_c.ipynb) | x\\|y | 1,235 |", "|  | ok | yes |", "|  | n | 3 |", "|  | none | – |"]
 
 
 def test_format_value():
-    assert [format_value(v) for v in (0.94855, 1.19e-7, 68.125, False, 7, "none", None)] == [
-        "0.949", "1.19e-07", "68.1", "no", "7", "none", "–"]
+    assert [format_value(v) for v in (0.94855, 1.19e-7, 68.125, 3410.4, -12345.0, False, 7, 12000, "none", None)] == [
+        "0.949", "1.19e-07", "68.1", "3,410", "-12,345", "no", "7", "12,000", "none", "–"]
 
 
 def test_the_stored_results_page_matches_the_chapters_stored_records():
@@ -57,6 +58,11 @@ def test_the_stored_results_page_matches_the_chapters_stored_records():
     chapters = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) if p != RESULTS_PAGE]
     headlines = chapter_headlines(chapters)
     assert stored == [headlines_markdown(headlines)], "re-run `make execute NB=notebooks/99_results.ipynb`"
+    html = ["".join(o["data"]["text/html"]) for c in page["cells"] for o in c.get("outputs", [])
+            if "text/html" in o.get("data", {})]
+    ledger = claims_ledger(NOTEBOOKS)
+    assert ledger_table(ledger).html in html, "the stored claims ledger differs from the chapters' verdicts"
+    assert (ledger["verdict"] != NOT_IN_BOOK).sum() >= 15, "the chapters record their verdict tables"
     assert set(headlines["chapter"]) == {p.name for p in chapters}, "every chapter records its headline numbers"
     assert set(headlines["profile"]) == {"book"}
 
