@@ -27,12 +27,13 @@ pytest: $(STAMP) $(ACTIONLINT)
 execute: $(STAMP)
 	$(BIN)/python -m pilcro_lib.runs.execute $(NB) --profile $(PROFILE) $(if $(strip $(PARAMS)),--params $(PARAMS))
 
-# make compute NB=notebooks/06_p_objective_experiments.ipynb PROFILE=paper EXECUTOR=ray GPUS=1
+# make compute NB=notebooks/06_p_objective_experiments.ipynb PROFILE=paper EXECUTOR=ray GPUS=1 PARAMS="epochs=3"
 # plans the notebook's missing runs and computes them (python -m pilcro_lib.runs compute --help); then make execute
+# (each PARAMS entry is NAME=VALUE, the value being all after the first '=')
 EXECUTOR ?= local
 GPUS     ?= 0
 compute: $(STAMP)
-	$(BIN)/python -m pilcro_lib.runs compute $(NB) --profile $(PROFILE) --executor $(EXECUTOR) --gpus-per-run $(GPUS) $(foreach p,$(PARAMS),-p $(subst =, ,$(p)))
+	$(BIN)/python -m pilcro_lib.runs compute $(NB) --profile $(PROFILE) --executor $(EXECUTOR) --gpus-per-run $(GPUS) $(if $(strip $(PARAMS)),--params $(PARAMS))
 
 benchmarks: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done

@@ -1,5 +1,8 @@
 """The in-place notebook runner behind ``make execute``: values parsed, names checked before anything runs."""
 
+import shutil
+from pathlib import Path
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
@@ -9,11 +12,14 @@ from pilcro_lib.runs.execute import parse_assignments, parse_value
 
 
 def _notebook(path):
-    """A notebook whose parameters cell declares epochs and lr, and a cell that prints them and the profile."""
+    """A notebook whose parameters cell declares epochs and lr, and a cell that prints them and the
+    profile (and raises for epochs < 0)."""
     params = new_code_cell("epochs = 1\nlr = 0.1")
     params.metadata["tags"] = ["parameters"]
+    code = ("import os\nprint(epochs * 2, lr, os.environ.get('PILCRO_PROFILE'))\n"
+            "if epochs < 0:\n    raise ValueError('negative epochs')")
     nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-                      cells=[params, new_code_cell("import os\nprint(epochs * 2, lr, os.environ.get('PILCRO_PROFILE'))")])
+                      cells=[params, new_code_cell(code)])
     nbformat.write(nb, path)
     return path
 
@@ -41,6 +47,8 @@ def test_parse_assignments_reads_key_value_pairs():
     (["--params", "epochs="], "argument --params: parameter 'epochs=': empty value"),
     (["--profile", "smoke", "--params", "profile=book"], "argument --params: give the profile with --profile"),
     (["--profile", "huge"], "argument --profile: invalid choice: 'huge'"),
+    (["--params", "epoch=3", "--params", "lr=1"], "argument --params: unknown parameter(s) 'epoch'"),
+    (["--params", "lr=1", "--params", "lr=2"], "argument --params: parameter 'lr=2': 'lr' is given twice"),
 ])
 def test_bad_parameters_are_refused_before_anything_runs(tmp_path, capsys, argv, message):
     nb = _notebook(tmp_path / "tiny.ipynb")
@@ -61,7 +69,23 @@ def test_a_missing_notebook_is_refused(tmp_path, capsys):
 def test_declared_parameters_run_the_notebook_in_place(tmp_path, monkeypatch):
     monkeypatch.setenv("PILCRO_PROFILE", "book")  # restored after the test; main sets it for the kernel
     nb = _notebook(tmp_path / "tiny.ipynb")
-    assert execute.main([str(nb), "--profile", "smoke", "--params", "epochs=3", "lr=0.5"]) == 0
+    assert execute.main([str(nb), "--profile", "smoke", "--params", "epochs=3", "--params", "lr=0.5"]) == 0
     executed = nbformat.read(nb, as_version=4)
     assert executed.cells[-1].outputs[0]["text"] == "6 0.5 smoke\n"
     assert executed.metadata.papermill.parameters == {"epochs": 3, "lr": 0.5}
+    assert executed.metadata.papermill.output_path == str(nb)
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.ipynb"], "the executed copy replaced the notebook"
+
+
+def test_a_failing_execution_leaves_the_notebook_as_it_was(tmp_path, capsys):
+    nb = _notebook(tmp_path / "tiny.ipynb")
+    before = nb.read_bytes()
+    assert execute.main([str(nb), "--params", "epochs=-1"]) == 1
+    err = capsys.readouterr().err
+    assert nb.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["tiny.ipynb"]
+    assert "ValueError: negative epochs (cell 2)" in err, err
+    failed = Path(err.split("the failed execution is in ")[1].split()[0])
+    try:
+        assert nbformat.read(failed, as_version=4).cells[-1].outputs[-1]["evalue"] == "negative epochs"
+    finally:
+        shutil.rmtree(failed.parent)

@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -19,7 +20,7 @@ import psutil
 import pytest
 
 from pilcro_lib.runs import cli as runs
-from pilcro_lib.runs.executors import LocalExecutor, SlurmExecutor, make_executor, threads_per_run
+from pilcro_lib.runs.executors import LocalExecutor, SlurmExecutor, compute_file, make_executor, threads_per_run
 from pilcro_lib.runs.plans import list_requests
 from pilcro_lib.runs.records import PLAN_ENV, cached_run
 from tiny_runs import records_of, write_notebook
@@ -144,6 +145,46 @@ def test_cancelling_a_local_run_stops_its_process(store, tmp_path, monkeypatch, 
     assert not list(store.glob("*/*.json*"))
 
 
+def test_killing_the_command_kills_its_runs_processes(store, tmp_path, monkeypatch):
+    """SIGKILL of the process that computes runs (it cannot catch it) takes its runs' processes with it."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a child's death with its parent (prctl PR_SET_PDEATHSIG) is Linux only")
+    requests, pid_file = _long_run(tmp_path, monkeypatch)
+    script = ("import sys; from pilcro_lib.runs.executors import LocalExecutor\n"
+              "with LocalExecutor() as executor:\n    list(executor.run(sys.argv[1:]))")
+    parent = subprocess.Popen([sys.executable, "-c", script, *[str(r.path) for r in requests]])
+    deadline = time.monotonic() + 300
+    while not (pid_file.exists() and pid_file.read_text()) and parent.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    parent.kill()
+    parent.wait()
+    _assert_stops(int(pid_file.read_text()))
+
+
+def test_a_run_whose_record_another_process_stored_is_read_not_computed(store, tmp_path, monkeypatch):
+    monkeypatch.setenv(PLAN_ENV, str(tmp_path / "plan"))
+    cached_run(threads_seen, index=7)
+    monkeypatch.delenv(PLAN_ENV)
+    (request,) = list_requests(tmp_path / "plan")
+    cached_run(threads_seen, index=7)  # another process computed it meanwhile
+    outcome = compute_file(str(request.path))
+    assert (outcome.status, outcome.error) == ("read", "")
+    assert "| read (computed elsewhere) |" in runs.summary_table([outcome], {request.key: request})
+    assert runs.compute_planned([request], _Replay([outcome])) == [outcome]
+
+
+class _Replay:
+    """An executor that yields outcomes it was given."""
+
+    name = "replay"
+
+    def __init__(self, outcomes):
+        self.outcomes = outcomes
+
+    def run(self, files):
+        yield from self.outcomes
+
+
 def test_ray_gives_each_run_its_own_gpu_cancels_and_leaves_no_process(planned, store, tmp_path, monkeypatch,
                                                                      ctrl_c):
     ray = _engine("ray")
@@ -197,3 +238,6 @@ def test_missing_engines_and_bad_options_say_what_to_do(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(ValueError, match="needs more GPUs than this machine's 0"):
         LocalExecutor(gpus_per_run=1)
+    for bad in (float("inf"), float("nan"), -1, True, "1"):
+        with pytest.raises(ValueError, match=f"gpus_per_run must be a finite number >= 0, got {bad!r}"):
+            make_executor("local", bad)

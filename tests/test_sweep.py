@@ -128,6 +128,8 @@ def test_run_sweep_validates_its_arguments(tmp_path):
         run_sweep(nb, {"x": [1]}, out=nb)
     with pytest.raises(ValueError, match="at least one value"):
         run_sweep(nb, {"x": []}, out=tmp_path)
+    with pytest.raises(ValueError, match="cwd '.*no-such' is not an existing folder"):
+        run_sweep(nb, {"x": [1]}, out=tmp_path, cwd=tmp_path / "no-such")
     untagged = _tiny_notebook(tmp_path / "untagged.ipynb", parameters=False)
     with pytest.raises(ValueError, match="no code cell tagged 'parameters'"):
         run_sweep(untagged, {"x": [1]}, out=tmp_path)
@@ -146,6 +148,9 @@ def test_run_sweep_validates_its_arguments(tmp_path):
     (["tiny.ipynb", "--grid", "x=1", "--profile", "huge"], "--profile", "invalid choice: 'huge'"),
     (["tiny.ipynb", "--grid", "x=1", "--profile", "smoke"], "--profile", "unknown parameter(s) 'profile'"),
     (["tiny.ipynb", "--grid", "x=1", "--out", "notes.txt"], "--out", "out 'notes.txt' cannot hold"),
+    (["tiny.ipynb", "--grid", "y=1", "--grid", "x=1"], "--grid", "unknown parameter(s) 'y'"),
+    (["tiny.ipynb", "--grid", "x=1", "--grid", "x=2"], "--grid", "grid entry 'x=2': 'x' is given twice"),
+    (["tiny.ipynb", "--grid", "x=1", "--cwd", "no/such"], "--cwd", "cwd 'no/such' is not an existing folder"),
 ])
 def test_command_line_errors_name_the_argument(tmp_path, monkeypatch, capsys, argv, argument, message):
     monkeypatch.chdir(tmp_path)
@@ -157,6 +162,31 @@ def test_command_line_errors_name_the_argument(tmp_path, monkeypatch, capsys, ar
     assert exit_info.value.code == 2, err
     assert f"error: argument {argument}: " in err and message in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists(), "nothing is created before the arguments are checked"
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"x": 1}', "it holds a JSON dict, not a list"),
+    ("[1]", "entry 1 is not an object with a point and a status"),
+    ('[{"point": {"x": 1}}]', "is not an object with a point and a status"),
+    ('[{"point": 5, "status": "ran"}]', "field 'point' is 5"),
+    ('[{"point": {"x": 1}, "status": "ran", "metrics": [1]}]', "field 'metrics' is [1]"),
+    ('[{"point": {"x": 1}, "status": "done"}]', "status 'done' is not one of 'ran', 'done before'"),
+    ('[{"point": {"x": 1}, "status": "ran", "colour": "red"}]', "unknown field 'colour'"),
+    ("[{", "Expecting property name"),
+])
+def test_a_summary_json_of_another_shape_is_refused_naming_it(tmp_path, capsys, content, message):
+    nb = _tiny_notebook(tmp_path / "tiny.ipynb")
+    summary = tmp_path / "sweeps" / "tiny" / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text(content)
+    with pytest.raises(ValueError, match=f"{summary} is not a sweep summary") as refused:
+        sweep.read_summary(summary.parent)
+    assert message in str(refused.value) and "delete it" in str(refused.value)
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main([str(nb), "--grid", "x=1", "--out", str(tmp_path / "sweeps")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"error: argument --out: {summary} is not a sweep summary" in err, err
+    assert sorted(p.name for p in summary.parent.iterdir()) == ["summary.json"], "nothing ran"
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, capsys):
@@ -323,6 +353,20 @@ def test_a_stopped_sweep_leaves_no_process_behind(tmp_path, signum, whole_group,
     assert not _still_running(psutil, started, timeout=5)
     assert [r["status"] for r in _read_csv(out / "tiny" / "summary.csv")] == ["not run"] * 3
     assert not list((out / "tiny").rglob("*.ipynb"))
+
+
+def test_a_killed_sweep_takes_its_points_with_it(tmp_path):
+    """SIGKILL of the sweep (it cannot catch it) also ends its points' processes and their kernels,
+    so that no point goes on outside the folder's lock."""
+    psutil = pytest.importorskip("psutil")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a child's death with its parent (prctl PR_SET_PDEATHSIG) is Linux only")
+    _, _, proc, pids = _sweep_in_background(tmp_path, "x=2,4", sleep=60, workers=2, started=[2, 4])
+    started = psutil.Process(proc.pid).children(recursive=True)
+    assert {int((pids / x).read_text()) for x in ("2", "4")} <= {p.pid for p in started}
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert not _still_running(psutil, started, timeout=20)
 
 
 def _still_running(psutil, processes, *, timeout):

@@ -6,6 +6,13 @@ written to a temporary file of a unique name, flushed to disk and renamed over t
 one, so a process killed at any instant leaves either the old checkpoint or the new one, never
 a mix. It is read back with ``weights_only=True``: loading a checkpoint cannot run code.
 :func:`run_dir_lock` makes a second process that asks for the same run wait for the first.
+
+Every file (checkpoints, records, run requests) is written by :func:`write_atomic` through a
+temporary file in the same folder, named ``.<name>.<host>.<pid>.<8 hex digits>.tmp`` (the
+target's name, the writing machine and process, a random id). A process killed mid-write
+leaves it behind; the next write into that folder removes the temporary files of this machine
+whose process no longer exists. A write that fails (a full disk, a read-only folder) raises an
+``OSError`` with the same errno whose message names the file and what to do.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ import io
 import json
 import os
 import random
+import re
+import socket
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +37,9 @@ import torch
 
 MAGIC = b"PILCRO-CHECKPOINT 1 sha256="
 CHECKPOINT = "checkpoint.pt"
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+_WRITE_ADVICE = "free space or make the folder writable, or set PILCRO_RECORDS/PILCRO_RUNS to another folder"
 
 
 class CorruptFileError(ValueError):
@@ -35,17 +47,51 @@ class CorruptFileError(ValueError):
 
 
 def write_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that a crash leaves the old file or the new one, whole."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    """Write ``payload`` to ``path`` so that a crash leaves the old file or the new one, whole.
+
+    The payload goes to a temporary file ``.<name>.<host>.<pid>.<id>.tmp`` next to ``path``, is
+    flushed and renamed over it. Leftover temporary files of dead processes of this machine in
+    the folder are removed first. An ``OSError`` names ``path`` and what to do (same errno).
+    """
+    path = Path(path)
+    remove_dead_temps(path.parent)
+    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as error:
+        raise OSError(error.errno, f"could not write {path}: {error.strerror or error}; {_WRITE_ADVICE}") from error
     finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def remove_dead_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files of :func:`write_atomic` in ``folder`` whose writing process (of
+    this machine) no longer exists; return them. Files of other machines are left alone."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        match = _TEMP.match(tmp.name)
+        if match and match["host"] == _HOST and not _alive(int(match["pid"])):
+            with suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # none such; a number too large to be a pid
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -21,20 +21,27 @@ results plans its later runs only once those results exist (at most ``--max-stag
 Each run is computed by the code of :func:`pilcro_lib.runs.records.cached_run` itself, so its record
 is the one the notebook would have written; executing the notebook afterwards (``make execute``)
 renders it from the records. ``-p NAME VALUE`` sets a parameter of the notebook's cell tagged
-``parameters`` (as papermill's ``-p``); give the same ones to ``make execute`` (``PARAMS=``).
+``parameters`` (as papermill's ``-p``), as does ``--params NAME=VALUE ...`` (what ``make compute
+PARAMS="a=1 b=x"`` passes; the value is everything after the first ``=``); give the same ones to
+``make execute`` (``PARAMS=``). A name given twice is refused.
 
 A text progress bar counts finished runs; a table of every run (status, wall time, worker,
-devices, error) ends the command and is written to ``summary.md`` in the plan folder. A failing
-run is reported and the others go on. Ctrl-C cancels the running runs and keeps the finished
-ones (their records are written as each ends); the same command resumes, and a killed run
-resumes from its last checkpoint. Exit status: 0 when nothing is missing any more, 1 when a run
-or the notebook failed or the stage limit was reached, 130 after Ctrl-C, 2 for bad arguments.
+devices, error) ends the command and is written to ``summary.md`` in the plan folder: a run's
+status is ``computed``, ``read (computed elsewhere)`` (another process stored its record while
+it waited) or ``failed`` (with the error; ``worker process died (signal 9: SIGKILL)`` when its
+process was killed). A failing run is reported and the others go on. Ctrl-C or SIGTERM stops
+the running runs' processes (and waits for them) and keeps the finished runs (their records
+are written as each ends); the same command resumes, and a killed run resumes from its last
+checkpoint. Exit status: 0 when nothing is missing any more, 1 when a run or the notebook failed
+or the stage limit was reached, 130 after Ctrl-C, 143 after SIGTERM, 2 for bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -43,13 +50,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pilcro_lib.runs.execute import PROFILES, argument_errors, check_notebook, check_parameters, folder_lock, parse_value
+from pilcro_lib.runs.execute import (PROFILES, argument_errors, check_notebook, check_parameters, folder_lock,
+                                     parse_assignments, parse_value, sigterm_interrupts)
 from pilcro_lib.runs.executors import EXECUTORS, Executor, Outcome, make_executor
 from pilcro_lib.runs.plans import RequestFile, list_requests
 
 __all__ = ["Computation", "Plan", "PlansBusy", "compute", "compute_planned", "default_plans", "main", "plan", "summary_table"]
 
 MISSING = "MissingRun"  # the exception a read of a planned run's results raises in the notebook
+SHOWN = {"read": "read (computed elsewhere)"}  # an outcome's status as the summary table shows it
 
 
 @dataclass
@@ -156,7 +165,7 @@ def compute_planned(requests: Sequence[RequestFile], executor: Executor, *, desc
     with tqdm(total=len(requests), desc=desc, unit="run", file=sys.stderr, ascii=True) as bar, \
             closing(executor.run([request.path for request in requests])) as results:
         for outcome in results:
-            if outcome.status == "computed":
+            if outcome.status != "failed":
                 _keep(outcome, by_key[outcome.key])
             else:
                 failed += 1
@@ -202,7 +211,7 @@ def compute(notebook: str | Path, executor: Executor, *, profile: str | None = N
             done.requests.update((request.key, request) for request in planned.requests)
             log(f"stage {stage}: {len(planned.requests)} run(s) to compute with the {executor.name} executor")
             compute_planned(planned.requests, executor, desc=f"stage {stage}", outcomes=done.outcomes)
-            failed = [o for o in done.outcomes if o.status != "computed"]
+            failed = [o for o in done.outcomes if o.status == "failed"]
             if failed:
                 done.status, done.message = "failed", f"{len(failed)} run(s) failed; fix them and run the same command"
                 return done
@@ -215,24 +224,45 @@ def compute(notebook: str | Path, executor: Executor, *, profile: str | None = N
 
 
 def summary_table(outcomes: Sequence[Outcome], requests: Mapping[str, RequestFile] | None = None) -> str:
-    """A markdown table of ``outcomes``: run, key, status, wall time, worker, devices, error."""
+    """A markdown table of ``outcomes``: run, key, status (as :data:`SHOWN`), wall time, worker, devices, error."""
     requests = requests or {}
     lines = ["| run | key | status | wall time (s) | worker | devices | error |", "|---|---|---|---|---|---|---|"]
     for o in outcomes:
         run = requests[o.key].summary if o.key in requests else o.name
-        cells = [f"{o.name}: {run}" if o.key in requests else run, o.key, o.status,
+        cells = [f"{o.name}: {run}" if o.key in requests else run, o.key, SHOWN.get(o.status, o.status),
                  "" if o.wall_time_s is None else f"{o.wall_time_s:.1f}", o.worker, o.devices, o.error]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)
 
 
-def _parameters(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
-    parameters: dict[str, Any] = {}
+def _parameters(pairs: Sequence[Sequence[str]] | None, assignments: Sequence[str] = ()) -> dict[str, Any]:
+    """The notebook's parameters from ``-p NAME VALUE`` ``pairs`` and ``--params NAME=VALUE`` ``assignments``."""
+    parameters = parse_assignments(assignments)
     for name, text in pairs or ():
         if name in parameters:
             raise ValueError(f"parameter {name!r} is given twice")
         parameters[name] = parse_value(text)
     return parameters
+
+
+def _gpus(text: str) -> float:
+    """``--gpus-per-run``: a finite number >= 0."""
+    try:
+        gpus = float(text)
+    except ValueError:
+        gpus = math.nan
+    if not math.isfinite(gpus) or gpus < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return gpus
+
+
+def _make_folder(folder: Path) -> None:
+    """Create the plan ``folder``; a ValueError naming it and its parent if it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{str(folder.parent)!r} cannot hold the plan folder {str(folder)!r} ({error.strerror}); "
+                         "give a folder (it is created if missing)") from None
 
 
 def _render_hint(notebook: Path, profile: str | None, parameters: Mapping[str, Any]) -> str:
@@ -252,10 +282,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--profile", choices=PROFILES, help="PILCRO_PROFILE for the notebook")
         sub.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                          help="a parameter of the notebook's parameters cell (repeatable)")
+        sub.add_argument("--params", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
+                         help="parameters as NAME=VALUE (repeatable; the value is all after the first '=')")
         sub.add_argument("--plans", help="folder of the plans (default: runs/plans); the notebook's go in a sub-folder")
     compute_parser = commands.choices["compute"]
     compute_parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where runs are computed")
-    compute_parser.add_argument("--gpus-per-run", type=float, default=0, help="GPUs each run gets (default 0: CPU)")
+    compute_parser.add_argument("--gpus-per-run", type=_gpus, default=0, help="GPUs each run gets (default 0: CPU)")
     compute_parser.add_argument("--max-stages", type=int, default=10, help="plan+compute rounds at most (default 10)")
     compute_parser.add_argument("--workers", type=int, help="local: runs at a time (default: one per GPU slot, else 1)")
     compute_parser.add_argument("--address", help="ray: address of a running cluster (default: start one here)")
@@ -292,8 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with argument_errors(parser, "notebook"):
         notebook = check_notebook(args.notebook)
-    with argument_errors(parser, "--parameter"):
-        parameters = _parameters(args.parameter)
+    with argument_errors(parser, "--parameter" if args.parameter else "--params"):
+        parameters = _parameters(args.parameter, args.params)
         if "profile" in parameters:
             raise ValueError("give the profile with --profile, not as -p profile ...")
         check_parameters(notebook, parameters)
@@ -304,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with argument_errors(parser, "--max-stages"):
             if args.max_stages < 1:
                 raise ValueError(f"must be an integer >= 1, got {args.max_stages!r}")
+    with argument_errors(parser, "--plans"):
+        _make_folder(folder)
     try:
         with _only_one(folder):
             if args.command == "plan":
@@ -328,7 +362,7 @@ def _only_one(folder: Path) -> AbstractContextManager[None]:
 def _compute_command(notebook: Path, executor: Executor, folder: Path, args: argparse.Namespace,
                      parameters: Mapping[str, Any]) -> int:
     """``compute``: run the stages, print and save the table of runs; the exit status."""
-    with executor:
+    with sigterm_interrupts() as signals, executor:
         done = compute(notebook, executor, profile=args.profile, parameters=parameters, folder=folder,
                        max_stages=args.max_stages)
     table = summary_table(done.outcomes, done.requests)
@@ -338,7 +372,9 @@ def _compute_command(notebook: Path, executor: Executor, folder: Path, args: arg
     print(done.message)
     if done.status == "complete":
         print("render it with: " + _render_hint(notebook, args.profile, parameters))
-    return {"complete": 0, "interrupted": 130}.get(done.status, 1)
+    if done.status == "interrupted":
+        return 128 + (signals[0] if signals else signal.SIGINT)
+    return 0 if done.status == "complete" else 1
 
 
 def _report_plan(planned: Plan, notebook: Path, args: argparse.Namespace, parameters: Mapping[str, Any]) -> int:

@@ -6,18 +6,24 @@ Command line (what ``make execute`` runs)::
         --params epochs=3 lr=0.01
 
 executes each notebook given, in place, with the notebook's folder as the kernel's working
-directory. ``--profile P`` sets ``PILCRO_PROFILE`` in the kernels' environment (the notebooks
-read their default profile from it). ``--params key=value ...`` injects papermill parameters;
-values are parsed as ``int``, ``float``, ``True``/``False``, ``None`` or else kept as strings
-(:func:`parse_value`). Every name must be a parameter of each notebook's cell tagged
-``parameters``: an undeclared name stops the command before anything runs, with a message that
-names it and lists the notebook's parameters. Through make::
+directory. A notebook is executed into a temporary copy next to it
+(``.<name>.<pid>.executing.ipynb``) that replaces it only when every cell ran: after a failing
+cell the notebook is left as it was and the failed copy is kept in a temporary folder (its path
+is printed); after Ctrl-C or SIGTERM the copy is deleted. ``--profile P`` sets
+``PILCRO_PROFILE`` in the kernels' environment (the notebooks read their default profile from
+it). ``--params key=value ...`` injects papermill parameters; values are parsed as ``int``,
+``float``, ``True``/``False``, ``None`` or else kept as strings (:func:`parse_value`);
+``--params`` may be repeated, and a name given twice is refused. Every name must be a
+parameter of each notebook's cell tagged ``parameters``: an undeclared name stops the command
+before anything runs, with a message that names it and lists the notebook's parameters.
+Through make::
 
     make execute NB=notebooks/00_getting_started.ipynb PROFILE=book PARAMS="epochs=3 lr=0.01"
 
 The shared checks of notebook parameters live here too: :func:`parse_assignments` reads
 ``key=value`` arguments, :func:`check_notebook` and :func:`check_parameters` validate a notebook
-and the names set in it, and :func:`argument_errors` turns their errors into argparse's.
+and the names set in it, and :func:`argument_errors` turns their errors into argparse's;
+:func:`sigterm_interrupts` makes SIGTERM stop a command as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -25,7 +31,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +43,7 @@ from typing import Any
 
 __all__ = ["PROFILES", "argument_errors", "check_notebook", "check_parameters", "execute_in_place",
            "folder_lock",
-           "main", "parse_assignments", "parse_value"]
+           "main", "parse_assignments", "parse_value", "sigterm_interrupts"]
 
 PROFILES = ("smoke", "book", "paper")  # the same as pilcro_lib.utils.PROFILES, without importing torch
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -130,17 +140,69 @@ def folder_lock(folder: Path, busy: Exception) -> Iterator[None]:
 
 
 def execute_in_place(notebook: Path, parameters: dict[str, Any], profile: str | None = None) -> None:
-    """Execute ``notebook`` with papermill, writing it back in place; the kernel runs in its folder.
+    """Execute ``notebook`` with papermill and replace it with the executed copy if every cell ran;
+    the kernel runs in its folder.
 
-    ``profile`` (if given) becomes ``PILCRO_PROFILE`` in the kernel's environment. Raises
-    papermill's ``PapermillExecutionError`` when a cell raises (the notebook is written up to it).
+    ``profile`` (if given) becomes ``PILCRO_PROFILE`` in the kernel's environment. When a cell
+    raises, the notebook is left as it was, the executed copy (up to that cell) is moved to a
+    temporary folder and its path printed, and papermill's ``PapermillExecutionError`` is raised.
     """
     import papermill
 
     if profile is not None:
         os.environ["PILCRO_PROFILE"] = profile
-    papermill.execute_notebook(str(notebook), str(notebook), parameters=parameters,
-                               cwd=str(notebook.resolve().parent))
+    target = notebook.resolve()
+    copy = target.with_name(f".{target.stem}.{os.getpid()}.executing.ipynb")
+    try:
+        papermill.execute_notebook(str(notebook), str(copy), parameters=parameters, cwd=str(target.parent))
+    except Exception:
+        _keep_failed(copy, notebook)
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM: nothing to keep
+        copy.unlink(missing_ok=True)
+        raise
+    _replace(copy, target, notebook)
+
+
+def _replace(copy: Path, target: Path, notebook: Path) -> None:
+    """Move the executed ``copy`` over ``target``, recording ``notebook`` as papermill's output path."""
+    import nbformat
+
+    executed = nbformat.read(copy, as_version=4)
+    executed.metadata.get("papermill", {})["output_path"] = str(notebook)
+    nbformat.write(executed, copy)
+    os.replace(copy, target)
+
+
+def _keep_failed(copy: Path, notebook: Path) -> None:
+    """Move a failed execution's ``copy`` to a new temporary folder and say where it is."""
+    if not copy.is_file():
+        return
+    failed = Path(tempfile.mkdtemp(prefix="pilcro-execute-")) / notebook.name
+    shutil.move(copy, failed)
+    print(f"{notebook} is unchanged; the failed execution is in {failed}", file=sys.stderr)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[list[int]]:
+    """While inside (in the main thread), the first SIGTERM raises ``KeyboardInterrupt`` as Ctrl-C
+    does, so that clean-up code runs before the command exits (later ones are ignored); the
+    yielded list holds the SIGTERMs received."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        got.append(signum)
+        if len(got) == 1:  # a second one must not break off the clean-up
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,8 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Execute notebooks in place (papermill), with parameters they declare.")
     parser.add_argument("notebooks", nargs="+", metavar="notebook", help="the notebooks (.ipynb) to execute")
     parser.add_argument("--profile", choices=PROFILES, help="PILCRO_PROFILE for the kernels")
-    parser.add_argument("--params", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="papermill parameters; each must be declared by every notebook")
+    parser.add_argument("--params", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="papermill parameters (repeatable); each must be declared by every notebook")
     args = parser.parse_args(argv)
     with argument_errors(parser, "notebook"):
         notebooks = [check_notebook(notebook) for notebook in args.notebooks]
@@ -163,13 +225,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("give the profile with --profile (PROFILE= for make execute), not as profile=...")
         for notebook in notebooks:
             check_parameters(notebook, parameters)
-    for notebook in notebooks:
-        print(f"== {notebook} ({args.profile or os.environ.get('PILCRO_PROFILE', 'default')} profile)", flush=True)
-        try:
-            execute_in_place(notebook, parameters, args.profile)
-        except PapermillExecutionError as error:
-            print(f"{notebook}: {error.ename}: {error.evalue} (cell {error.cell_index})", file=sys.stderr)
-            return 1
+    with sigterm_interrupts() as terminated:  # SIGTERM, as Ctrl-C, deletes the copy being executed
+        for notebook in notebooks:
+            print(f"== {notebook} ({args.profile or os.environ.get('PILCRO_PROFILE', 'default')} profile)", flush=True)
+            try:
+                execute_in_place(notebook, parameters, args.profile)
+            except PapermillExecutionError as error:
+                print(f"{notebook}: {error.ename}: {error.evalue} (cell {error.cell_index})", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                print(f"{notebook}: interrupted; it is unchanged", file=sys.stderr)
+                return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     return 0
 
 

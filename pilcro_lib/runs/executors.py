@@ -8,9 +8,14 @@ so its record is the one a notebook would have written. Executors are context ma
 early (Ctrl-C, an error, ``close()``) cancels the runs still queued or running, and runs that
 finished keep their records.
 
-- ``local`` (:class:`LocalExecutor`): a ``concurrent.futures`` process pool on this machine, a
-  fresh process per run; with ``gpus_per_run`` > 0, each run gets its own GPUs through
-  ``CUDA_VISIBLE_DEVICES``. The default.
+An :class:`Outcome`'s status is ``computed`` (the worker trained the run), ``read`` (its record
+was already stored when the worker got to it: another process computed it) or ``failed``.
+
+- ``local`` (:class:`LocalExecutor`): processes on this machine, a fresh one per run; with
+  ``gpus_per_run`` > 0, each run gets its own GPUs through ``CUDA_VISIBLE_DEVICES``. A run whose
+  process dies (killed, out of memory) fails alone, with the reason; the queued runs still run.
+  On Linux the runs' processes die with the process that started them, even a killed one
+  (:func:`die_with_parent`). The default.
 - ``ray`` (:class:`RayExecutor`): Ray core tasks with ``num_gpus=gpus_per_run``; ``ray.init()``
   starts a cluster on this machine (stopped again on exit), ``address=...`` joins a running one.
   Requests travel through Ray's object store (each dataset once), records come back to this
@@ -23,32 +28,39 @@ finished keep their records.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+import signal
 import socket
+import sys
 import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Outcome", "RayExecutor", "SlurmExecutor", "compute_file",
-           "compute_payload", "make_executor", "threads_per_run", "visible_gpus"]
+           "compute_payload", "die_with_parent", "make_executor", "threads_per_run", "visible_gpus"]
 
 EXECUTORS = ("local", "ray", "slurm")
-STATUSES = ("computed", "failed")
+STATUSES = ("computed", "read", "failed")
 SLURM_CLUSTERS = ("slurm", "local")
 _WAIT_S = 1.0  # waits return this often, so that Ctrl-C is seen at once
+_GRACE_S = 10.0  # how long a run's process may take to end once stopped (or once it sent its outcome)
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 @dataclass
 class Outcome:
-    """How one planned run ended: ``status`` is one of :data:`STATUSES`.
+    """How one planned run ended: ``status`` is one of :data:`STATUSES` (``read``: its record was
+    already stored, computed by another process).
 
     ``record`` is the stored record's JSON text (a computed run), ``devices`` the
     ``CUDA_VISIBLE_DEVICES`` its process saw, ``started``/``ended`` its wall-clock times (epoch s).
@@ -81,12 +93,13 @@ def compute_payload(key: str, name: str, payload: bytes, blob: Callable[[str], A
     try:
         record = loads_request(payload, blob).compute()
         text = read_record_text(record.path)
+        status = "read" if record.reused else "computed"
     except Exception as error:  # the run failed: reported, the others go on
         last = traceback.extract_tb(error.__traceback__)[-1:]
         where = f" ({Path(last[0].filename).name}:{last[0].lineno})" if last else ""
         return Outcome(key, name, "failed", round(time.time() - started, 2), worker, devices, started, time.time(),
                        f"{type(error).__name__}: {error}{where}")
-    return Outcome(key, name, "computed", round(time.time() - started, 2), worker, devices, started, time.time(),
+    return Outcome(key, name, status, round(time.time() - started, 2), worker, devices, started, time.time(),
                    record=text)
 
 
@@ -124,8 +137,9 @@ def visible_gpus() -> list[str]:
 
 
 def _check_gpus_per_run(gpus_per_run: Any) -> float:
-    if isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float)) or gpus_per_run < 0:
-        raise ValueError(f"gpus_per_run must be a number >= 0, got {gpus_per_run!r}")
+    if (isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float))
+            or not math.isfinite(gpus_per_run) or gpus_per_run < 0):
+        raise ValueError(f"gpus_per_run must be a finite number >= 0, got {gpus_per_run!r}")
     return gpus_per_run
 
 
@@ -157,12 +171,13 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """A process pool on this machine (spawned processes, a fresh one per run).
+    """Processes on this machine (spawned, a fresh one per run).
 
     ``workers``: runs at a time (default: one per ``gpus_per_run`` GPUs when asking for GPUs,
     else 1). With ``gpus_per_run`` > 0 it must be a whole number and each running run gets
     its own GPUs of :func:`visible_gpus`; on the CPU, several workers each get an equal share of
     the cores as torch threads (:func:`threads_per_run`), so that they do not oversubscribe them.
+    A run whose process dies fails alone (its outcome gives the signal or exit status).
     """
 
     name = "local"
@@ -176,30 +191,57 @@ class LocalExecutor(Executor):
             self.slots = _gpu_slots(gpus_per_run, workers)
 
     def run(self, files: Sequence[Path]) -> Iterator[Outcome]:
-        import multiprocessing
-
         from pilcro_lib.runs.plans import read_request_file
 
         heads = {path: read_request_file(path) for path in files}
-        pool = ProcessPoolExecutor(len(self.slots), mp_context=multiprocessing.get_context("spawn"),
-                                   max_tasks_per_child=1)
         waiting = deque(files)
         free = deque(self.slots)
-        running: dict[Future, tuple[Path, str | None]] = {}
+        running: dict[Connection, tuple[Path, str | None, BaseProcess]] = {}
         try:
             while waiting or running:
                 while waiting and free:
                     file, slot = waiting.popleft(), free.popleft()
-                    running[pool.submit(compute_file, str(file), slot, self.threads)] = file, slot
-                done, _ = wait(running, timeout=_WAIT_S, return_when=FIRST_COMPLETED)
-                for future in done:
-                    file, slot = running.pop(future)
+                    receiver, process = _start_run(file, slot, self.threads)
+                    running[receiver] = file, slot, process
+                for receiver in wait(list(running), timeout=_WAIT_S):
+                    file, slot, process = running.pop(receiver)
                     free.append(slot)
-                    yield _result(future, heads[file])
+                    yield _result(receiver, process, heads[file])
         finally:
-            if running:
-                _terminate(pool)
-            pool.shutdown(wait=False, cancel_futures=True)
+            _end([process for _, _, process in running.values()])
+
+
+def _start_run(file: Path, devices: str | None, threads: int | None) -> tuple[Connection, BaseProcess]:
+    """Start a process that computes the run planned in ``file``; the end its :class:`Outcome` arrives on."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_run_process, name=f"run {Path(file).stem}",
+                              args=(sender, os.getpid(), str(file), devices, threads))
+    process.start()
+    sender.close()  # the run's process holds the only writer: its end shows here as EOF
+    return receiver, process
+
+
+def _run_process(sender: Connection, parent: int, path: str, devices: str | None, threads: int | None) -> None:
+    """A run's own process: compute it and send its :class:`Outcome`. Ctrl-C is left to the
+    parent, which stops this process; it dies with the parent (:func:`die_with_parent`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
+    sender.send(compute_file(path, devices, threads))
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child process of ``parent`` (its pid), on Linux: be SIGKILLed when the parent ends,
+    even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``); exit now if it already ended. Elsewhere: nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 \
+            and os.getppid() != parent:
+        os._exit(1)
 
 
 def threads_per_run(workers: int) -> int:
@@ -224,25 +266,33 @@ def _gpu_slots(gpus_per_run: float, workers: int | None) -> list[str | None]:
     return slots[:workers] if workers else slots
 
 
-def _result(future: Future, file: Any) -> Outcome:
-    """The outcome a pool's future holds; a failed one if the run's process died (``file``: its request header)."""
+def _result(receiver: Connection, process: BaseProcess, file: Any) -> Outcome:
+    """The outcome a run's process sent; a failed one naming how it died if it sent none (``file``: its request header)."""
     try:
-        return future.result()
-    except BaseException as error:  # the run's process died or was interrupted
-        return Outcome(file.key, file.name, "failed",
-                       error=f"the run's process ended without a result ({type(error).__name__}: {error})")
+        outcome = receiver.recv()
+    except (EOFError, OSError):
+        outcome = None
+    receiver.close()
+    process.join(_GRACE_S)
+    _end([process])  # one that hangs on its way out
+    if outcome is not None:
+        return outcome
+    code = process.exitcode
+    how = f"signal {-code}: {signal.Signals(-code).name}" if code and code < 0 else f"exit status {code}"
+    return Outcome(file.key, file.name, "failed", error=f"worker process died ({how})")
 
 
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool's processes now: its running runs are cancelled (they resume from their checkpoints)."""
-    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
-        pool.terminate_workers()
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # before 3.14: no public way
+def _end(processes: list[BaseProcess]) -> None:
+    """Stop runs' processes now and wait for them: SIGTERM, then SIGKILL after :data:`_GRACE_S`
+    seconds (cancelled runs resume from their checkpoints)."""
     for process in processes:
         process.terminate()
+    deadline = time.monotonic() + _GRACE_S
     for process in processes:
-        process.join(10)
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def _require(module: str, extra: str) -> Any:

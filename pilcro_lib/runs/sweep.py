@@ -12,8 +12,9 @@ point's values injected as papermill parameters. Values are parsed as ``int``, `
 key must be a parameter of the notebook's cell tagged ``parameters``. ``--profile P`` sets the
 notebook's ``profile`` parameter (and ``PILCRO_PROFILE`` in the kernel's environment) for every
 point; it is part of each point, so runs of different profiles do not overwrite each other.
-Bad arguments stop the command at once with an ``error:`` line that names the argument
-(exit status 2).
+``--grid`` may be repeated (its entries add up); a key given twice is refused. ``--cwd`` must
+be an existing folder. Bad arguments stop the command at once with an ``error:`` line that names
+the argument (exit status 2).
 
 Outputs, for a notebook ``NAME.ipynb``, under ``OUT/NAME/``:
 
@@ -46,6 +47,11 @@ kernels are shut down, and exits with status 130; ``kill -INT`` of the sweep alo
 running points finish and starts no others. SIGTERM stops the running points (and their
 kernels) at once and exits with status 143. Either way the summary is written and finished
 points are kept. A point whose process dies (killed, out of memory) fails alone; the others go on.
+On Linux, the points' processes die with the sweep even when it is killed with SIGKILL (which
+it cannot catch), so that no point runs on outside the folder's lock (their kernels then exit
+as they see their parent gone; :func:`pilcro_lib.runs.executors.die_with_parent`). Elsewhere a
+sweep killed with SIGKILL leaves its running points to finish on their own: stop them before
+starting another sweep on the same folder.
 
 Final metrics. A notebook reports its headline numbers by calling :func:`record_metrics`, e.g.
 as the last line of a cell::
@@ -87,12 +93,16 @@ from typing import Any
 from pilcro_lib.results import read_metrics
 from pilcro_lib.runs.execute import (PROFILES, argument_errors, check_notebook, check_parameters, folder_lock,
                                 parse_assignments, parse_value)
+from pilcro_lib.runs.executors import die_with_parent
 
 __all__ = ["Interrupted", "PointResult", "grid_points", "main", "merge_results", "notebook_digest",
            "parse_grid", "point_slug", "read_summary", "run_sweep", "summary_rows", "write_summary"]
 
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 _FIXED_COLUMNS = ("status", "wall_time_s", "error", "failed_cell", "notebook")
+STATUSES = ("ran", "done before", "failed", "not run")
+_FIELDS = {"point": dict, "status": str, "notebook": str, "wall_time_s": (int, float, type(None)), "metrics": dict,
+           "error": str, "failed_cell": str}  # a PointResult's fields in summary.json, and their JSON types
 _STAMP = "pilcro_sweep"  # the executed notebook's metadata key for the code it ran
 _GRACE_S = 10.0  # how long a point stopped by SIGTERM may take to shut its kernel down
 
@@ -195,12 +205,15 @@ def _duration(notebook: Any) -> float | None:
     return round(float(duration), 2) if duration is not None else None
 
 
-def _point_process(sender: Connection, notebook: str, point: dict[str, Any], folder: str, cwd: str) -> None:
-    """A point's own process: run it and send its :class:`PointResult` to the sweep.
+def _point_process(sender: Connection, parent: int, notebook: str, point: dict[str, Any], folder: str,
+                   cwd: str) -> None:
+    """A point's own process: run it and send its :class:`PointResult` to the sweep (process ``parent``).
 
-    SIGTERM interrupts the point as Ctrl-C does, so that papermill shuts its kernel down.
+    SIGTERM interrupts the point as Ctrl-C does, so that papermill shuts its kernel down. On
+    Linux the process dies with the sweep (:func:`pilcro_lib.runs.executors.die_with_parent`).
     """
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    die_with_parent(parent)
     sender.send(_execute_point(notebook, point, folder, cwd))
 
 
@@ -310,7 +323,7 @@ def write_summary(results: Sequence[PointResult], folder: Path) -> tuple[Path, P
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows({c: ("" if row.get(c) is None else row.get(c)) for c in columns} for row in rows)
-    counts = {s: sum(r.status == s for r in results) for s in ("ran", "done before", "failed", "not run")}
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     lines = [
         f"# Sweep summary: {len(results)} points; " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
         "",
@@ -330,14 +343,32 @@ def write_summary(results: Sequence[PointResult], folder: Path) -> tuple[Path, P
 
 
 def read_summary(folder: Path) -> list[PointResult]:
-    """The results recorded in ``folder/summary.json`` by an earlier sweep (none if it is missing)."""
+    """The results recorded in ``folder/summary.json`` by an earlier sweep (none if it is missing);
+    a ValueError naming the file if it is not a list of such results."""
     path = folder / "summary.json"
     if not path.is_file():
         return []
     try:
-        return [PointResult(**record) for record in json.loads(path.read_text())]
+        records = json.loads(path.read_text())
+        if not isinstance(records, list):
+            raise TypeError(f"it holds a JSON {type(records).__name__}, not a list")
+        return [_point_result(record) for record in records]
     except (ValueError, TypeError) as error:
-        raise ValueError(f"out: {path} is not a sweep summary ({error}); delete it to start the summary afresh") from None
+        raise ValueError(f"{path} is not a sweep summary ({error}); delete it to start the summary afresh") from None
+
+
+def _point_result(record: Any) -> PointResult:
+    """The :class:`PointResult` that a ``summary.json`` entry holds; a ValueError or TypeError saying what is wrong."""
+    if not isinstance(record, dict) or not {"point", "status"} <= set(record):
+        raise TypeError(f"entry {record!r} is not an object with a point and a status")
+    for name, value in record.items():
+        if name not in _FIELDS:
+            raise ValueError(f"entry {record!r} has an unknown field {name!r}")
+        if not isinstance(value, _FIELDS[name]) or isinstance(value, bool):
+            raise TypeError(f"entry {record!r}: field {name!r} is {value!r}")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"entry {record!r}: status {record['status']!r} is not one of {', '.join(map(repr, STATUSES))}")
+    return PointResult(**record)
 
 
 def merge_results(earlier: Iterable[PointResult], current: Iterable[PointResult]) -> list[PointResult]:
@@ -379,7 +410,7 @@ def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, worker
     grid = _with_profile(grid, profile)
     check_parameters(notebook, grid)
     folder = _output_folder(out, notebook)
-    cwd = str(Path(cwd) if cwd is not None else notebook.resolve().parent)
+    cwd = str(_check_cwd(cwd) if cwd is not None else notebook.resolve().parent)
     with _only_sweep_on(folder):
         return _sweep(notebook, grid_points(grid), folder, workers, cwd, log)
 
@@ -387,6 +418,13 @@ def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, worker
 def _check_workers(workers: Any) -> None:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+
+
+def _check_cwd(cwd: str | Path) -> Path:
+    """``cwd`` as a ``Path``; a ValueError naming it unless it is an existing folder."""
+    if not Path(cwd).is_dir():
+        raise ValueError(f"cwd {str(cwd)!r} is not an existing folder")
+    return Path(cwd)
 
 
 def _with_profile(grid: Mapping[str, Sequence[Any]], profile: str | None) -> dict[str, Sequence[Any]]:
@@ -466,7 +504,8 @@ def _run_points(notebook: Path, points: list[dict[str, Any]], todo: list[int], f
                 index = waiting.popleft()
                 receiver, sender = context.Pipe(duplex=False)
                 process = context.Process(target=_point_process, name=f"sweep {point_slug(points[index])}",
-                                          args=(sender, str(notebook.resolve()), points[index], str(folder), cwd))
+                                          args=(sender, os.getpid(), str(notebook.resolve()), points[index],
+                                                str(folder), cwd))
                 process.start()
                 sender.close()  # the point's process holds the only writer: its end shows here as EOF
                 running[receiver] = index, process
@@ -549,8 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m pilcro_lib.runs.sweep",
         description="Run a notebook once per point of a parameter grid (papermill), in parallel.")
     parser.add_argument("notebook", help="the notebook (.ipynb) to run")
-    parser.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2",
-                        help="parameter values to sweep; the points are the cartesian product")
+    parser.add_argument("--grid", nargs="+", action="extend", required=True, metavar="KEY=V1,V2",
+                        help="parameter values to sweep (repeatable); the points are the cartesian product")
     parser.add_argument("--workers", type=int, default=1, help="points run at a time (default 1)")
     parser.add_argument("--out", default="runs/sweeps", help="output folder (default runs/sweeps)")
     parser.add_argument("--profile", choices=PROFILES, help="the notebooks' profile for every point")
@@ -565,8 +604,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_parameters(notebook, grid)
     with argument_errors(parser, "--profile"):
         check_parameters(notebook, _with_profile(grid, args.profile))
+    with argument_errors(parser, "--cwd"):
+        if args.cwd is not None:
+            _check_cwd(args.cwd)
     with argument_errors(parser, "--out"):
-        _output_folder(args.out, notebook)
+        read_summary(_output_folder(args.out, notebook))
     try:
         results = run_sweep(notebook, grid, workers=args.workers, out=args.out, profile=args.profile, cwd=args.cwd)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
