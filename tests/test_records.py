@@ -140,7 +140,7 @@ def test_a_global_the_run_reads_is_part_of_its_key(tmp_path):
     assert a.key != b.key and b.metrics == {"epochs": 2}
 
 
-def test_record_of_other_training_code_is_retrained_or_refused(tmp_path, monkeypatch):
+def test_record_of_other_training_code_is_retrained_or_refused(tmp_path, monkeypatch, capsys):
     kwargs = dict(store=tmp_path, runs=tmp_path / "runs", data=kill_driver.data(), lr=0.01)
     cached_run(_run, **kwargs)
     monkeypatch.setattr(records, "code_digest", lambda functions: "0123456789abcdef")
@@ -148,7 +148,9 @@ def test_record_of_other_training_code_is_retrained_or_refused(tmp_path, monkeyp
     with pytest.raises(StaleRecordError, match="made by other training code.*PILCRO_STALE_RECORDS=retrain"):
         cached_run(_run, **kwargs)
     monkeypatch.setenv("PILCRO_STALE_RECORDS", "retrain")
+    capsys.readouterr()
     again = cached_run(_run, **kwargs)
+    assert capsys.readouterr().err.count("recomputing it") == 1  # said once, not once per check
     assert not again.reused and read_record(again.path)["code"] == "0123456789abcdef"
     assert cached_run(_run, **kwargs).reused
     monkeypatch.setenv("PILCRO_STALE_RECORDS", "sometimes")

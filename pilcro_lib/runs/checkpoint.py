@@ -55,7 +55,7 @@ def write_atomic(path: Path, payload: bytes) -> None:
     """
     path = Path(path)
     remove_dead_temps(path.parent)
-    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(payload)
@@ -68,6 +68,12 @@ def write_atomic(path: Path, payload: bytes) -> None:
     finally:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh temporary file name next to ``path``: ``.<name>.<host>.<pid>.<8 hex digits>.tmp``
+    (removed by :func:`remove_dead_temps` once this process is gone)."""
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def remove_dead_temps(folder: Path) -> list[Path]:

@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from pilcro_lib.runs.checkpoint import CorruptFileError, run_dir_lock, write_atomic
+from pilcro_lib.runs.checkpoint import CorruptFileError, run_dir_lock, temp_path, write_atomic
 from pilcro_lib.runs.fingerprint import RunLog, code_digest, code_fingerprint, describe, run_key, traced_code
 from pilcro_lib.utils import check_choice, get_device, git_commit
 
@@ -196,7 +196,7 @@ def _cached(request: RunRequest) -> Record:
     policy = stale_policy()
     key, name, inputs = request.key, request.name, request.inputs
     path = request.record_path()
-    record = _current(path, key, policy)
+    record = _current(path, key, policy, say=False)  # said, if stale, by the check under the lock
     if record is not None:
         return record
     run_dir = Path(request.runs if request.runs is not None else default_runs()) / f"{key}-{code_fingerprint()}"
@@ -223,7 +223,7 @@ def _check_writable(path: Path) -> None:
     """Refuse, before any training, a store where the record at ``path`` could not be written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.parent / f".write-test.{os.getpid()}.tmp"
+        probe = temp_path(path)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
@@ -351,8 +351,9 @@ def read_record(path: str | Path) -> dict[str, Any]:
     return stored
 
 
-def _current(path: Path, key: str, policy: str) -> Record | None:
-    """The record at ``path`` if it exists and was made by the current training code."""
+def _current(path: Path, key: str, policy: str, *, say: bool = True) -> Record | None:
+    """The record at ``path`` if it exists and was made by the current training code (a stale
+    one is refused under ``policy`` ``refuse``, else reported on stderr when ``say``)."""
     if not path.exists():
         return None
     stored = read_record(path)
@@ -366,7 +367,8 @@ def _current(path: Path, key: str, policy: str) -> Record | None:
                    f"the same functions' code is now {current})")
         if policy == "refuse":
             raise StaleRecordError(message + "; run with PILCRO_STALE_RECORDS=retrain to recompute it")
-        print(message + "; recomputing it", file=sys.stderr, flush=True)
+        if say:
+            print(message + "; recomputing it", file=sys.stderr, flush=True)
         return None
     return Record(key, stored["name"], stored["metrics"], stored["provenance"], path, reused=True)
 
