@@ -30,7 +30,7 @@ from pilcro_lib.models import reference_net
 
 def plain_forward_backward(model, x, y, batch_size):
     for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size].requires_grad_(True), y[start:start + batch_size]
+        xb, yb = x[start : start + batch_size].requires_grad_(True), y[start : start + batch_size]
         model(xb).gather(1, yb.view(-1, 1)).sum().backward()
     model.zero_grad(set_to_none=True)
 
@@ -38,8 +38,10 @@ def plain_forward_backward(model, x, y, batch_size):
 def captum_landscape(model, x, y, batch_size):
     saliency, total = Saliency(model), 0
     for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        total = total + saliency.attribute(xb.requires_grad_(True), target=yb, abs=True).sum(1).sum(0)
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        total = total + saliency.attribute(xb.requires_grad_(True), target=yb, abs=True).sum(1).sum(
+            0
+        )
     return total / len(x)
 
 
@@ -58,12 +60,18 @@ def main() -> None:
     x = torch.rand(args.images, 1, 28, 28, device=device)
     y = torch.randint(10, (args.images,), device=device)
     methods = {
-        "importance_landscape": lambda: importance_landscape(model, x, y, score="logit", batch_size=args.batch_size),
+        "importance_landscape": lambda: importance_landscape(
+            model, x, y, score="logit", batch_size=args.batch_size
+        ),
         "plain forward+backward": lambda: plain_forward_backward(model, x, y, args.batch_size),
         "captum Saliency": lambda: captum_landscape(model, x, y, args.batch_size),
     }
-    ours = importance_landscape(model, x, y, score="logit", batch_size=args.batch_size, normalize=False)
-    diff = (ours - captum_landscape(model, x, y, args.batch_size).double().cpu()).abs().max() / ours.abs().max()
+    ours = importance_landscape(
+        model, x, y, score="logit", batch_size=args.batch_size, normalize=False
+    )
+    diff = (
+        ours - captum_landscape(model, x, y, args.batch_size).double().cpu()
+    ).abs().max() / ours.abs().max()
     for fn in methods.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {name: [] for name in methods}
@@ -76,14 +84,18 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
 
     rate = {name: args.images / statistics.median(t) for name, t in times.items()}
-    print(f"reference net width {args.width}, {args.images} images 1x28x28, batch {args.batch_size}, "
-          f"device {device}, {torch.get_num_threads()} threads, {args.rounds} rounds (median)")
+    print(
+        f"reference net width {args.width}, {args.images} images 1x28x28, batch {args.batch_size}, "
+        f"device {device}, {torch.get_num_threads()} threads, {args.rounds} rounds (median)"
+    )
     print(f"max |ours - captum| / max |ours| = {diff:.2e}")
     print(f"{'method':<24} {'images/s':>10} {'ours / method':>14}")
     for name, r in rate.items():
         print(f"{name:<24} {r:>10.0f} {rate['importance_landscape'] / r:>14.2f}")
-    print(f"ratio vs plain forward+backward: {rate['importance_landscape'] / rate['plain forward+backward']:.2f} "
-          f"(target >= 0.8); vs Captum: {rate['importance_landscape'] / rate['captum Saliency']:.2f} (target >= 1.0)")
+    print(
+        f"ratio vs plain forward+backward: {rate['importance_landscape'] / rate['plain forward+backward']:.2f} "
+        f"(target >= 0.8); vs Captum: {rate['importance_landscape'] / rate['captum Saliency']:.2f} (target >= 1.0)"
+    )
 
 
 if __name__ == "__main__":

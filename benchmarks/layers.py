@@ -41,19 +41,42 @@ def check_targets(table: pd.DataFrame, batch: int) -> pd.DataFrame:
             same = table[(table.input == r.input) & (table["rank"] == r["rank"])].set_index("layer")
             conv = same.time_vs_conv.get(f"lrlc K={r['rank']} conv route", float("nan"))
             kernel = same.time_vs_conv.get(f"lrlc K={r['rank']} kernel route", float("nan"))
-            twin = conv if r.route == "conv" else kernel  # the same computation, measured in its forced row
+            twin = (
+                conv if r.route == "conv" else kernel
+            )  # the same computation, measured in its forced row
             why = _why(conv, kernel, r["rank"], batch)
             if abs(r.time_vs_conv / twin - 1) > 0.2:
                 why += f"; noise: the same computation took {twin:.2f} in its forced row"
-            rows.append({"input": r.input, "target": f"{r.layer}: time <= 1.25*K x conv", "measured": r.time_vs_conv,
-                         "bound": 1.25 * r["rank"], "route": r.route, "conv_route": conv, "kernel_route": kernel,
-                         "kernel_slowdown": kernel * batch / (batch + r["rank"]), "why": why})
+            rows.append(
+                {
+                    "input": r.input,
+                    "target": f"{r.layer}: time <= 1.25*K x conv",
+                    "measured": r.time_vs_conv,
+                    "bound": 1.25 * r["rank"],
+                    "route": r.route,
+                    "conv_route": conv,
+                    "kernel_route": kernel,
+                    "kernel_slowdown": kernel * batch / (batch + r["rank"]),
+                    "why": why,
+                }
+            )
         if r.layer == "lc":
-            rows.append({"input": r.input, "target": "lc: peak <= 2 x (unfold + weights)", "measured": r.peak_MB / r.unfold_plus_weights_MB,
-                         "bound": 2.0, "why": "patches, weights and their gradients"})
+            rows.append(
+                {
+                    "input": r.input,
+                    "target": "lc: peak <= 2 x (unfold + weights)",
+                    "measured": r.peak_MB / r.unfold_plus_weights_MB,
+                    "bound": 2.0,
+                    "why": "patches, weights and their gradients",
+                }
+            )
     frame = pd.DataFrame(rows)
     frame["met"] = frame.measured <= frame.bound
-    frame["missed_by"] = (frame.measured / frame.bound - 1).where(~frame.met).map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
+    frame["missed_by"] = (
+        (frame.measured / frame.bound - 1)
+        .where(~frame.met)
+        .map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
+    )
     frame.loc[frame.met, "why"] = ""
     return frame
 
@@ -65,19 +88,40 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[28, 32])
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--channels-last", action="store_true", help="channels_last inputs and weights for every layer")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on a shared machine)")
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="channels_last inputs and weights for every layer",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 is steadiest on a shared machine)",
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = get_device(args.device)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, "
-          f"{args.channels} channels, {'channels_last' if args.channels_last else 'contiguous'}; "
-          f"KERNEL_ROUTE_SLOWDOWN {KERNEL_ROUTE_SLOWDOWN}; load average before {os.getloadavg()[0]:.2f}")
-    table = benchmark_layers(batch=args.batch, channels=args.channels, sizes=args.sizes, ranks=args.ranks, routes=ROUTES,
-                             channels_last=args.channels_last, repeats=args.repeats, device=device)
+    print(
+        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, "
+        f"{args.channels} channels, {'channels_last' if args.channels_last else 'contiguous'}; "
+        f"KERNEL_ROUTE_SLOWDOWN {KERNEL_ROUTE_SLOWDOWN}; load average before {os.getloadavg()[0]:.2f}"
+    )
+    table = benchmark_layers(
+        batch=args.batch,
+        channels=args.channels,
+        sizes=args.sizes,
+        ranks=args.ranks,
+        routes=ROUTES,
+        channels_last=args.channels_last,
+        repeats=args.repeats,
+        device=device,
+    )
     print(f"load average after {os.getloadavg()[0]:.2f} (1-minute; {os.cpu_count()} CPUs)")
-    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 120):
+    with pd.option_context(
+        "display.width", 250, "display.max_columns", 20, "display.max_colwidth", 120
+    ):
         print(table.round(2).to_string(index=False))
         print()
         print(check_targets(table, args.batch).round(2).to_string(index=False))

@@ -21,15 +21,26 @@ from pilcro_lib.cost import step_cost
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--width", type=int, default=32, help="channels of the reference net (the book's experiments use 32)")
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=32,
+        help="channels of the reference net (the book's experiments use 32)",
+    )
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=4, help="steps per timing (a multiple of 4 keeps every-k fair)")
+    parser.add_argument(
+        "--steps", type=int, default=4, help="steps per timing (a multiple of 4 keeps every-k fair)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="process CPU time or wall time")
+    parser.add_argument(
+        "--clock", choices=("cpu", "wall"), default="cpu", help="process CPU time or wall time"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    times = step_cost(width=args.width, batch=args.batch, steps=args.steps, rounds=args.rounds, clock=args.clock)
+    times = step_cost(
+        width=args.width, batch=args.batch, steps=args.steps, rounds=args.rounds, clock=args.clock
+    )
     print(
         f"reference net width {args.width}, 28x28, batch {args.batch}, {args.threads} thread(s), {args.clock} time, "
         f"median of {args.rounds} rounds x {args.steps} steps, torch {torch.__version__}"

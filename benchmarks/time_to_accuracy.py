@@ -66,15 +66,34 @@ class Net:
 
 
 NETS = {
-    "reference": Net("3-layer reference net of the LRLC design (64 filters, valid padding)",
-                     lambda: reference_net(width=64, normalization=FM),
-                     get_recipe("classic", lr=3e-3, schedule="cosine"), (2,), (8, 16, 32)),  # chapter 0's old settings
-    "reference_same": Net("former reference net of Part II (32 filters, same padding)",
-                          lambda: reference_net(width=32, padding="same", normalization=FM),
-                          get_recipe("classic"), (2,), (2, 4, 8)),  # chapter 6's former settings
-    "resnet18_w8": Net("former CIFAR-style ResNet-18 of Part II (width 8)",
-                       lambda: cifar_resnet18(10, 1, normalization=FM, width=8), get_recipe("classic"), (1,), (1, 2)),
-    "fast_cnn": Net("fast CNN of Part II (width 32)", lambda: fast_cnn(normalization=FM), None, (), (2, 4, 8, 16)),
+    "reference": Net(
+        "3-layer reference net of the LRLC design (64 filters, valid padding)",
+        lambda: reference_net(width=64, normalization=FM),
+        get_recipe("classic", lr=3e-3, schedule="cosine"),
+        (2,),
+        (8, 16, 32),
+    ),  # chapter 0's old settings
+    "reference_same": Net(
+        "former reference net of Part II (32 filters, same padding)",
+        lambda: reference_net(width=32, padding="same", normalization=FM),
+        get_recipe("classic"),
+        (2,),
+        (2, 4, 8),
+    ),  # chapter 6's former settings
+    "resnet18_w8": Net(
+        "former CIFAR-style ResNet-18 of Part II (width 8)",
+        lambda: cifar_resnet18(10, 1, normalization=FM, width=8),
+        get_recipe("classic"),
+        (1,),
+        (1, 2),
+    ),
+    "fast_cnn": Net(
+        "fast CNN of Part II (width 32)",
+        lambda: fast_cnn(normalization=FM),
+        None,
+        (),
+        (2, 4, 8, 16),
+    ),
 }
 QUICK_NETS = ("reference", "fast_cnn")
 
@@ -96,18 +115,30 @@ def cpu_name() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (Linux), else the platform's machine type."""
     try:
         with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            return next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         return platform.machine()
 
 
-def forward_flops_per_image(build: Callable[[], nn.Module], image_shape: tuple[int, int, int]) -> float:
+def forward_flops_per_image(
+    build: Callable[[], nn.Module], image_shape: tuple[int, int, int]
+) -> float:
     """Convolution and matmul FLOPs of one forward pass, per image (a fresh model in eval mode)."""
     return forward_flops(build().eval(), torch.rand(2, *image_shape)) / 2
 
 
-def step_throughput(build: Callable[[], nn.Module], batch_size: int, device: torch.device, *, bf16: bool,
-                    channels_last: bool, compiled: bool = False, steps: int = 6) -> tuple[float, float]:
+def step_throughput(
+    build: Callable[[], nn.Module],
+    batch_size: int,
+    device: torch.device,
+    *,
+    bf16: bool,
+    channels_last: bool,
+    compiled: bool = False,
+    steps: int = 6,
+) -> tuple[float, float]:
     """Images/s of training steps (forward, cross-entropy, backward, SGD step) on random
     ``[batch_size, 1, 28, 28]`` batches, and the seconds of the first two steps (compilation included)."""
     torch.manual_seed(0)
@@ -137,18 +168,44 @@ def step_throughput(build: Callable[[], nn.Module], batch_size: int, device: tor
     return steps * batch_size / (time.perf_counter() - start), warm
 
 
-def arithmetic(names: list[str], batch_size: int, device: torch.device, compiled: bool, steps: int) -> None:
+def arithmetic(
+    names: list[str], batch_size: int, device: torch.device, compiled: bool, steps: int
+) -> None:
     """Print the training throughput of each net in fp32 / bf16 autocast, contiguous / channels_last (and compiled)."""
-    modes = {"fp32": (False, False), "fp32+CL": (False, True), "bf16": (True, False), "bf16+CL": (True, True)}
-    print(f"\ntraining steps, images/s at batch {batch_size} (CL: channels_last; ratio to fp32 in brackets)")
-    print(f"{'net':<15} " + " ".join(f"{m:>15}" for m in modes) + ("     bf16+CL+compile (compile s)" if compiled else ""))
+    modes = {
+        "fp32": (False, False),
+        "fp32+CL": (False, True),
+        "bf16": (True, False),
+        "bf16+CL": (True, True),
+    }
+    print(
+        f"\ntraining steps, images/s at batch {batch_size} (CL: channels_last; ratio to fp32 in brackets)"
+    )
+    print(
+        f"{'net':<15} "
+        + " ".join(f"{m:>15}" for m in modes)
+        + ("     bf16+CL+compile (compile s)" if compiled else "")
+    )
     for name in names:
-        speeds = {m: step_throughput(NETS[name].build, batch_size, device, bf16=b, channels_last=c, steps=steps)[0]
-                  for m, (b, c) in modes.items()}
-        line = f"{name:<15} " + " ".join(f"{v:>7.0f} ({v / speeds['fp32']:>4.2f}x)" for v in speeds.values())
+        speeds = {
+            m: step_throughput(
+                NETS[name].build, batch_size, device, bf16=b, channels_last=c, steps=steps
+            )[0]
+            for m, (b, c) in modes.items()
+        }
+        line = f"{name:<15} " + " ".join(
+            f"{v:>7.0f} ({v / speeds['fp32']:>4.2f}x)" for v in speeds.values()
+        )
         if compiled:
-            speed, warm = step_throughput(NETS[name].build, batch_size, device, bf16=True, channels_last=True,
-                                          compiled=True, steps=steps)
+            speed, warm = step_throughput(
+                NETS[name].build,
+                batch_size,
+                device,
+                bf16=True,
+                channels_last=True,
+                compiled=True,
+                steps=steps,
+            )
             line += f" {speed:>7.0f} ({speed / speeds['fp32']:>4.2f}x) ({warm:.0f} s)"
         print(line, flush=True)
 
@@ -160,25 +217,57 @@ def load(quick: bool, device: torch.device) -> tuple[ImageDataset, ImageDataset,
     train, val = train_val_split(full, VALIDATION / len(full), seed=0)
     test = load_dataset("fashion_mnist", "test")
     if quick:
-        train, val, test = (d.subset(torch.arange(n)) for d, n in ((train, 2000), (val, 500), (test, 1000)))
-    return tuple(ImageDataset(d.images.to(device), d.labels.to(device), d.classes, d.name) for d in (train, val, test))
+        train, val, test = (
+            d.subset(torch.arange(n)) for d, n in ((train, 2000), (val, 500), (test, 1000))
+        )
+    return tuple(
+        ImageDataset(d.images.to(device), d.labels.to(device), d.classes, d.name)
+        for d in (train, val, test)
+    )
 
 
-def train_run(name: str, setting: str, recipe: Recipe, epochs: int, data, device: torch.device, flops: float, peaks: dict) -> dict:
+def train_run(
+    name: str,
+    setting: str,
+    recipe: Recipe,
+    epochs: int,
+    data,
+    device: torch.device,
+    flops: float,
+    peaks: dict,
+) -> dict:
     """One run of ``epochs`` epochs: its per-epoch (time, test accuracy) points and its speed."""
     train, val, test = data
     seed_everything(0)
     model = NETS[name].build()
-    history = fit(model, train, val, epochs=epochs, recipe=recipe, regularizer=AccuracyProbe(model, test),
-                  device=device, progress=False)
+    history = fit(
+        model,
+        train,
+        val,
+        epochs=epochs,
+        recipe=recipe,
+        regularizer=AccuracyProbe(model, test),
+        device=device,
+        progress=False,
+    )
     times = torch.tensor([r["epoch_time_s"] for r in history.records]).cumsum(0).tolist()
     points = [(t, r["test_acc"]) for t, r in zip(times, history.records)]
     bf16 = uses_bf16(recipe, device)
     images_per_s = len(train) * epochs / times[-1]
     gflops = 3 * flops * images_per_s / 1e9
-    return {"net": name, "setting": setting, "epochs": epochs, "time_s": times[-1], "test_acc": points[-1][1],
-            "val_acc": history.final["val_acc"], "points": points, "images_per_s": images_per_s, "gflops": gflops,
-            "precision": "bf16" if bf16 else "fp32", "peak_fraction": gflops / peaks["bf16" if bf16 else "fp32"]}
+    return {
+        "net": name,
+        "setting": setting,
+        "epochs": epochs,
+        "time_s": times[-1],
+        "test_acc": points[-1][1],
+        "val_acc": history.final["val_acc"],
+        "points": points,
+        "images_per_s": images_per_s,
+        "gflops": gflops,
+        "precision": "bf16" if bf16 else "fp32",
+        "peak_fraction": gflops / peaks["bf16" if bf16 else "fp32"],
+    }
 
 
 def time_to(points: list[tuple[float, float]], target: float) -> float | None:
@@ -215,23 +304,35 @@ def fmt_acc(a: float | None) -> str:
 
 
 def report(runs: list[dict], targets: list[float], budgets_s: list[float]) -> None:
-    print(f"\n{'net':<15} {'setting':<7} {'epochs':>6} {'time (s)':>9} {'test acc':>9} {'val acc':>8} "
-          f"{'images/s':>9} {'GFLOP/s':>8} {'of peak':>8} precision")
+    print(
+        f"\n{'net':<15} {'setting':<7} {'epochs':>6} {'time (s)':>9} {'test acc':>9} {'val acc':>8} "
+        f"{'images/s':>9} {'GFLOP/s':>8} {'of peak':>8} precision"
+    )
     for r in runs:
-        print(f"{r['net']:<15} {r['setting']:<7} {r['epochs']:>6} {r['time_s']:>9.1f} {fmt_acc(r['test_acc']):>9} "
-              f"{fmt_acc(r['val_acc']):>8} {r['images_per_s']:>9.0f} {r['gflops']:>8.1f} {100 * r['peak_fraction']:>7.1f}% "
-              f"{r['precision']}")
+        print(
+            f"{r['net']:<15} {r['setting']:<7} {r['epochs']:>6} {r['time_s']:>9.1f} {fmt_acc(r['test_acc']):>9} "
+            f"{fmt_acc(r['val_acc']):>8} {r['images_per_s']:>9.0f} {r['gflops']:>8.1f} {100 * r['peak_fraction']:>7.1f}% "
+            f"{r['precision']}"
+        )
     groups = {}
     for r in runs:
         groups.setdefault((r["net"], r["setting"]), []).extend(r["points"])
-    print("\ntime to reach a test accuracy (first evaluation at or above it, any run of the ladder)")
+    print(
+        "\ntime to reach a test accuracy (first evaluation at or above it, any run of the ladder)"
+    )
     print(f"{'net':<15} {'setting':<7} " + " ".join(f"{fmt_acc(t):>12}" for t in targets))
     for (net, setting), points in groups.items():
-        print(f"{net:<15} {setting:<7} " + " ".join(f"{fmt_time(time_to(points, t)):>12}" for t in targets))
+        print(
+            f"{net:<15} {setting:<7} "
+            + " ".join(f"{fmt_time(time_to(points, t)):>12}" for t in targets)
+        )
     print("\nbest test accuracy within a training-time budget (any evaluation of the ladder)")
     print(f"{'net':<15} {'setting':<7} " + " ".join(f"{b / 60:>9.3g} min" for b in budgets_s))
     for (net, setting), points in groups.items():
-        print(f"{net:<15} {setting:<7} " + " ".join(f"{fmt_acc(best_within(points, b)):>13}" for b in budgets_s))
+        print(
+            f"{net:<15} {setting:<7} "
+            + " ".join(f"{fmt_acc(best_within(points, b)):>13}" for b in budgets_s)
+        )
 
 
 def speedups(runs: list[dict]) -> list[str]:
@@ -244,10 +345,15 @@ def speedups(runs: list[dict]) -> list[str]:
             continue
         last = max(today, key=lambda r: r["epochs"])
         t_fast = time_to(fast, last["test_acc"])
-        fast_text = (f"reaches that in {t_fast:.0f} s ({last['time_s'] / t_fast:.1f}x today's speed)" if t_fast
-                     else "never reaches it")
-        lines.append(f"  {name}: today's {last['epochs']}-epoch run ends at {fmt_acc(last['test_acc'])} after "
-                     f"{last['time_s']:.0f} s; the fast recipe {fast_text}")
+        fast_text = (
+            f"reaches that in {t_fast:.0f} s ({last['time_s'] / t_fast:.1f}x today's speed)"
+            if t_fast
+            else "never reaches it"
+        )
+        lines.append(
+            f"  {name}: today's {last['epochs']}-epoch run ends at {fmt_acc(last['test_acc'])} after "
+            f"{last['time_s']:.0f} s; the fast recipe {fast_text}"
+        )
     return lines
 
 
@@ -260,23 +366,29 @@ def floors(runs: list[dict]) -> list[str]:
         t = time_to(points, FAST_CNN_TARGET)
         met = t is not None and t <= FAST_CNN_BUDGET_S
         best = max(acc for _, acc in points)
-        lines.append(f"  [{'MET' if met else 'NOT MET'}] fast_cnn reaches {fmt_acc(FAST_CNN_TARGET)} test accuracy within "
-                     f"{FAST_CNN_BUDGET_S:.0f} s: {'after ' if t is not None else ''}{fmt_time(t)} (best {fmt_acc(best)}, "
-                     f"{fmt_acc(best_within(points, FAST_CNN_BUDGET_S))} within the budget)")
+        lines.append(
+            f"  [{'MET' if met else 'NOT MET'}] fast_cnn reaches {fmt_acc(FAST_CNN_TARGET)} test accuracy within "
+            f"{FAST_CNN_BUDGET_S:.0f} s: {'after ' if t is not None else ''}{fmt_time(t)} (best {fmt_acc(best)}, "
+            f"{fmt_acc(best_within(points, FAST_CNN_BUDGET_S))} within the budget)"
+        )
     ladder = [r for r in runs if r["net"] == PLATEAU_NET and r["setting"] == "fast"]
     if ladder:
         found = plateau(ladder)
         if found is None:
             ends = ", ".join(f"{r['epochs']} ep: {fmt_acc(r['test_acc'])}" for r in ladder)
-            lines.append(f"  [NOT MET] {PLATEAU_NET} reaches its plateau within {PLATEAU_BUDGET_S:.0f} s: no run B of the "
-                         f"ladder has its 2x and 4x runs within {100 * PLATEAU_SPREAD:.1f} points ({ends})")
+            lines.append(
+                f"  [NOT MET] {PLATEAU_NET} reaches its plateau within {PLATEAU_BUDGET_S:.0f} s: no run B of the "
+                f"ladder has its 2x and 4x runs within {100 * PLATEAU_SPREAD:.1f} points ({ends})"
+            )
         else:
             b, b2, b4 = found["runs"]
             met = b["time_s"] <= PLATEAU_BUDGET_S
-            lines.append(f"  [{'MET' if met else 'NOT MET'}] {PLATEAU_NET} reaches its plateau within {PLATEAU_BUDGET_S:.0f} s: "
-                         f"B = {b['epochs']} epochs, {b['time_s']:.0f} s: {fmt_acc(b['test_acc'])}; 2B ({b2['time_s']:.0f} s): "
-                         f"{fmt_acc(b2['test_acc'])}; 4B ({b4['time_s']:.0f} s): {fmt_acc(b4['test_acc'])}; spread "
-                         f"{100 * found['spread']:.2f} points < {100 * PLATEAU_SPREAD:.1f}; plateau {fmt_acc(b4['test_acc'])}")
+            lines.append(
+                f"  [{'MET' if met else 'NOT MET'}] {PLATEAU_NET} reaches its plateau within {PLATEAU_BUDGET_S:.0f} s: "
+                f"B = {b['epochs']} epochs, {b['time_s']:.0f} s: {fmt_acc(b['test_acc'])}; 2B ({b2['time_s']:.0f} s): "
+                f"{fmt_acc(b2['test_acc'])}; 4B ({b4['time_s']:.0f} s): {fmt_acc(b4['test_acc'])}; spread "
+                f"{100 * found['spread']:.2f} points < {100 * PLATEAU_SPREAD:.1f}; plateau {fmt_acc(b4['test_acc'])}"
+            )
     return lines
 
 
@@ -296,15 +408,35 @@ def parse_settings(text: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nets", default=None, help=f"comma-separated, from {', '.join(NETS)} (default: all; --quick: {','.join(QUICK_NETS)})")
+    parser.add_argument(
+        "--nets",
+        default=None,
+        help=f"comma-separated, from {', '.join(NETS)} (default: all; --quick: {','.join(QUICK_NETS)})",
+    )
     parser.add_argument("--settings", default="today,fast", help="today, fast or both")
-    parser.add_argument("--ladder", default=None, help="epochs of the fast recipe's runs, e.g. 2,4,8 (default: per net)")
-    parser.add_argument("--set", default="", help="changes to the fast recipe, e.g. flip=True,lr=0.1")
+    parser.add_argument(
+        "--ladder",
+        default=None,
+        help="epochs of the fast recipe's runs, e.g. 2,4,8 (default: per net)",
+    )
+    parser.add_argument(
+        "--set", default="", help="changes to the fast recipe, e.g. flip=True,lr=0.1"
+    )
     parser.add_argument("--budgets", default="1,2,5,10", help="training-time budgets in minutes")
     parser.add_argument("--targets", default="0.85,0.9,0.92,0.93", help="test accuracies")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd training steps (slow to compile)")
-    parser.add_argument("--quick", action="store_true", help="2,000 training images, runs of 1 and 2 epochs: a smoke check")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, ... (default: the best available)"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile'd training steps (slow to compile)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2,000 training images, runs of 1 and 2 epochs: a smoke check",
+    )
     args = parser.parse_args()
     names = [n for n in (args.nets or ",".join(QUICK_NETS if args.quick else NETS)).split(",") if n]
     unknown = [n for n in names if n not in NETS]
@@ -319,10 +451,15 @@ def main() -> None:
     targets = [float(t) for t in args.targets.split(",")]
 
     started = time.perf_counter()
-    print(f"load average at start: {os.getloadavg()}; {torch.get_num_threads()} threads; torch {torch.__version__}; "
-          f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}; "
-          f"{cpu_name()}")
-    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
+    print(
+        f"load average at start: {os.getloadavg()}; {torch.get_num_threads()} threads; torch {torch.__version__}; "
+        f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}; "
+        f"{cpu_name()}"
+    )
+    peaks = {
+        "fp32": matmul_peak(torch.float32, device),
+        "bf16": matmul_peak(torch.bfloat16, device),
+    }
     print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     print(f"fast recipe: {fast}")
     arithmetic(names, fast.batch_size, device, args.compile, steps=2 if args.quick else 8)
@@ -337,19 +474,34 @@ def main() -> None:
         if "today" in settings and net.today is not None:
             plan += [("today", net.today, e) for e in ((1,) if args.quick else net.today_epochs)]
         if "fast" in settings:
-            ladder = (1, 2) if args.quick else tuple(int(e) for e in args.ladder.split(",")) if args.ladder else net.fast_epochs
+            ladder = (
+                (1, 2)
+                if args.quick
+                else tuple(int(e) for e in args.ladder.split(","))
+                if args.ladder
+                else net.fast_epochs
+            )
             plan += [("fast", fast, e) for e in ladder]
         for setting, recipe, epochs in plan:
             run = train_run(name, setting, recipe, epochs, data, device, flops, peaks)
             runs.append(run)
-            print(f"  {setting:<5} {epochs:>2} epochs: {run['time_s']:6.1f} s, test {fmt_acc(run['test_acc'])}, "
-                  f"{run['images_per_s']:.0f} images/s, load {os.getloadavg()[0]:.2f}", flush=True)
+            print(
+                f"  {setting:<5} {epochs:>2} epochs: {run['time_s']:6.1f} s, test {fmt_acc(run['test_acc'])}, "
+                f"{run['images_per_s']:.0f} images/s, load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
     report(runs, targets, budgets_s)
     print("\nspeed-up of the fast recipe over today's settings")
     print("\n".join(speedups(runs)) or "  (needs both settings)")
-    print(f"\nfloors ({'smoke check: not meaningful' if args.quick else 'book profile'}; device {device})")
-    print("\n".join(floors(runs)) or "  (needs the fast_cnn and reference nets with the fast recipe)")
-    print(f"\nload average at end: {os.getloadavg()}; wall time {time.perf_counter() - started:.0f} s")
+    print(
+        f"\nfloors ({'smoke check: not meaningful' if args.quick else 'book profile'}; device {device})"
+    )
+    print(
+        "\n".join(floors(runs)) or "  (needs the fast_cnn and reference nets with the fast recipe)"
+    )
+    print(
+        f"\nload average at end: {os.getloadavg()}; wall time {time.perf_counter() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":

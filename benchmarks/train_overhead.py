@@ -55,7 +55,15 @@ def bare_epoch_times(train, val, epochs: int, batch_size: int) -> list[float]:
 
 def fit_epoch_times(train, val, epochs: int, batch_size: int, checkpoint: bool) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
-        history = fit(build(), train, val, epochs=epochs, batch_size=batch_size, run_dir=tmp if checkpoint else None, progress=False)
+        history = fit(
+            build(),
+            train,
+            val,
+            epochs=epochs,
+            batch_size=batch_size,
+            run_dir=tmp if checkpoint else None,
+            progress=False,
+        )
     return [r["epoch_time_s"] for r in history.records]
 
 
@@ -74,9 +82,13 @@ def main() -> None:
     for _ in range(args.repeats):
         results["bare loop"] += bare_epoch_times(train, val, args.epochs, 128)
         results["fit"] += fit_epoch_times(train, val, args.epochs, 128, checkpoint=False)
-        results["fit + checkpoints"] += fit_epoch_times(train, val, args.epochs, 128, checkpoint=True)
+        results["fit + checkpoints"] += fit_epoch_times(
+            train, val, args.epochs, 128, checkpoint=True
+        )
     base = statistics.median(results["bare loop"])
-    print(f"{len(train)} training images, {len(val)} validation, batch 128, {torch.get_num_threads()} threads, device cpu")
+    print(
+        f"{len(train)} training images, {len(val)} validation, batch 128, {torch.get_num_threads()} threads, device cpu"
+    )
     print(f"{'variant':<20} {'median epoch (s)':>17} {'ratio to bare':>14}")
     for name, times in results.items():
         med = statistics.median(times)

@@ -33,7 +33,14 @@ from pilcro_lib.utils import (
     check_type,
 )
 
-CORRUPTIONS = ("gaussian_noise", "blur", "contrast", "shift", "border_occlusion", "corner_occlusion")
+CORRUPTIONS = (
+    "gaussian_noise",
+    "blur",
+    "contrast",
+    "shift",
+    "border_occlusion",
+    "corner_occlusion",
+)
 _PIXELS = ("shift", "border_occlusion", "corner_occlusion")  # severities that count pixels
 
 
@@ -92,4 +99,6 @@ def corrupted(dataset: ImageDataset, kind: str, severity: float, *, seed: int = 
     """A copy of ``dataset`` whose images have corruption ``kind`` of ``severity`` (float images)."""
     check_type("dataset", dataset, ImageDataset)
     images = corrupt(dataset.float_images(), kind, severity, seed=seed)
-    return ImageDataset(images, dataset.labels, dataset.classes, f"{dataset.name}_{kind}_{severity:g}")
+    return ImageDataset(
+        images, dataset.labels, dataset.classes, f"{dataset.name}_{kind}_{severity:g}"
+    )

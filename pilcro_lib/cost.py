@@ -38,7 +38,9 @@ class ReuseForwardPenalty:
     def __init__(self, lam: float = 1.0, measure: str = "laplacian") -> None:
         self.lam, self.measure = lam, check_choice("measure", measure, MEASURES)
 
-    def __call__(self, model: nn.Module, inputs: Tensor, targets: Tensor, outputs: Tensor) -> Tensor:
+    def __call__(
+        self, model: nn.Module, inputs: Tensor, targets: Tensor, outputs: Tensor
+    ) -> Tensor:
         (grad,) = torch.autograd.grad(score_sum(outputs, targets), inputs, create_graph=True)
         return self.lam * landscape_measure(batch_landscape(grad), self.measure)
 
@@ -50,7 +52,9 @@ def cost_arms(lam: float = 1.0) -> dict[str, Regularizer | None]:
         "every 2": (None, 2), "every 4": (None, 4), "sub_batch 16, every 2": (16, 2), "sub_batch 32, every 4": (32, 4),
     }  # fmt: skip
     arms: dict[str, Regularizer | None] = {"plain": None}
-    arms.update({name: PObjective(lam, sub_batch=sb, every=k) for name, (sb, k) in settings.items()})
+    arms.update(
+        {name: PObjective(lam, sub_batch=sb, every=k) for name, (sb, k) in settings.items()}
+    )
     arms[f"default: sub_batch {DEFAULT_SUB_BATCH}, every {DEFAULT_EVERY}"] = PObjective(lam)
     arms["full batch, reusing the training forward"] = ReuseForwardPenalty(lam)
     arms["input-gradient penalty, full batch"] = InputGradientPenalty(lam, sub_batch=None, every=1)

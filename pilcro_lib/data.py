@@ -37,12 +37,34 @@ SPLITS = ("train", "test")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SAMPLE_FILE = Path(__file__).resolve().parent / "sample_data" / "fashion_mnist_sample.npz"
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 CLASSES = {
     "mnist": [str(d) for d in range(10)],
     "fashion_mnist": FASHION_CLASSES,
     "fashion_mnist_sample": FASHION_CLASSES,
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+    "cifar10": [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ],
     "celeba": ["female", "male"],
 }
 
@@ -65,7 +87,9 @@ class ImageDataset(Dataset):
         _check_pixels(images)
         check_type("classes", classes, (list, tuple), "a list of class names")
         if not classes or not all(isinstance(c, str) for c in classes):
-            raise ValueError(f"classes must be a non-empty list of class names (str), got {classes!r}")
+            raise ValueError(
+                f"classes must be a non-empty list of class names (str), got {classes!r}"
+            )
         check_labels("labels", labels, images.shape[0], num_classes=len(classes))
         check_type("name", name, str)
         self.images = images
@@ -96,8 +120,13 @@ class ImageDataset(Dataset):
         """Name, size, shape, classes and a SHA-256 of the exact images and labels (for run keys)."""
         from pilcro_lib.runs.fingerprint import sha256_of_tensors
 
-        return {"name": self.name, "size": len(self), "image_shape": list(self.image_shape),
-                "classes": self.classes, "content": sha256_of_tensors(self.images, self.labels)[:16]}
+        return {
+            "name": self.name,
+            "size": len(self),
+            "image_shape": list(self.image_shape),
+            "classes": self.classes,
+            "content": sha256_of_tensors(self.images, self.labels)[:16],
+        }
 
     def subset(self, indices: Tensor) -> "ImageDataset":
         """The images at ``indices`` (a non-empty 1-D integer tensor), as a new dataset."""
@@ -112,7 +141,9 @@ class ImageDataset(Dataset):
 
 def _check_image_dtype(images: Tensor) -> None:
     if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise TypeError(f"images must be uint8 (0..255) or floating point (in [0, 1]), got dtype {images.dtype}")
+        raise TypeError(
+            f"images must be uint8 (0..255) or floating point (in [0, 1]), got dtype {images.dtype}"
+        )
 
 
 def _check_pixels(images: Tensor) -> None:
@@ -185,21 +216,27 @@ def load_dataset(
     images, labels = loader(split, root, download)
     data = ImageDataset(images, labels, CLASSES[name], name)
     if subset is not None and subset > len(data):
-        raise ValueError(f"subset={subset} is larger than the {name} {split} split ({len(data)} images); use subset=None for all")
+        raise ValueError(
+            f"subset={subset} is larger than the {name} {split} split ({len(data)} images); use subset=None for all"
+        )
     if subset is not None and subset < len(data):
         g = torch.Generator().manual_seed(seed)
         data = data.subset(torch.randperm(len(data), generator=g)[:subset].sort().values)
     return data
 
 
-def train_val_split(dataset: ImageDataset, val_fraction: float, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+def train_val_split(
+    dataset: ImageDataset, val_fraction: float, seed: int = 0
+) -> tuple[ImageDataset, ImageDataset]:
     """A seeded random split into (train, validation); ``val_fraction`` in (0, 1)."""
     check_type("dataset", dataset, ImageDataset)
     check_number("val_fraction", val_fraction, minimum=0, maximum=1, strict=True)
     seed = check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED)
     n_val = max(1, round(len(dataset) * val_fraction))
     if n_val >= len(dataset):
-        raise ValueError(f"val_fraction={val_fraction!r} leaves no training images in a dataset of {len(dataset)}")
+        raise ValueError(
+            f"val_fraction={val_fraction!r} leaves no training images in a dataset of {len(dataset)}"
+        )
     perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     return dataset.subset(perm[n_val:].sort().values), dataset.subset(perm[:n_val].sort().values)
 
@@ -225,12 +262,18 @@ def read_idx(path: str | Path) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as err:
-        raise ValueError(f"path={str(path)!r} is damaged or truncated ({type(err).__name__}: {err}). {IDX_REPAIR}") from err
+        raise ValueError(
+            f"path={str(path)!r} is damaged or truncated ({type(err).__name__}: {err}). {IDX_REPAIR}"
+        ) from err
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
-        raise ValueError(f"path={str(path)!r} is not an IDX file of unsigned bytes (header {raw[:4]!r}). {IDX_REPAIR}")
+        raise ValueError(
+            f"path={str(path)!r} is not an IDX file of unsigned bytes (header {raw[:4]!r}). {IDX_REPAIR}"
+        )
     ndim = raw[3]
     if len(raw) < 4 + 4 * ndim:
-        raise ValueError(f"path={str(path)!r} is truncated: it ends inside its header. {IDX_REPAIR}")
+        raise ValueError(
+            f"path={str(path)!r} is truncated: it ends inside its header. {IDX_REPAIR}"
+        )
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
@@ -266,14 +309,18 @@ def _idx_pair(folder: Path, split: str, what: str, how: str) -> tuple[Tensor, Te
             raise _missing(f"{what} file {stem} (or {stem}.gz)", folder, how)
     images, labels = (read_idx(path) for path in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"{paths[0]} and {paths[1]} do not match: images of shape {images.shape}, labels of shape "
-                         f"{labels.shape}. {IDX_REPAIR}")
+        raise ValueError(
+            f"{paths[0]} and {paths[1]} do not match: images of shape {images.shape}, labels of shape "
+            f"{labels.shape}. {IDX_REPAIR}"
+        )
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
 def _load_sample(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
     with np.load(SAMPLE_FILE) as f:
-        return torch.from_numpy(f[f"{split}_images"]), torch.from_numpy(f[f"{split}_labels"].astype(np.int64))
+        return torch.from_numpy(f[f"{split}_images"]), torch.from_numpy(
+            f[f"{split}_labels"].astype(np.int64)
+        )
 
 
 def _missing(what: str, root: Path, how: str) -> FileNotFoundError:
@@ -299,10 +346,14 @@ def _download(cls_name: str, root: Path, how: str, **kwargs) -> None:
         with _network_timeout():
             getattr(tvd, cls_name)(str(root), download=True, **kwargs)
     except (RuntimeError, OSError) as err:
-        raise _missing(cls_name, root, f"Its download failed ({type(err).__name__}: {err}). {how}") from err
+        raise _missing(
+            cls_name, root, f"Its download failed ({type(err).__name__}: {err}). {how}"
+        ) from err
 
 
-def _load_idx_dataset(name: str, split: str, root: Path, download: bool, how: str) -> tuple[Tensor, Tensor]:
+def _load_idx_dataset(
+    name: str, split: str, root: Path, download: bool, how: str
+) -> tuple[Tensor, Tensor]:
     """MNIST or Fashion-MNIST from ``root/<name>/raw`` (torchvision's layout), downloaded there first if asked."""
     folder = root / name / "raw"
     if download and not _has_idx(folder, split):
@@ -325,7 +376,8 @@ def _load_fashion_mnist(split: str, root: Path, download: bool) -> tuple[Tensor,
     if present and not in_root and not download:
         absent = next(stem for stem in stems if stem not in present)
         raise _missing(
-            f"Fashion-MNIST file {absent} (or {absent}.gz)", debian,
+            f"Fashion-MNIST file {absent} (or {absent}.gz)",
+            debian,
             f"That folder holds {_idx_file(debian, present[0]).name} but not this file of the {split} split. "
             "Reinstall Debian's package (apt-get install --reinstall dataset-fashion-mnist) "
             "or pass download=True (needs the internet).",
@@ -338,7 +390,9 @@ def _load_fashion_mnist(split: str, root: Path, download: bool) -> tuple[Tensor,
 
 
 def _load_mnist(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
-    return _load_idx_dataset("MNIST", split, root, download, "Pass download=True (needs the internet).")
+    return _load_idx_dataset(
+        "MNIST", split, root, download, "Pass download=True (needs the internet)."
+    )
 
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -350,15 +404,24 @@ CIFAR10_HOW = (
 CIFAR10_REPAIR = "Delete it and download CIFAR-10 again (download=True)."
 
 # the globals a CIFAR-10 pickle may name: NumPy's array reconstruction, nothing else
-_PICKLE_GLOBALS = {("numpy._core.multiarray", "_reconstruct"), ("numpy._core.numeric", "_frombuffer"),
-                   ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+_PICKLE_GLOBALS = {
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
 
 
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, strings, numbers and NumPy arrays; refuses any other global."""
 
     def find_class(self, module: str, name: str):
-        module = module.replace("numpy.core", "numpy._core", 1) if module.startswith("numpy.core") else module
+        module = (
+            module.replace("numpy.core", "numpy._core", 1)
+            if module.startswith("numpy.core")
+            else module
+        )
         if (module, name) not in _PICKLE_GLOBALS:
             raise pickle.UnpicklingError(f"it names {module}.{name}, which no CIFAR-10 file holds")
         return super().find_class(module, name)
@@ -372,13 +435,19 @@ def _read_cifar10_pickle(path: Path, keys: tuple[str, ...]) -> dict:
         with open(path, "rb") as f:
             content = _ArrayUnpickler(f, encoding="latin1").load()
     except Exception as err:  # a damaged pickle can raise almost anything
-        raise ValueError(f"path={str(path)!r} is damaged or truncated ({type(err).__name__}: {err}). {CIFAR10_REPAIR}") from err
+        raise ValueError(
+            f"path={str(path)!r} is damaged or truncated ({type(err).__name__}: {err}). {CIFAR10_REPAIR}"
+        ) from err
     if not isinstance(content, dict):
-        raise ValueError(f"path={str(path)!r} is not a CIFAR-10 file: it holds a {type(content).__name__}, not a dict. {CIFAR10_REPAIR}")
+        raise ValueError(
+            f"path={str(path)!r} is not a CIFAR-10 file: it holds a {type(content).__name__}, not a dict. {CIFAR10_REPAIR}"
+        )
     content = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in content.items()}
     absent = [k for k in keys if k not in content]
     if absent:
-        raise ValueError(f"path={str(path)!r} is not a CIFAR-10 file: it lacks {', '.join(absent)}. {CIFAR10_REPAIR}")
+        raise ValueError(
+            f"path={str(path)!r} is not a CIFAR-10 file: it lacks {', '.join(absent)}. {CIFAR10_REPAIR}"
+        )
     return content
 
 
@@ -386,13 +455,26 @@ def _cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images ``[n, 3, 32, 32]`` (uint8) and labels ``[n]`` of one CIFAR-10 batch file."""
     batch = _read_cifar10_pickle(path, ("data", "labels"))
     data, labels = batch["data"], np.asarray(batch["labels"])
-    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072):
+    if not (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[1] == 3072
+    ):
         shape = getattr(data, "shape", type(data).__name__)
-        raise ValueError(f"path={str(path)!r} is not a CIFAR-10 batch: its data must be uint8 rows of 3072 values, "
-                         f"got {shape}. {CIFAR10_REPAIR}")
-    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer) or not np.isin(labels, range(10)).all():
-        raise ValueError(f"path={str(path)!r} is not a CIFAR-10 batch: it needs one label in 0..9 per image "
-                         f"({len(data)} images). {CIFAR10_REPAIR}")
+        raise ValueError(
+            f"path={str(path)!r} is not a CIFAR-10 batch: its data must be uint8 rows of 3072 values, "
+            f"got {shape}. {CIFAR10_REPAIR}"
+        )
+    if (
+        labels.shape != (len(data),)
+        or not np.issubdtype(labels.dtype, np.integer)
+        or not np.isin(labels, range(10)).all()
+    ):
+        raise ValueError(
+            f"path={str(path)!r} is not a CIFAR-10 batch: it needs one label in 0..9 per image "
+            f"({len(data)} images). {CIFAR10_REPAIR}"
+        )
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
@@ -405,15 +487,23 @@ def _load_cifar10(split: str, root: Path, download: bool) -> tuple[Tensor, Tenso
     meta = _read_cifar10_pickle(folder / "batches.meta", ("label_names",))
     label_names = [n.decode("latin1") if isinstance(n, bytes) else n for n in meta["label_names"]]
     if label_names != CLASSES["cifar10"]:
-        raise ValueError(f"path={str(folder / 'batches.meta')!r} names the classes {label_names}, not CIFAR-10's "
-                         f"{CLASSES['cifar10']}. {CIFAR10_REPAIR}")
+        raise ValueError(
+            f"path={str(folder / 'batches.meta')!r} names the classes {label_names}, not CIFAR-10's "
+            f"{CLASSES['cifar10']}. {CIFAR10_REPAIR}"
+        )
     batches = [_cifar10_batch(folder / name) for name in CIFAR10_BATCHES[split]]
-    images, labels = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    images, labels = (
+        np.concatenate([b[0] for b in batches]),
+        np.concatenate([b[1] for b in batches]),
+    )
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 CELEBA_CROP = (40, 20, 138)  # top, left, size of the face crop, then resized to 32x32
-CELEBA_PARTITION = {"train": "0", "test": "2"}  # list_eval_partition.txt's codes (1: validation, unused)
+CELEBA_PARTITION = {
+    "train": "0",
+    "test": "2",
+}  # list_eval_partition.txt's codes (1: validation, unused)
 CELEBA_HOW = (
     "Pass download=True (needs the internet; Google Drive limits may require a manual download: put "
     "img_align_celeba/ (from img_align_celeba.zip), list_attr_celeba.txt and list_eval_partition.txt from "
@@ -429,17 +519,23 @@ def _celeba_lines(path: Path) -> list[list[str]]:
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"path={str(path)!r} is damaged ({type(err).__name__}: {err}). {CELEBA_REPAIR}") from err
+        raise ValueError(
+            f"path={str(path)!r} is damaged ({type(err).__name__}: {err}). {CELEBA_REPAIR}"
+        ) from err
     return [line.split() for line in text.splitlines() if line.strip()]
 
 
 def _celeba_split(path: Path, split: str) -> list[str]:
     """The image file names of ``split`` in ``list_eval_partition.txt`` (lines ``name code``)."""
     rows = _celeba_lines(path)
-    bad = next((i for i, row in enumerate(rows) if len(row) != 2 or row[1] not in ("0", "1", "2")), None)
+    bad = next(
+        (i for i, row in enumerate(rows) if len(row) != 2 or row[1] not in ("0", "1", "2")), None
+    )
     if bad is not None:
-        raise ValueError(f"path={str(path)!r} is damaged: line {bad + 1} is {' '.join(rows[bad])!r}, not "
-                         f"'<image> <0|1|2>'. {CELEBA_REPAIR}")
+        raise ValueError(
+            f"path={str(path)!r} is damaged: line {bad + 1} is {' '.join(rows[bad])!r}, not "
+            f"'<image> <0|1|2>'. {CELEBA_REPAIR}"
+        )
     names = [name for name, code in rows if code == CELEBA_PARTITION[split]]
     if not names:
         raise ValueError(f"path={str(path)!r} lists no image of the {split} split. {CELEBA_REPAIR}")
@@ -451,13 +547,24 @@ def _celeba_male(path: Path) -> dict[str, int]:
     (a count, the 40 attribute names, then ``name`` and one -1/1 per attribute on each line)."""
     rows = _celeba_lines(path)
     if len(rows) < 2 or "Male" not in rows[1] or rows[0] != [str(len(rows) - 2)]:
-        raise ValueError(f"path={str(path)!r} is damaged: it must start with the number of images and a line of "
-                         f"attribute names including Male, then one line per image. {CELEBA_REPAIR}")
+        raise ValueError(
+            f"path={str(path)!r} is damaged: it must start with the number of images and a line of "
+            f"attribute names including Male, then one line per image. {CELEBA_REPAIR}"
+        )
     column, width = rows[1].index("Male") + 1, len(rows[1]) + 1
-    bad = next((i for i, row in enumerate(rows[2:]) if len(row) != width or row[column] not in ("-1", "1")), None)
+    bad = next(
+        (
+            i
+            for i, row in enumerate(rows[2:])
+            if len(row) != width or row[column] not in ("-1", "1")
+        ),
+        None,
+    )
     if bad is not None:
-        raise ValueError(f"path={str(path)!r} is damaged: line {bad + 3} does not hold an image name and "
-                         f"{width - 1} values of -1 or 1. {CELEBA_REPAIR}")
+        raise ValueError(
+            f"path={str(path)!r} is damaged: line {bad + 3} does not hold an image name and "
+            f"{width - 1} values of -1 or 1. {CELEBA_REPAIR}"
+        )
     return {row[0]: int(row[column] == "1") for row in rows[2:]}
 
 
@@ -473,7 +580,9 @@ def _celeba_image(path: Path) -> np.ndarray:
             face = image.convert("RGB").crop((left, top, left + size, top + size))
             return np.asarray(face.resize((32, 32), Image.BILINEAR))
     except (OSError, UnidentifiedImageError, SyntaxError) as err:
-        raise ValueError(f"path={str(path)!r} is damaged or not a JPEG ({type(err).__name__}: {err}). {CELEBA_REPAIR}") from err
+        raise ValueError(
+            f"path={str(path)!r} is damaged or not a JPEG ({type(err).__name__}: {err}). {CELEBA_REPAIR}"
+        ) from err
 
 
 def _load_celeba(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
@@ -482,14 +591,24 @@ def _load_celeba(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor
 
     folder = root / "celeba"
     lists = (folder / "list_eval_partition.txt", folder / "list_attr_celeba.txt")
-    if download and not (all(p.is_file() for p in lists) and (folder / "img_align_celeba").is_dir()):
+    if download and not (
+        all(p.is_file() for p in lists) and (folder / "img_align_celeba").is_dir()
+    ):
         _download("CelebA", root, CELEBA_HOW, split="all", target_type="attr")
     names = _celeba_split(lists[0], split)
     male = _celeba_male(lists[1])
     unlabelled = [name for name in names if name not in male]
     if unlabelled:
-        raise ValueError(f"path={str(lists[1])!r} has no attributes for {len(unlabelled)} image(s) of the {split} "
-                         f"split, e.g. {unlabelled[0]}. {CELEBA_REPAIR}")
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
-        images = np.stack(list(pool.map(_celeba_image, [folder / "img_align_celeba" / name for name in names])))
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor([male[n] for n in names])
+        raise ValueError(
+            f"path={str(lists[1])!r} has no attributes for {len(unlabelled)} image(s) of the {split} "
+            f"split, e.g. {unlabelled[0]}. {CELEBA_REPAIR}"
+        )
+    with ThreadPoolExecutor(
+        max_workers=min(4, os.cpu_count() or 1)
+    ) as pool:  # PIL decodes without the GIL
+        images = np.stack(
+            list(pool.map(_celeba_image, [folder / "img_align_celeba" / name for name in names]))
+        )
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(
+        [male[n] for n in names]
+    )

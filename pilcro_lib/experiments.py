@@ -52,12 +52,20 @@ class LandscapeRecorder:
     :func:`pilcro_lib.landscape.measurement_mode`. All hooks are passed on to ``inner``.
     """
 
-    def __init__(self, probe_inputs: Tensor, probe_targets: Tensor, inner: Regularizer | None = None,
-                 *, mode: str = "train") -> None:
+    def __init__(
+        self,
+        probe_inputs: Tensor,
+        probe_targets: Tensor,
+        inner: Regularizer | None = None,
+        *,
+        mode: str = "train",
+    ) -> None:
         check_image_batch("probe_inputs", probe_inputs)
         check_labels("probe_targets", probe_targets, probe_inputs.shape[0])
         if inner is not None and not callable(inner):
-            raise TypeError(f"inner must be a regulariser (callable) or None, got {type(inner).__name__}")
+            raise TypeError(
+                f"inner must be a regulariser (callable) or None, got {type(inner).__name__}"
+            )
         self.probe_inputs, self.probe_targets, self.inner = probe_inputs, probe_targets, inner
         self.mode = check_choice("mode", mode, MODES)
         self.landscapes: dict[int, Tensor] = {}
@@ -79,7 +87,9 @@ class LandscapeRecorder:
         if hasattr(self.inner, "on_epoch_start"):
             self.inner.on_epoch_start(epoch)
 
-    def __call__(self, model: nn.Module, inputs: Tensor, targets: Tensor, outputs: Tensor | None = None) -> Tensor | None:
+    def __call__(
+        self, model: nn.Module, inputs: Tensor, targets: Tensor, outputs: Tensor | None = None
+    ) -> Tensor | None:
         self._model = model
         return None if self.inner is None else self.inner(model, inputs, targets, outputs)
 
@@ -90,8 +100,12 @@ class LandscapeRecorder:
 
     def describe(self) -> dict:
         """The probe batch, the mode and the wrapped regulariser (for run keys)."""
-        return {"probe_inputs": self.probe_inputs, "probe_targets": self.probe_targets, "mode": self.mode,
-                "inner": self.inner}
+        return {
+            "probe_inputs": self.probe_inputs,
+            "probe_targets": self.probe_targets,
+            "mode": self.mode,
+            "inner": self.inner,
+        }
 
     def state_dict(self) -> dict:
         inner = self.inner.state_dict() if hasattr(self.inner, "state_dict") else None
@@ -100,10 +114,14 @@ class LandscapeRecorder:
     def load_state_dict(self, state: dict) -> None:
         if state["inner"] is not None:
             self.inner.load_state_dict(state["inner"])
-        self.landscapes = {int(k): torch.tensor(v, dtype=torch.float64) for k, v in state["landscapes"].items()}
+        self.landscapes = {
+            int(k): torch.tensor(v, dtype=torch.float64) for k, v in state["landscapes"].items()
+        }
 
     def __repr__(self) -> str:
-        return f"LandscapeRecorder({self.inner!r}, probe={len(self.probe_inputs)}, mode={self.mode!r})"
+        return (
+            f"LandscapeRecorder({self.inner!r}, probe={len(self.probe_inputs)}, mode={self.mode!r})"
+        )
 
 
 def make_arm(
@@ -138,20 +156,38 @@ def make_arm(
     check_choice("model", model, MODELS)
     check_choice("measure", measure, MEASURES)
     if measure != "laplacian" and arm != "p_objective":
-        raise ValueError(f"measure={measure!r} is only defined for arm='p_objective', got arm={arm!r}")
-    padding, padding_mode = {"circular": ("same", "circular"), "full": ("full", "zeros")}.get(arm, ("same", "zeros"))
+        raise ValueError(
+            f"measure={measure!r} is only defined for arm='p_objective', got arm={arm!r}"
+        )
+    padding, padding_mode = {"circular": ("same", "circular"), "full": ("full", "zeros")}.get(
+        arm, ("same", "zeros")
+    )
     if model == "reference":
         net = reference_net(
             in_channels=in_channels, num_classes=num_classes, input_size=input_size, width=width,
             padding=padding, padding_mode=padding_mode, normalization=normalization,
         )  # fmt: skip
     elif model == "fast_cnn":
-        net = fast_cnn(in_channels, num_classes, width=width, padding=padding, padding_mode=padding_mode,
-                       normalization=normalization)
+        net = fast_cnn(
+            in_channels,
+            num_classes,
+            width=width,
+            padding=padding,
+            padding_mode=padding_mode,
+            normalization=normalization,
+        )
     elif arm == "full":
-        raise ValueError("arm='full' (full padding) is only defined for model='reference' or 'fast_cnn'")
+        raise ValueError(
+            "arm='full' (full padding) is only defined for model='reference' or 'fast_cnn'"
+        )
     else:
-        net = cifar_resnet18(num_classes, in_channels, padding_mode=padding_mode, normalization=normalization, width=width)
+        net = cifar_resnet18(
+            num_classes,
+            in_channels,
+            padding_mode=padding_mode,
+            normalization=normalization,
+            width=width,
+        )
     reg: Regularizer | None = None
     if arm == "p_objective":
         reg = PObjective(lam, measure=measure, sub_batch=sub_batch, every=every)
@@ -160,8 +196,9 @@ def make_arm(
     return net, reg
 
 
-def steps_to_reach(history: list[dict], target: float, *, steps_per_epoch: int,
-                   key: str = "val_acc") -> tuple[float, float]:
+def steps_to_reach(
+    history: list[dict], target: float, *, steps_per_epoch: int, key: str = "val_acc"
+) -> tuple[float, float]:
     """Training steps and wall time (s, including the per-epoch validation) until the first
     epoch whose ``key`` reaches ``target``; ``(nan, nan)`` if no epoch does.
 
@@ -172,7 +209,9 @@ def steps_to_reach(history: list[dict], target: float, *, steps_per_epoch: int,
     for record in history:
         if not isinstance(record, dict) or not {key, "epoch", "epoch_time_s"} <= record.keys():
             found = sorted(record) if isinstance(record, dict) else type(record).__name__
-            raise ValueError(f"history must be fit's records, each with 'epoch', 'epoch_time_s' and key={key!r}; got {found}")
+            raise ValueError(
+                f"history must be fit's records, each with 'epoch', 'epoch_time_s' and key={key!r}; got {found}"
+            )
     elapsed = 0.0
     for record in history:
         elapsed += record["epoch_time_s"]
@@ -188,8 +227,12 @@ def spearman(a: Tensor, b: Tensor) -> float:
     check_tensor("a", a, nonempty=True, finite=True)
     check_tensor("b", b, nonempty=True, finite=True)
     if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    return float(spearmanr(a.detach().flatten().cpu().numpy(), b.detach().flatten().cpu().numpy()).statistic)
+        raise ValueError(
+            f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    return float(
+        spearmanr(a.detach().flatten().cpu().numpy(), b.detach().flatten().cpu().numpy()).statistic
+    )
 
 
 def degenerate_landscape(landscape: Tensor) -> str | None:
@@ -249,16 +292,30 @@ def run_arm(
     corruptions = dict(corruptions or {})
     for name, entry in corruptions.items():
         if not (isinstance(entry, (list, tuple)) and len(entry) == 2):
-            raise ValueError(f"corruptions must map a name to (kind, severity), got {name!r}: {entry!r}")
+            raise ValueError(
+                f"corruptions must map a name to (kind, severity), got {name!r}: {entry!r}"
+            )
     if position_sets is not None:
-        check_type("position_sets", position_sets, (list, tuple), "a list of ((row, col), ImageDataset)")
+        check_type(
+            "position_sets", position_sets, (list, tuple), "a list of ((row, col), ImageDataset)"
+        )
         for entry in position_sets:
-            if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], ImageDataset)):
-                raise ValueError(f"position_sets must hold ((row, col), ImageDataset) pairs, got {entry!r}")
-    corrupt_sets = {name: corrupted(test_set, kind, severity) for name, (kind, severity) in corruptions.items()}
+            if not (
+                isinstance(entry, (list, tuple))
+                and len(entry) == 2
+                and isinstance(entry[1], ImageDataset)
+            ):
+                raise ValueError(
+                    f"position_sets must hold ((row, col), ImageDataset) pairs, got {entry!r}"
+                )
+    corrupt_sets = {
+        name: corrupted(test_set, kind, severity) for name, (kind, severity) in corruptions.items()
+    }
     seed_everything(seed)
     c, h, _ = train_set.image_shape
-    model, reg = make_arm(arm, in_channels=c, num_classes=train_set.num_classes, input_size=h, **arm_kwargs)
+    model, reg = make_arm(
+        arm, in_channels=c, num_classes=train_set.num_classes, input_size=h, **arm_kwargs
+    )
     probe = test_set.subset(torch.arange(min(probe_size, len(test_set))))
     recorder = LandscapeRecorder(probe.float_images(), probe.labels, reg)
     recorder.record(model, 0)
@@ -267,16 +324,25 @@ def run_arm(
             model, train_set, val_set, epochs=epochs, recipe=recipe, seed=seed, run_dir=run_dir,
             regularizer=recorder, device=device, progress=progress,
         )  # fmt: skip
-    except FloatingPointError as err:  # diverged: a result too (e.g. a penalty weight that is too large)
-        return {"diverged": str(err), "history": [], "val_acc": math.nan, "test_acc": math.nan,
-                "flatness": flatness_or_nan(None)}
+    except (
+        FloatingPointError
+    ) as err:  # diverged: a result too (e.g. a penalty weight that is too large)
+        return {
+            "diverged": str(err),
+            "history": [],
+            "val_acc": math.nan,
+            "test_acc": math.nan,
+            "flatness": flatness_or_nan(None),
+        }
     lands = recorder.landscapes
     metrics = {
         "history": history.records,
         "steps_per_epoch": math.ceil(len(train_set) / batch_size),
         "val_acc": history.final["val_acc"],
         "test_acc": evaluate(model, test_set)["accuracy"],
-        "corrupt_acc": {name: evaluate(model, data)["accuracy"] for name, data in corrupt_sets.items()},
+        "corrupt_acc": {
+            name: evaluate(model, data)["accuracy"] for name, data in corrupt_sets.items()
+        },
         "landscapes": {str(k): v.tolist() for k, v in sorted(lands.items())},
         "flatness_by_epoch": {str(k): flatness_or_nan(v) for k, v in sorted(lands.items())},
         "flatness": flatness_or_nan(lands[epochs]),
@@ -284,7 +350,9 @@ def run_arm(
         "train_time_s": sum(r["epoch_time_s"] for r in history.records),
     }
     degenerate = {k: why for k in (0, epochs) if (why := degenerate_landscape(lands[k]))}
-    if degenerate:  # a dead or non-finite network is a result: NaN figures and the reason, no traceback
+    if (
+        degenerate
+    ):  # a dead or non-finite network is a result: NaN figures and the reason, no traceback
         metrics["degenerate"] = {f"landscape at epoch {k}": why for k, why in degenerate.items()}
         metrics["spearman_init_final"] = math.nan
     else:
@@ -310,7 +378,9 @@ def per_seed(frame, columns: str | list[str], *, by: str = "arm", digits: int | 
         raise ValueError(f"frame lacks the columns {missing}; it has {list(frame.columns)}")
     groups = list(frame.groupby(by, sort=False))
     if isinstance(columns, str):
-        return per_seed_table({key: dict(zip(g["seed"], g[columns])) for key, g in groups}, digits=digits)
+        return per_seed_table(
+            {key: dict(zip(g["seed"], g[columns])) for key, g in groups}, digits=digits
+        )
     values = {(c, key): dict(zip(g["seed"], g[c])) for c in names for key, g in groups}
     table = per_seed_table(values, digits=digits)
     table.index = pd.MultiIndex.from_tuples(list(values), names=["figure", by])
@@ -335,13 +405,20 @@ def claim_verdicts(frame, claims: Mapping[str, tuple[str, str, str, bool]], *, b
     family = {}
     for claim, entry in claims.items():
         if not (isinstance(entry, (list, tuple)) and len(entry) == 4):
-            raise ValueError(f"claims[{claim!r}] must be (treated, control, column, higher_is_better), got {entry!r}")
+            raise ValueError(
+                f"claims[{claim!r}] must be (treated, control, column, higher_is_better), got {entry!r}"
+            )
         treated, control, column, higher = entry
         if column not in frame.columns:
             raise ValueError(f"claims[{claim!r}] names column {column!r}, which frame lacks")
         for arm in (treated, control):
             if arm not in set(frame[by]):
-                raise ValueError(f"claims[{claim!r}] names arm {arm!r}; frame's arms are {list(frame[by].unique())}")
-        family[claim] = compare(frame.loc[frame[by] == treated, column], frame.loc[frame[by] == control, column],
-                                higher_is_better=higher)
+                raise ValueError(
+                    f"claims[{claim!r}] names arm {arm!r}; frame's arms are {list(frame[by].unique())}"
+                )
+        family[claim] = compare(
+            frame.loc[frame[by] == treated, column],
+            frame.loc[frame[by] == control, column],
+            higher_is_better=higher,
+        )
     return verdicts(family)

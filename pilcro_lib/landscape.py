@@ -33,7 +33,14 @@ from pilcro_lib.utils import (
 )
 
 SCORES = ("loss", "logit", "logsumexp", "readout")
-FLATNESS_FIGURES = ("cv", "border_ratio", "curvature", "gradient_energy", "max_over_min", "checkerboard")
+FLATNESS_FIGURES = (
+    "cv",
+    "border_ratio",
+    "curvature",
+    "gradient_energy",
+    "max_over_min",
+    "checkerboard",
+)
 READOUT_SEED = 1234
 
 
@@ -50,9 +57,13 @@ def score_sum(outputs: Tensor, targets: Tensor | None, score: str = "loss") -> T
     outputs: ``[B, K]`` logits; targets: ``[B]`` class indices (needed for ``loss`` and ``logit``).
     """
     check_choice("score", score, SCORES)
-    check_tensor("outputs", outputs, ndim=2, dims="[batch, classes] (the model's logits)", dtype_kind="float")
+    check_tensor(
+        "outputs", outputs, ndim=2, dims="[batch, classes] (the model's logits)", dtype_kind="float"
+    )
     if score in ("loss", "logit") and targets is None:
-        raise ValueError(f"targets are required for score={score!r}; pass class indices of shape [batch]")
+        raise ValueError(
+            f"targets are required for score={score!r}; pass class indices of shape [batch]"
+        )
     if score in ("loss", "logit"):
         check_labels("targets", targets, outputs.shape[0], num_classes=outputs.shape[1])
     if score == "loss":
@@ -175,7 +186,9 @@ def _check_ring(name: str, width: int, h: int, w: int) -> int:
     """A ring width that leaves an interior in an ``h x w`` map."""
     width = check_positive_int(name, width)
     if not width < min(h, w) / 2:
-        raise ValueError(f"{name}={width} leaves no interior in a {h}x{w} map; it must be in [1, {(min(h, w) - 1) // 2}]")
+        raise ValueError(
+            f"{name}={width} leaves no interior in a {h}x{w} map; it must be in [1, {(min(h, w) - 1) // 2}]"
+        )
     return width
 
 
@@ -183,7 +196,9 @@ def _check_stride(name: str, stride: int, h: int, w: int) -> int:
     """A checkerboard period that fits an ``h x w`` map."""
     stride = check_positive_int(name, stride, minimum=2)
     if stride > min(h, w):
-        raise ValueError(f"{name}={stride} is larger than the {h}x{w} map; it must be in [2, {min(h, w)}]")
+        raise ValueError(
+            f"{name}={stride} is larger than the {h}x{w} map; it must be in [2, {min(h, w)}]"
+        )
     return stride
 
 
@@ -201,7 +216,9 @@ def flatness(landscape: Tensor, *, border: int = 2, stride: int = 2) -> dict[str
         raise ValueError("landscape is all zero: an all-zero map has no landscape to measure")
     mean = landscape.detach().double().mean().item()
     if mean <= 0:
-        raise ValueError(f"landscape must have a positive mean (it is normalised by its mean), got a mean of {mean:.4g}")
+        raise ValueError(
+            f"landscape must have a positive mean (it is normalised by its mean), got a mean of {mean:.4g}"
+        )
     lam = normalize(landscape.detach().double())
     return {
         "cv": cv(lam).item(),
@@ -213,7 +230,9 @@ def flatness(landscape: Tensor, *, border: int = 2, stride: int = 2) -> dict[str
     }
 
 
-def flatness_or_nan(landscape: Tensor | None, *, border: int = 2, stride: int = 2) -> dict[str, float]:
+def flatness_or_nan(
+    landscape: Tensor | None, *, border: int = 2, stride: int = 2
+) -> dict[str, float]:
     """:func:`flatness`, or NaN for every figure where there is no landscape to measure:
     ``None`` (none recorded), all zero, or not finite (a diverged run)."""
     if landscape is None or not torch.isfinite(landscape).all() or not landscape.any():
@@ -225,7 +244,14 @@ def flatness_or_nan(landscape: Tensor | None, *, border: int = 2, stride: int = 
 
 MC_INPUTS = ("gaussian", "uniform")
 MODES = ("eval", "train")
-DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+DROPOUTS = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 MC_SEED_STRIDE = 1_000_003  # init i of seed s draws its inputs with seed s * MC_SEED_STRIDE + i
 _SIZE_ERRORS = ("too small", "greater than actual input size", "Output size is", "non-positive")
@@ -241,7 +267,9 @@ def pearson(a: Tensor, b: Tensor, *, flat_tol: float = 1e-9) -> float:
     check_tensor("b", b, nonempty=True, finite=True)
     check_number("flat_tol", flat_tol, minimum=0)
     if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     x = a.detach().double().flatten().cpu()
     y = b.detach().double().flatten().cpu()
     for v in (x, y):
@@ -270,7 +298,9 @@ def _check_inputs(model: nn.Module, shape: tuple[int, ...], name: str = "inputs"
         raise ValueError(f"{name} must be 4-D [batch, channels, height, width], got shape {shape}")
     expected = _expected_channels(model)
     if expected is not None and shape[1] != expected:
-        raise ValueError(f"{name} have {shape[1]} channels but the model's first spatial layer expects {expected}")
+        raise ValueError(
+            f"{name} have {shape[1]} channels but the model's first spatial layer expects {expected}"
+        )
 
 
 def _batches(inputs, targets, batch_size: int):
@@ -336,7 +366,9 @@ def measurement_mode(model: nn.Module, mode: str | None) -> Iterator[nn.Module]:
             module.training = training
 
 
-def _saliency_checked(model: nn.Module, x: Tensor, y: Tensor | None, score: str, squared: bool) -> Tensor:
+def _saliency_checked(
+    model: nn.Module, x: Tensor, y: Tensor | None, score: str, squared: bool
+) -> Tensor:
     """:func:`saliency`, turning PyTorch's size errors into a ``ValueError`` that names ``inputs``."""
     try:
         return saliency(model, x, y, score=score, squared=squared)
@@ -390,14 +422,20 @@ def importance_landscape(
             raise ValueError("inputs must hold at least one image")
         _check_inputs(model, (1, *tuple(torch.as_tensor(inputs[0][0]).shape)))
     else:
-        raise TypeError(f"inputs must be a Tensor [N, C, H, W] or a Dataset, got {type(inputs).__name__}")
+        raise TypeError(
+            f"inputs must be a Tensor [N, C, H, W] or a Dataset, got {type(inputs).__name__}"
+        )
 
     device = _model_device(model)
     total, count = None, 0
     with measurement_mode(model, mode):
         for x, y in _batches(inputs, targets, batch_size):
             x = x.to(device, non_blocking=True)
-            y = None if y is None or score in ("logsumexp", "readout") else y.to(device, non_blocking=True)
+            y = (
+                None
+                if y is None or score in ("logsumexp", "readout")
+                else y.to(device, non_blocking=True)
+            )
             g = _saliency_checked(model, x, y, score, squared).sum(0, dtype=torch.float64)
             total = g if total is None else total + g
             count += x.shape[0]
@@ -415,7 +453,9 @@ def _mc_batch(inputs, n_inputs: int, input_size: tuple[int, int, int], gen: torc
     if isinstance(inputs, Tensor):
         return inputs[idx], None
     items = [inputs[int(i)] for i in idx]
-    return torch.stack([torch.as_tensor(im) for im, _ in items]), torch.as_tensor([int(t) for _, t in items])
+    return torch.stack([torch.as_tensor(im) for im, _ in items]), torch.as_tensor(
+        [int(t) for _, t in items]
+    )
 
 
 def monte_carlo_landscape(
@@ -452,9 +492,15 @@ def monte_carlo_landscape(
     n_inputs = check_positive_int("n_inputs", n_inputs)
     check_choice("score", score, SCORES)
     check_choice("mode", mode, MODES)
-    seed = check_positive_int("seed", seed, minimum=0, maximum=(MAX_SEED - n_inits) // MC_SEED_STRIDE)
+    seed = check_positive_int(
+        "seed", seed, minimum=0, maximum=(MAX_SEED - n_inits) // MC_SEED_STRIDE
+    )
     input_size = check_int_tuple("input_size", input_size, 3, dims="(channels, height, width)")
-    for flag, value in (("squared", squared), ("normalize", normalize), ("return_per_init", return_per_init)):
+    for flag, value in (
+        ("squared", squared),
+        ("normalize", normalize),
+        ("return_per_init", return_per_init),
+    ):
         check_bool(flag, value)
     if isinstance(inputs, str):
         check_choice("inputs", inputs, MC_INPUTS)
@@ -466,7 +512,9 @@ def monte_carlo_landscape(
         if len(inputs) == 0:
             raise ValueError("inputs must hold at least one image, got an empty Dataset")
     else:
-        raise TypeError(f"inputs must be one of {MC_INPUTS}, a Tensor or a Dataset, got {type(inputs).__name__}")
+        raise TypeError(
+            f"inputs must be one of {MC_INPUTS}, a Tensor or a Dataset, got {type(inputs).__name__}"
+        )
     device = get_device(device) if device is not None else torch.device("cpu")
 
     maps = []
@@ -484,7 +532,9 @@ def monte_carlo_landscape(
                     num_classes = model(x.to(device)).shape[1]
                 y = torch.randint(num_classes, (n_inputs,), generator=gen)
             y = None if score in ("logsumexp", "readout") else y.to(device)
-            maps.append(_saliency_checked(model, x.to(device), y, score, squared).mean(0).double().cpu())
+            maps.append(
+                _saliency_checked(model, x.to(device), y, score, squared).mean(0).double().cpu()
+            )
     per_init = torch.stack(maps)
     mean = per_init.mean(0)
     mean = _normalize(mean) if normalize else mean
@@ -493,7 +543,15 @@ def monte_carlo_landscape(
 
 def running_cv(per_init: Tensor) -> Tensor:
     """``cv`` of the normalised running mean of per-init maps ``[n, H, W]`` after 1..n inits: ``[n]``."""
-    check_tensor("per_init", per_init, ndim=3, dims="[n_inits, H, W]", dtype_kind="float", nonempty=True, finite=True)
+    check_tensor(
+        "per_init",
+        per_init,
+        ndim=3,
+        dims="[n_inits, H, W]",
+        dtype_kind="float",
+        nonempty=True,
+        finite=True,
+    )
     counts = torch.arange(1, per_init.shape[0] + 1, dtype=per_init.dtype).view(-1, 1, 1)
     return cv(normalize(per_init.cumsum(0) / counts))
 
@@ -507,7 +565,9 @@ def _check_per_init(per_init: Tensor, minimum: int = 2) -> Tensor:
         what = tuple(per_init.shape) if isinstance(per_init, Tensor) else type(per_init).__name__
         raise ValueError(f"per_init must be a float tensor [n_inits, H, W], got {what}")
     if per_init.shape[0] < minimum or not torch.isfinite(per_init).all():
-        raise ValueError(f"per_init must hold at least {minimum} finite maps, got {per_init.shape[0]}")
+        raise ValueError(
+            f"per_init must hold at least {minimum} finite maps, got {per_init.shape[0]}"
+        )
     return per_init.detach().double().cpu()
 
 
@@ -521,7 +581,11 @@ def standard_error(per_init: Tensor) -> Tensor:
     """
     per_init = _check_per_init(per_init)
     n = per_init.shape[0]
-    return per_init.std(0, unbiased=True) / math.sqrt(n) / per_init.mean().clamp_min(torch.finfo(torch.float64).tiny)
+    return (
+        per_init.std(0, unbiased=True)
+        / math.sqrt(n)
+        / per_init.mean().clamp_min(torch.finfo(torch.float64).tiny)
+    )
 
 
 def bootstrap_flatness(
@@ -538,9 +602,14 @@ def bootstrap_flatness(
     n_boot = check_positive_int("n_boot", n_boot, minimum=2)
     gen = torch.Generator().manual_seed(check_positive_int("seed", seed, minimum=0))
     n = per_init.shape[0]
-    draws = [flatness(per_init[torch.randint(n, (n,), generator=gen)].mean(0), **figure_kwargs)
-             for _ in range(n_boot)]
-    return {key: float(torch.tensor([d[key] for d in draws], dtype=torch.float64).std()) for key in draws[0]}
+    draws = [
+        flatness(per_init[torch.randint(n, (n,), generator=gen)].mean(0), **figure_kwargs)
+        for _ in range(n_boot)
+    ]
+    return {
+        key: float(torch.tensor([d[key] for d in draws], dtype=torch.float64).std())
+        for key in draws[0]
+    }
 
 
 def grid_ratio(lam: Tensor, period: int = 8, offset: int = 0) -> Tensor:
@@ -555,7 +624,9 @@ def grid_ratio(lam: Tensor, period: int = 8, offset: int = 0) -> Tensor:
     h, w = lam.shape[-2:]
     period = check_positive_int("period", period, minimum=2)
     if period > min(h, w):
-        raise ValueError(f"period={period} is larger than the {h}x{w} map; it must be in [2, {min(h, w)}]")
+        raise ValueError(
+            f"period={period} is larger than the {h}x{w} map; it must be in [2, {min(h, w)}]"
+        )
     offset = check_positive_int("offset", offset, minimum=0)
     if offset >= period:
         raise ValueError(f"offset={offset} must be in [0, {period - 1}] for period={period}")
@@ -583,7 +654,9 @@ def with_batch_statistics(model: nn.Module, inputs: Tensor) -> nn.Module:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(inputs, Tensor) or inputs.dim() != 4:
         what = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
-        raise ValueError(f"inputs must be a 4-D tensor [batch, channels, height, width], got {what}")
+        raise ValueError(
+            f"inputs must be a 4-D tensor [batch, channels, height, width], got {what}"
+        )
     copy = deepcopy(model).eval()
     norms = [m for m in copy.modules() if isinstance(m, BATCH_NORMS)]
     for m in norms:
@@ -608,8 +681,10 @@ def power_law_fit(count: Tensor, landscape: Tensor) -> tuple[float, float]:
         if not isinstance(m, Tensor) or m.numel() < 2 or not bool((m > 0).all()):
             raise ValueError(f"{name} must be a map of at least 2 positive values")
     if count.shape != landscape.shape:
-        raise ValueError(f"count and landscape must have the same shape, got {tuple(count.shape)} "
-                         f"and {tuple(landscape.shape)}")
+        raise ValueError(
+            f"count and landscape must have the same shape, got {tuple(count.shape)} "
+            f"and {tuple(landscape.shape)}"
+        )
     x = count.detach().double().flatten().cpu().log()
     y = landscape.detach().double().flatten().cpu().log()
     if x.std() == 0:

@@ -53,7 +53,12 @@ COMBINE_COST = 64.0
 """Time of the conv route's combine per combined number (its passes over the ``N*K*F*H_out*W_out``
 conv outputs, forward and backward) in a convolution's multiply-adds (the same rule, the same
 measurements)."""
-_TORCH_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+_TORCH_PAD_MODE = {
+    "zeros": "constant",
+    "reflect": "reflect",
+    "replicate": "replicate",
+    "circular": "circular",
+}
 _HEAD_DILATIONS = (1, 2, 4, 8)
 
 Size2 = int | tuple[int, int]
@@ -101,7 +106,9 @@ def _check_padding(padding: Padding) -> str | tuple[int, int]:
     return p, p
 
 
-def _padding_amounts(padding: Padding, kernel: tuple[int, int], stride: tuple[int, int], input_size: tuple[int, int]) -> tuple[int, int, int, int]:
+def _padding_amounts(
+    padding: Padding, kernel: tuple[int, int], stride: tuple[int, int], input_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
     """Padding as ``(left, right, top, bottom)`` from an int, a pair, ``"valid"`` or ``"same"``
     (TensorFlow's, any stride: :func:`same_padding`)."""
     padding = _check_padding(padding)
@@ -115,10 +122,16 @@ def _padding_amounts(padding: Padding, kernel: tuple[int, int], stride: tuple[in
     return pw, pw, ph, ph
 
 
-def _tap_slices(kernel: tuple[int, int], stride: tuple[int, int], output_size: tuple[int, int]) -> list[tuple[slice, slice]]:
+def _tap_slices(
+    kernel: tuple[int, int], stride: tuple[int, int], output_size: tuple[int, int]
+) -> list[tuple[slice, slice]]:
     """For each tap ``(i, j)`` of the kernel, row-major: the rows and columns of the padded input it reads."""
     (kh, kw), (sh, sw), (ho, wo) = kernel, stride, output_size
-    return [(slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw)) for i in range(kh) for j in range(kw)]
+    return [
+        (slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
+        for i in range(kh)
+        for j in range(kw)
+    ]
 
 
 class _Patches(torch.autograd.Function):
@@ -131,10 +144,18 @@ class _Patches(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], output_size: tuple[int, int]) -> Tensor:
+    def forward(
+        ctx,
+        x: Tensor,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        output_size: tuple[int, int],
+    ) -> Tensor:
         ctx.geometry = (x.shape, kernel, stride, output_size)
         rows_cols = x.permute(2, 3, 0, 1).contiguous()  # [H, W, N, C]
-        taps = [rows_cols[rows, cols] for rows, cols in _tap_slices(kernel, stride, output_size)]  # each [H_out, W_out, N, C]
+        taps = [
+            rows_cols[rows, cols] for rows, cols in _tap_slices(kernel, stride, output_size)
+        ]  # each [H_out, W_out, N, C]
         return torch.stack(taps, dim=3).view(output_size[0] * output_size[1], x.shape[0], -1)
 
     @staticmethod
@@ -160,11 +181,19 @@ class _ContiguousGrad(torch.autograd.Function):
         return grad.contiguous()
 
 
-def _positionwise(x: Tensor, weight: Tensor, kernel: tuple[int, int], stride: tuple[int, int], output_size: tuple[int, int]) -> Tensor:
+def _positionwise(
+    x: Tensor,
+    weight: Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    output_size: tuple[int, int],
+) -> Tensor:
     """A locally connected pass: padded ``x`` ``[N, C, H, W]`` and per-position weights
     ``[L, kh*kw*C, F]`` (patch order of :class:`_Patches`) -> ``[N, F, H_out, W_out]``, one batched
     matrix product over the positions."""
-    out = _ContiguousGrad.apply(torch.bmm(_Patches.apply(x, kernel, stride, output_size), weight))  # [L, N, F]
+    out = _ContiguousGrad.apply(
+        torch.bmm(_Patches.apply(x, kernel, stride, output_size), weight)
+    )  # [L, N, F]
     return out.permute(1, 2, 0).reshape(x.shape[0], weight.shape[-1], *output_size)
 
 
@@ -204,7 +233,9 @@ class _SpatialLayer(nn.Module):
         if padding_mode in ("reflect", "circular") and max(self.pad) > 0:
             limit = min(self.input_size) - (padding_mode == "reflect")
             if max(self.pad) > limit:
-                raise ValueError(f"padding={padding!r} is too large for padding_mode={padding_mode!r} on input_size={self.input_size}")
+                raise ValueError(
+                    f"padding={padding!r} is too large for padding_mode={padding_mode!r} on input_size={self.input_size}"
+                )
         self.output_size = (
             (padded[0] - self.kernel_size[0]) // self.stride[0] + 1,
             (padded[1] - self.kernel_size[1]) // self.stride[1] + 1,
@@ -213,7 +244,9 @@ class _SpatialLayer(nn.Module):
     def _check_input(self, x: Tensor, name: str = "x") -> None:
         _check_layer_input(name, x, self.in_channels)
         if tuple(x.shape[-2:]) != self.input_size:
-            raise ValueError(f"{name} has spatial size {tuple(x.shape[-2:])} but input_size={self.input_size}")
+            raise ValueError(
+                f"{name} has spatial size {tuple(x.shape[-2:])} but input_size={self.input_size}"
+            )
 
     def _pad(self, x: Tensor) -> Tensor:
         """``x`` padded by ``self.pad`` with ``padding_mode`` (no copy when there is no padding)."""
@@ -262,12 +295,18 @@ class LocallyConnected2d(_SpatialLayer):
         padding_mode: str = "zeros",
         bias: bool = True,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, input_size, stride, padding, padding_mode)
+        super().__init__(
+            in_channels, out_channels, kernel_size, input_size, stride, padding, padding_mode
+        )
         check_bool("bias", bias)
         present = self._present_taps()
-        self.register_buffer("taps", None if bool(present.all()) else present.nonzero().squeeze(1), persistent=False)
+        self.register_buffer(
+            "taps", None if bool(present.all()) else present.nonzero().squeeze(1), persistent=False
+        )
         fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
-        self.weight = nn.Parameter(_he_uniform_(torch.empty(int(present.sum()), out_channels), fan_in))
+        self.weight = nn.Parameter(
+            _he_uniform_(torch.empty(int(present.sum()), out_channels), fan_in)
+        )
         self.bias = nn.Parameter(torch.zeros(out_channels, *self.output_size)) if bias else None
 
     def _present_taps(self) -> Tensor:
@@ -278,7 +317,12 @@ class LocallyConnected2d(_SpatialLayer):
         if self.padding_mode != "zeros":
             return torch.ones(positions * kh * kw * self.in_channels, dtype=torch.bool)
         ones = F.pad(torch.ones(1, 1, *self.input_size), self.pad)
-        on_input = _Patches.apply(ones, self.kernel_size, self.stride, self.output_size).view(positions, kh * kw, 1) > 0
+        on_input = (
+            _Patches.apply(ones, self.kernel_size, self.stride, self.output_size).view(
+                positions, kh * kw, 1
+            )
+            > 0
+        )
         return on_input.expand(-1, -1, self.in_channels).reshape(-1)
 
     def position_weights(self) -> Tensor:
@@ -299,7 +343,11 @@ class LocallyConnected2d(_SpatialLayer):
     def kernel(self) -> Tensor:
         """The per-position kernels as ``[H_out, W_out, F, C, kh, kw]``, zero at absent taps."""
         h, w = self.output_size
-        return self.position_weights().view(h, w, *self.kernel_size, self.in_channels, self.out_channels).permute(0, 1, 5, 4, 2, 3)
+        return (
+            self.position_weights()
+            .view(h, w, *self.kernel_size, self.in_channels, self.out_channels)
+            .permute(0, 1, 5, 4, 2, 3)
+        )
 
     @torch.no_grad()
     def load_kernel(self, kernel: Tensor, bias: Tensor | None = None) -> None:
@@ -314,9 +362,13 @@ class LocallyConnected2d(_SpatialLayer):
                 raise ValueError("bias given but the layer was built with bias=False")
             check_tensor("bias", bias, dims="[F, H_out, W_out]", finite=True)
             if bias.shape != self.bias.shape:
-                raise ValueError(f"bias must have shape {tuple(self.bias.shape)}, got {tuple(bias.shape)}")
+                raise ValueError(
+                    f"bias must have shape {tuple(self.bias.shape)}, got {tuple(bias.shape)}"
+                )
             self.bias.copy_(bias)
-        rows = kernel.permute(0, 1, 4, 5, 3, 2).reshape(-1, self.out_channels)  # order (h, w, i, j, c)
+        rows = kernel.permute(0, 1, 4, 5, 3, 2).reshape(
+            -1, self.out_channels
+        )  # order (h, w, i, j, c)
         self.weight.copy_(rows if self.taps is None else rows[self.taps])
 
 
@@ -350,17 +402,26 @@ class InputCombiningHead(nn.Module):
         resize: str = "aligned",
     ) -> None:
         super().__init__()
-        in_channels, rank = check_positive_int("in_channels", in_channels), check_positive_int("rank", rank)
+        in_channels, rank = (
+            check_positive_int("in_channels", in_channels),
+            check_positive_int("rank", rank),
+        )
         input_size = check_int_tuple("input_size", input_size, 2, dims="(height, width)")
         self.output_size = check_int_tuple("output_size", output_size, 2, dims="(height, width)")
         self.resize = check_choice("resize", resize, RESIZE_MODES)
         self.reduce = nn.Conv2d(in_channels, rank, 1)
         self.dilated = nn.ModuleList(
-            nn.Conv2d(rank, rank, 3, dilation=d, groups=rank) for d in _HEAD_DILATIONS if 2 * d + 1 <= min(input_size)
+            nn.Conv2d(rank, rank, 3, dilation=d, groups=rank)
+            for d in _HEAD_DILATIONS
+            if 2 * d + 1 <= min(input_size)
         )
         features = rank * (2 + len(self.dilated))
         self.mlp = nn.Sequential(
-            nn.Conv2d(features, 3 * rank, 1), nn.ReLU(), nn.Conv2d(3 * rank, 6 * rank, 1), nn.Sigmoid(), nn.Conv2d(6 * rank, rank, 1)
+            nn.Conv2d(features, 3 * rank, 1),
+            nn.ReLU(),
+            nn.Conv2d(3 * rank, 6 * rank, 1),
+            nn.Sigmoid(),
+            nn.Conv2d(6 * rank, rank, 1),
         )
         if init_logit is not None:
             init_logit = check_number("init_logit", init_logit)
@@ -372,7 +433,9 @@ class InputCombiningHead(nn.Module):
         """``[N, K, h, w]`` -> ``[N, K, H_out, W_out]``, bilinear (``resize``)."""
         if tuple(t.shape[-2:]) == self.output_size:
             return t
-        return F.interpolate(t, size=self.output_size, mode="bilinear", align_corners=self.resize == "aligned")
+        return F.interpolate(
+            t, size=self.output_size, mode="bilinear", align_corners=self.resize == "aligned"
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, C, H, W]`` -> logits ``[N, K, H_out, W_out]``."""
@@ -405,7 +468,9 @@ class _Combine(torch.autograd.Function):
         y, alpha = ctx.saved_tensors
         grad_y = grad[:, None] * alpha
         dims = (1,) if alpha.shape[0] == y.shape[0] else (0, 1)
-        grad_alpha = torch.stack([(grad * y[:, k]).sum(dim=dims, keepdim=True) for k in range(y.shape[1])], dim=1)
+        grad_alpha = torch.stack(
+            [(grad * y[:, k]).sum(dim=dims, keepdim=True) for k in range(y.shape[1])], dim=1
+        )
         return grad_y, grad_alpha.view_as(alpha)
 
 
@@ -455,7 +520,9 @@ class LowRankLocallyConnected2d(_SpatialLayer):
         resize: str = "aligned",
         route: str = "auto",
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, input_size, stride, padding, padding_mode)
+        super().__init__(
+            in_channels, out_channels, kernel_size, input_size, stride, padding, padding_mode
+        )
         self.rank = check_positive_int("rank", rank)
         self.combining = check_choice("combining", combining, COMBINING_MODES)
         self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
@@ -465,14 +532,25 @@ class LowRankLocallyConnected2d(_SpatialLayer):
         check_bool("spatial_bias", spatial_bias)
         check_bool("bias", bias)
         if combining != "input":
-            for name, value, default in (("combining_init", combining_init, "default"), ("resize", resize, "aligned")):
+            for name, value, default in (
+                ("combining_init", combining_init, "default"),
+                ("resize", resize, "aligned"),
+            ):
                 if value != default:
-                    raise ValueError(f"{name}={value!r} applies to combining='input' only, got combining={combining!r}")
+                    raise ValueError(
+                        f"{name}={value!r} applies to combining='input' only, got combining={combining!r}"
+                    )
         elif route == "kernel":
-            raise ValueError("route='kernel' needs combining weights shared by the batch; combining='input' allows route='auto' or 'conv'")
+            raise ValueError(
+                "route='kernel' needs combining weights shared by the batch; combining='input' allows route='auto' or 'conv'"
+            )
         kh, kw = self.kernel_size
         h, w = self.output_size
-        self.weight = nn.Parameter(_he_uniform_(torch.empty(rank * out_channels, in_channels, kh, kw), in_channels * kh * kw))
+        self.weight = nn.Parameter(
+            _he_uniform_(
+                torch.empty(rank * out_channels, in_channels, kh, kw), in_channels * kh * kw
+            )
+        )
         init = 1.0 / math.sqrt(rank)
         rows = combining in ("row_col", "row")
         cols = combining in ("row_col", "col")
@@ -481,7 +559,13 @@ class LowRankLocallyConnected2d(_SpatialLayer):
         self.col_logits = nn.Parameter(torch.full((w, rank), share)) if cols else None
         self.logits = nn.Parameter(torch.full((h, w, rank), init)) if combining == "free" else None
         head_init = init if combining_init == "zeros" else None
-        self.head = InputCombiningHead(in_channels, rank, self.input_size, self.output_size, head_init, resize=resize) if combining == "input" else None
+        self.head = (
+            InputCombiningHead(
+                in_channels, rank, self.input_size, self.output_size, head_init, resize=resize
+            )
+            if combining == "input"
+            else None
+        )
         unshared = combining in ("free", "input")
         self.row_bias = nn.Parameter(torch.zeros(h)) if spatial_bias and rows else None
         self.col_bias = nn.Parameter(torch.zeros(w)) if spatial_bias and cols else None
@@ -516,10 +600,14 @@ class LowRankLocallyConnected2d(_SpatialLayer):
         ``combining='input'`` (which needs the layer's ``inputs`` ``[N, C, H, W]``)."""
         if self.head is None:
             if inputs is not None:
-                raise ValueError(f"inputs are only used with combining='input', not combining={self.combining!r}")
+                raise ValueError(
+                    f"inputs are only used with combining='input', not combining={self.combining!r}"
+                )
             return self._normalize(self._shared_logits())
         if inputs is None:
-            raise ValueError("combining='input' computes its weights from the input: pass inputs [N, C, H, W]")
+            raise ValueError(
+                "combining='input' computes its weights from the input: pass inputs [N, C, H, W]"
+            )
         self._check_input(inputs, "inputs")
         return self._normalize(self.head(inputs).permute(0, 2, 3, 1))
 
@@ -544,7 +632,9 @@ class LowRankLocallyConnected2d(_SpatialLayer):
     def equivalent_bias(self) -> Tensor:
         """The total bias ``[F, H_out, W_out]`` (spatial + channel; zeros if the layer has none)."""
         b = self._spatial_bias()
-        zeros = torch.zeros(self.out_channels, *self.output_size, dtype=self.weight.dtype, device=self.weight.device)
+        zeros = torch.zeros(
+            self.out_channels, *self.output_size, dtype=self.weight.dtype, device=self.weight.device
+        )
         return zeros if b is None else zeros + b
 
     def equivalent_kernel(self, inputs: Tensor | None = None) -> Tensor:
@@ -589,9 +679,13 @@ class LowRankLocallyConnected2d(_SpatialLayer):
         y = F.conv2d(self._pad(x), self.weight, stride=self.stride)
         y = y.view(n, self.rank, self.out_channels, *self.output_size)
         if self.head is None:
-            alpha = self.combining_weights().permute(2, 0, 1)[None, :, None]  # [1, K, 1, H_out, W_out]
+            alpha = self.combining_weights().permute(2, 0, 1)[
+                None, :, None
+            ]  # [1, K, 1, H_out, W_out]
         else:
-            alpha = self.combining_weights(x).permute(0, 3, 1, 2)[:, :, None]  # [N, K, 1, H_out, W_out]
+            alpha = self.combining_weights(x).permute(0, 3, 1, 2)[
+                :, :, None
+            ]  # [N, K, 1, H_out, W_out]
         return _Combine.apply(y, alpha)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -634,7 +728,13 @@ class CoordConv2d(nn.Module):
         self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
         self.kernel_size, self.stride = _pair("kernel_size", kernel_size), _pair("stride", stride)
         self.padding = _check_padding(padding)
-        self.conv = nn.Conv2d(in_channels + 2, out_channels, self.kernel_size, stride=self.stride, bias=check_bool("bias", bias))
+        self.conv = nn.Conv2d(
+            in_channels + 2,
+            out_channels,
+            self.kernel_size,
+            stride=self.stride,
+            bias=check_bool("bias", bias),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         _check_layer_input("x", x, self.in_channels)
@@ -643,7 +743,9 @@ class CoordConv2d(nn.Module):
         cols = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device)[None, :].expand(h, w)
         coords = torch.stack([rows, cols]).expand(n, 2, h, w)
         pad = _padding_amounts(self.padding, self.kernel_size, self.stride, (h, w))
-        return self.conv(F.pad(torch.cat([x, coords], dim=1), pad, mode=_TORCH_PAD_MODE[self.padding_mode]))
+        return self.conv(
+            F.pad(torch.cat([x, coords], dim=1), pad, mode=_TORCH_PAD_MODE[self.padding_mode])
+        )
 
 
 def lrlc_layers(model: nn.Module) -> list[LowRankLocallyConnected2d]:

@@ -42,11 +42,28 @@ LRLC = "LRLC paper (abstract)"
 LRLC_NOTES = "LRLC paper (design notes' expectation)"
 BOOK = "book hypothesis"
 PILCRO_SETTING = "not stated in the abstract, the only part of the paper we have"
-LRLC_SETTING = ("small nets (three 3x3 layers of 64 filters, valid padding, BatchNorm, ReLU) "
-                "on MNIST, CIFAR-10 and CelebA")
-LEDGER_COLUMNS = ("source", "claim", "paper's setting", "our setting", "chapter", "section", "anchor",
-                  "family", "primary endpoint", "unit", "difference", "ci_low", "ci_high", "detectable",
-                  "p_holm", "verdict")
+LRLC_SETTING = (
+    "small nets (three 3x3 layers of 64 filters, valid padding, BatchNorm, ReLU) "
+    "on MNIST, CIFAR-10 and CelebA"
+)
+LEDGER_COLUMNS = (
+    "source",
+    "claim",
+    "paper's setting",
+    "our setting",
+    "chapter",
+    "section",
+    "anchor",
+    "family",
+    "primary endpoint",
+    "unit",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "detectable",
+    "p_holm",
+    "verdict",
+)
 COMPARED = ("difference", "ci_low", "ci_high", "detectable", "p_holm", "verdict")
 
 
@@ -77,74 +94,249 @@ CH5 = "05_p_objective.ipynb"
 CH6 = "06_p_objective_experiments.ipynb"
 CH8 = "08_lrlc_experiments.ipynb"
 CH9 = "09_where_position_hides.ipynb"
-CH5_SETTING = ("Fashion-MNIST, 4,000 train / 1,000 validation / 2,000 test images; fast CNN, width 16; "
-               "32 epochs, batches of 64; λ = 0.3; 5 seeds an arm")
-CH6_SETTING = ("Fashion-MNIST, 12,000 train / 2,000 validation images; fast CNN, width 16; 16 epochs, "
-               "batches of 64; λ chosen on validation; 5 seeds an arm")
-CH8_SETTING = ("Fashion-MNIST pooled to 14x14 px (aligned, real and translated tasks); the reference "
-               "3-layer net, width 16, first layer replaced; 24 and 48 epochs, batches of 64; 5 seeds an arm")
-CH9_SETTING = ("Fashion-MNIST, 12,000 train / 2,000 validation images; the fast CNN (position_net), width 16; "
-               "16 epochs, batches of 64; 5 seeds an arm")
+CH5_SETTING = (
+    "Fashion-MNIST, 4,000 train / 1,000 validation / 2,000 test images; fast CNN, width 16; "
+    "32 epochs, batches of 64; λ = 0.3; 5 seeds an arm"
+)
+CH6_SETTING = (
+    "Fashion-MNIST, 12,000 train / 2,000 validation images; fast CNN, width 16; 16 epochs, "
+    "batches of 64; λ chosen on validation; 5 seeds an arm"
+)
+CH8_SETTING = (
+    "Fashion-MNIST pooled to 14x14 px (aligned, real and translated tasks); the reference "
+    "3-layer net, width 16, first layer replaced; 24 and 48 epochs, batches of 64; 5 seeds an arm"
+)
+CH9_SETTING = (
+    "Fashion-MNIST, 12,000 train / 2,000 validation images; the fast CNN (position_net), width 16; "
+    "16 epochs, batches of 64; 5 seeds an arm"
+)
 CH6_PLAIN = "P-objective against plain"
 
 LEDGER: tuple[LedgerEntry, ...] = (
-    LedgerEntry(PILCRO, "The P-objective gives flatter, low-curvature importance landscapes", PILCRO_SETTING,
-                CH6_SETTING, CH6, "Verdicts", CH6_PLAIN, "flatter: curvature κ"),
-    LedgerEntry(PILCRO, "Networks trained with the P-objective train faster", PILCRO_SETTING,
-                CH6_SETTING, CH6, "Verdicts", CH6_PLAIN, "faster: steps to 95% of target", "steps"),
-    LedgerEntry(PILCRO, "Networks trained with the P-objective are more accurate", PILCRO_SETTING,
-                CH6_SETTING, CH6, "Verdicts", CH6_PLAIN, "more accurate: test accuracy", "accuracy"),
-    LedgerEntry(PILCRO, "Networks trained with the P-objective are more robust to test-time noise",
-                PILCRO_SETTING, CH6_SETTING, CH6, "Verdicts", CH6_PLAIN,
-                "more robust: drop, Gaussian noise σ=0.2", "accuracy"),
-    LedgerEntry(LRLC, "On aligned data, an LRLC layer beats convolution", LRLC_SETTING + "; aligned: CelebA "
-                "faces cropped and resized to 32x32", CH8_SETTING, CH8, "The verdicts", "LRLC claims",
-                "aligned: LRLC beats conv", "points"),
-    LedgerEntry(LRLC, "On aligned data, an LRLC layer beats local connectivity (LC)", LRLC_SETTING
-                + "; aligned: CelebA faces cropped and resized to 32x32", CH8_SETTING, CH8, "The verdicts",
-                "LRLC claims", "aligned: LRLC beats LC", "points"),
-    LedgerEntry(LRLC, "On natural images, an LRLC layer beats convolution", LRLC_SETTING, CH8_SETTING, CH8,
-                "The verdicts", "LRLC claims", "real: LRLC beats conv", "points"),
-    LedgerEntry(LRLC, "On natural images, an LRLC layer beats local connectivity (LC)", LRLC_SETTING,
-                CH8_SETTING, CH8, "The verdicts", "LRLC claims", "real: LRLC beats LC", "points"),
-    LedgerEntry(LRLC_NOTES, "On translated data, the input-dependent LRLC keeps a gain over convolution",
-                LRLC_SETTING + "; translated: the 32x32 face at a random offset in a 48x48 noise canvas",
-                CH8_SETTING, CH8, "The verdicts", "LRLC claims", "translated: input-dependent LRLC beats conv",
-                "points"),
-    LedgerEntry(LRLC_NOTES, "On translated data, the input-dependent LRLC beats the LRLC with fixed weights",
-                LRLC_SETTING + "; translated: the 32x32 face at a random offset in a 48x48 noise canvas",
-                CH8_SETTING, CH8, "The verdicts", "LRLC claims", "translated: input-dependent LRLC beats LRLC",
-                "points"),
-    LedgerEntry(BOOK, "A cheap penalty (a sub-batch of 32, every 4th step) still flattens the landscape",
-                "", CH5_SETTING, CH5, "Is a cheap setting enough?", "flatter than plain",
-                "default: sub_batch 32, every 4, flatter than plain"),
-    LedgerEntry(BOOK, "The cheap penalty ends as flat as the full-batch penalty", "", CH5_SETTING, CH5,
-                "Is a cheap setting enough?", "as flat as the full batch",
-                "default: sub_batch 32, every 4, against full batch"),
-    LedgerEntry(BOOK, "The P-objective flattens more than an input-gradient penalty of the same cost", "",
-                CH6_SETTING, CH6, "Verdicts", "P-objective against input-gradient penalty",
-                "flatter: curvature κ"),
-    LedgerEntry(BOOK, "The P-objective raises the accuracy at the worst position of an item", "",
-                CH6_SETTING, CH6, "Verdicts", CH6_PLAIN, "position: worst-position accuracy", "accuracy"),
-    LedgerEntry(BOOK, "An LRLC's gain on aligned data comes from its rank (no spatial bias needed)", "",
-                CH8_SETTING, CH8, "The verdicts", "LRLC claims",
-                "aligned: rank alone (no spatial bias) beats conv", "points"),
-    LedgerEntry(BOOK, "H1 (after Zhang 2019): BlurPool makes predictions more consistent under shifts", "",
-                CH9_SETTING, CH9, "H1: does the prediction survive a one-pixel shift?", "H1",
-                "BlurPool: more consistent", "accuracy"),
-    LedgerEntry(BOOK, "H1: the P-objective makes predictions more consistent under shifts", "", CH9_SETTING,
-                CH9, "H1: does the prediction survive a one-pixel shift?", "H1", "P-objective: more consistent",
-                "accuracy"),
-    LedgerEntry(BOOK, "H2 (after Kayhan & van Gemert 2020): circular padding reads less absolute position", "",
-                CH9_SETTING, CH9, "H2: can a CNN tell where it is?", "H2",
-                "circular padding: reads less position (lower accuracy)", "accuracy"),
-    LedgerEntry(BOOK, "H3 (after Alsallakh et al. 2021): even inputs at stride 2 give asymmetric landscapes",
-                "", CH9_SETTING, CH9, "H3: uneven padding at stride 2", "H3",
-                "even input: more left/right asymmetric at init"),
-    LedgerEntry(BOOK, "H4: training lowers the landscape's correlation with the path count", "", CH9_SETTING,
-                CH9, "H4: how far does training move the landscape?", "H4", "plain: training lowers it"),
-    LedgerEntry(BOOK, "H5: the P-objective flattens an LRLC network too", "", CH9_SETTING, CH9,
-                "H5: the P-objective on an LRLC network", "H5", "LRLC + P-objective: flatter than LRLC"),
+    LedgerEntry(
+        PILCRO,
+        "The P-objective gives flatter, low-curvature importance landscapes",
+        PILCRO_SETTING,
+        CH6_SETTING,
+        CH6,
+        "Verdicts",
+        CH6_PLAIN,
+        "flatter: curvature κ",
+    ),
+    LedgerEntry(
+        PILCRO,
+        "Networks trained with the P-objective train faster",
+        PILCRO_SETTING,
+        CH6_SETTING,
+        CH6,
+        "Verdicts",
+        CH6_PLAIN,
+        "faster: steps to 95% of target",
+        "steps",
+    ),
+    LedgerEntry(
+        PILCRO,
+        "Networks trained with the P-objective are more accurate",
+        PILCRO_SETTING,
+        CH6_SETTING,
+        CH6,
+        "Verdicts",
+        CH6_PLAIN,
+        "more accurate: test accuracy",
+        "accuracy",
+    ),
+    LedgerEntry(
+        PILCRO,
+        "Networks trained with the P-objective are more robust to test-time noise",
+        PILCRO_SETTING,
+        CH6_SETTING,
+        CH6,
+        "Verdicts",
+        CH6_PLAIN,
+        "more robust: drop, Gaussian noise σ=0.2",
+        "accuracy",
+    ),
+    LedgerEntry(
+        LRLC,
+        "On aligned data, an LRLC layer beats convolution",
+        LRLC_SETTING + "; aligned: CelebA faces cropped and resized to 32x32",
+        CH8_SETTING,
+        CH8,
+        "The verdicts",
+        "LRLC claims",
+        "aligned: LRLC beats conv",
+        "points",
+    ),
+    LedgerEntry(
+        LRLC,
+        "On aligned data, an LRLC layer beats local connectivity (LC)",
+        LRLC_SETTING + "; aligned: CelebA faces cropped and resized to 32x32",
+        CH8_SETTING,
+        CH8,
+        "The verdicts",
+        "LRLC claims",
+        "aligned: LRLC beats LC",
+        "points",
+    ),
+    LedgerEntry(
+        LRLC,
+        "On natural images, an LRLC layer beats convolution",
+        LRLC_SETTING,
+        CH8_SETTING,
+        CH8,
+        "The verdicts",
+        "LRLC claims",
+        "real: LRLC beats conv",
+        "points",
+    ),
+    LedgerEntry(
+        LRLC,
+        "On natural images, an LRLC layer beats local connectivity (LC)",
+        LRLC_SETTING,
+        CH8_SETTING,
+        CH8,
+        "The verdicts",
+        "LRLC claims",
+        "real: LRLC beats LC",
+        "points",
+    ),
+    LedgerEntry(
+        LRLC_NOTES,
+        "On translated data, the input-dependent LRLC keeps a gain over convolution",
+        LRLC_SETTING + "; translated: the 32x32 face at a random offset in a 48x48 noise canvas",
+        CH8_SETTING,
+        CH8,
+        "The verdicts",
+        "LRLC claims",
+        "translated: input-dependent LRLC beats conv",
+        "points",
+    ),
+    LedgerEntry(
+        LRLC_NOTES,
+        "On translated data, the input-dependent LRLC beats the LRLC with fixed weights",
+        LRLC_SETTING + "; translated: the 32x32 face at a random offset in a 48x48 noise canvas",
+        CH8_SETTING,
+        CH8,
+        "The verdicts",
+        "LRLC claims",
+        "translated: input-dependent LRLC beats LRLC",
+        "points",
+    ),
+    LedgerEntry(
+        BOOK,
+        "A cheap penalty (a sub-batch of 32, every 4th step) still flattens the landscape",
+        "",
+        CH5_SETTING,
+        CH5,
+        "Is a cheap setting enough?",
+        "flatter than plain",
+        "default: sub_batch 32, every 4, flatter than plain",
+    ),
+    LedgerEntry(
+        BOOK,
+        "The cheap penalty ends as flat as the full-batch penalty",
+        "",
+        CH5_SETTING,
+        CH5,
+        "Is a cheap setting enough?",
+        "as flat as the full batch",
+        "default: sub_batch 32, every 4, against full batch",
+    ),
+    LedgerEntry(
+        BOOK,
+        "The P-objective flattens more than an input-gradient penalty of the same cost",
+        "",
+        CH6_SETTING,
+        CH6,
+        "Verdicts",
+        "P-objective against input-gradient penalty",
+        "flatter: curvature κ",
+    ),
+    LedgerEntry(
+        BOOK,
+        "The P-objective raises the accuracy at the worst position of an item",
+        "",
+        CH6_SETTING,
+        CH6,
+        "Verdicts",
+        CH6_PLAIN,
+        "position: worst-position accuracy",
+        "accuracy",
+    ),
+    LedgerEntry(
+        BOOK,
+        "An LRLC's gain on aligned data comes from its rank (no spatial bias needed)",
+        "",
+        CH8_SETTING,
+        CH8,
+        "The verdicts",
+        "LRLC claims",
+        "aligned: rank alone (no spatial bias) beats conv",
+        "points",
+    ),
+    LedgerEntry(
+        BOOK,
+        "H1 (after Zhang 2019): BlurPool makes predictions more consistent under shifts",
+        "",
+        CH9_SETTING,
+        CH9,
+        "H1: does the prediction survive a one-pixel shift?",
+        "H1",
+        "BlurPool: more consistent",
+        "accuracy",
+    ),
+    LedgerEntry(
+        BOOK,
+        "H1: the P-objective makes predictions more consistent under shifts",
+        "",
+        CH9_SETTING,
+        CH9,
+        "H1: does the prediction survive a one-pixel shift?",
+        "H1",
+        "P-objective: more consistent",
+        "accuracy",
+    ),
+    LedgerEntry(
+        BOOK,
+        "H2 (after Kayhan & van Gemert 2020): circular padding reads less absolute position",
+        "",
+        CH9_SETTING,
+        CH9,
+        "H2: can a CNN tell where it is?",
+        "H2",
+        "circular padding: reads less position (lower accuracy)",
+        "accuracy",
+    ),
+    LedgerEntry(
+        BOOK,
+        "H3 (after Alsallakh et al. 2021): even inputs at stride 2 give asymmetric landscapes",
+        "",
+        CH9_SETTING,
+        CH9,
+        "H3: uneven padding at stride 2",
+        "H3",
+        "even input: more left/right asymmetric at init",
+    ),
+    LedgerEntry(
+        BOOK,
+        "H4: training lowers the landscape's correlation with the path count",
+        "",
+        CH9_SETTING,
+        CH9,
+        "H4: how far does training move the landscape?",
+        "H4",
+        "plain: training lowers it",
+    ),
+    LedgerEntry(
+        BOOK,
+        "H5: the P-objective flattens an LRLC network too",
+        "",
+        CH9_SETTING,
+        CH9,
+        "H5: the P-objective on an LRLC network",
+        "H5",
+        "LRLC + P-objective: flatter than LRLC",
+    ),
 )
 
 
@@ -163,8 +355,10 @@ def record_verdicts(family: str, table, *, setting: str | None = None) -> dict[s
     if setting is not None:
         check_type("setting", setting, str, "a string or None")
     frame = as_verdict_frame(table)
-    claims = [{"claim": claim, **{str(c): _plain(f"table[{claim!r}, {c!r}]", v) for c, v in row.items()}}
-              for claim, row in frame.iterrows()]
+    claims = [
+        {"claim": claim, **{str(c): _plain(f"table[{claim!r}, {c!r}]", v) for c, v in row.items()}}
+        for claim, row in frame.iterrows()
+    ]
     record = {"family": family, "setting": setting, "claims": claims}
     print(f"{MARKER} {json.dumps(record, ensure_ascii=False, allow_nan=False)}", flush=True)
     return record
@@ -177,7 +371,9 @@ def _plain(name: str, value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if value is not None and not isinstance(value, (bool, int, float, str)):
-        raise TypeError(f"{name} must be a number, string, bool or None, got {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a number, string, bool or None, got {type(value).__name__}"
+        )
     return value
 
 
@@ -197,9 +393,13 @@ def read_verdicts(notebook: str | Path | Mapping) -> dict[str, Any]:
     tables: dict[str, Any] = {}
     for line in stream_lines(notebook):
         if line.startswith(MARKER + " "):
-            record = json.loads(line[len(MARKER) + 1:])
+            record = json.loads(line[len(MARKER) + 1 :])
             rows = [{k: _number(v) for k, v in claim.items()} for claim in record["claims"]]
-            frame = pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame(index=pd.Index([], name="claim"))
+            frame = (
+                pd.DataFrame(rows).set_index("claim")
+                if rows
+                else pd.DataFrame(index=pd.Index([], name="claim"))
+            )
             frame.attrs["setting"] = record.get("setting")
             tables.pop(record["family"], None)
             tables[record["family"]] = frame
@@ -233,8 +433,13 @@ def chapter_facts(notebook: Mapping) -> dict[str, str | None]:
 
 
 def _headings(notebook: Mapping) -> list[str]:
-    return [line.lstrip("#").strip() for cell in notebook.get("cells", []) if cell.get("cell_type") == "markdown"
-            for line in "".join(cell.get("source", "")).splitlines() if line.startswith("#")]
+    return [
+        line.lstrip("#").strip()
+        for cell in notebook.get("cells", [])
+        if cell.get("cell_type") == "markdown"
+        for line in "".join(cell.get("source", "")).splitlines()
+        if line.startswith("#")
+    ]
 
 
 def claims_ledger(notebooks_dir: str | Path, entries: tuple[LedgerEntry, ...] | None = None):
@@ -265,7 +470,9 @@ def claims_ledger(notebooks_dir: str | Path, entries: tuple[LedgerEntry, ...] | 
     return pd.DataFrame(rows, columns=list(LEDGER_COLUMNS))
 
 
-def _ledger_row(entry: LedgerEntry, notebook: Mapping, families: Mapping[str, Any]) -> dict[str, Any]:
+def _ledger_row(
+    entry: LedgerEntry, notebook: Mapping, families: Mapping[str, Any]
+) -> dict[str, Any]:
     table = families.get(entry.family)
     found = table is not None and entry.endpoint in table.index
     numbers = {c: math.nan for c in COMPARED[:-1]}
@@ -275,11 +482,20 @@ def _ledger_row(entry: LedgerEntry, notebook: Mapping, families: Mapping[str, An
     facts = chapter_facts(notebook)
     setting = (table.attrs.get("setting") if table is not None else None) or entry.our_setting
     extra = ", ".join(f"{k} {v}" for k, v in facts.items() if v)
-    return {"source": entry.source, "claim": entry.claim, "paper's setting": entry.paper_setting,
-            "our setting": f"{setting} ({extra})" if extra else setting, "chapter": entry.chapter,
-            "section": entry.section, "anchor": section_anchor(entry.section), "family": entry.family,
-            "primary endpoint": entry.endpoint, "unit": entry.unit, **numbers,
-            "verdict": str(table.loc[entry.endpoint, "verdict"]) if found else NOT_IN_BOOK}
+    return {
+        "source": entry.source,
+        "claim": entry.claim,
+        "paper's setting": entry.paper_setting,
+        "our setting": f"{setting} ({extra})" if extra else setting,
+        "chapter": entry.chapter,
+        "section": entry.section,
+        "anchor": section_anchor(entry.section),
+        "family": entry.family,
+        "primary endpoint": entry.endpoint,
+        "unit": entry.unit,
+        **numbers,
+        "verdict": str(table.loc[entry.endpoint, "verdict"]) if found else NOT_IN_BOOK,
+    }
 
 
 def check_ledger_against_chapters(ledger, notebooks_dir: str | Path) -> None:
@@ -292,22 +508,38 @@ def check_ledger_against_chapters(ledger, notebooks_dir: str | Path) -> None:
     import pandas as pd
 
     check_type("ledger", ledger, pd.DataFrame, "a claims_ledger DataFrame")
-    missing = [c for c in ("chapter", "family", "primary endpoint", "section", *COMPARED) if c not in ledger.columns]
+    missing = [
+        c
+        for c in ("chapter", "family", "primary endpoint", "section", *COMPARED)
+        if c not in ledger.columns
+    ]
     if missing:
         raise ValueError(f"ledger lacks the columns {missing}; make it with claims_ledger")
     root = Path(notebooks_dir)
     for i, row in ledger.iterrows():
         path = root / row["chapter"]
         notebook = json.loads(path.read_text()) if path.is_file() else {"cells": []}
-        entry = LedgerEntry(row.get("source", ""), row.get("claim", ""), "", "", row["chapter"], row["section"],
-                            row["family"], row["primary endpoint"])
+        entry = LedgerEntry(
+            row.get("source", ""),
+            row.get("claim", ""),
+            "",
+            "",
+            row["chapter"],
+            row["section"],
+            row["family"],
+            row["primary endpoint"],
+        )
         fresh = _ledger_row(entry, notebook, read_verdicts(notebook))
-        name = (f"ledger row {i} ({row.get('claim', '')!r}: {row['chapter']}, family {row['family']!r}, "
-                f"claim {row['primary endpoint']!r})")
+        name = (
+            f"ledger row {i} ({row.get('claim', '')!r}: {row['chapter']}, family {row['family']!r}, "
+            f"claim {row['primary endpoint']!r})"
+        )
         for column in ("verdict", *COMPARED[:-1]):  # the verdict first: the most telling difference
             if not _same(row[column], fresh[column]):
-                raise ValueError(f"{name}: {column} is {row[column]!r} in the ledger but {fresh[column]!r} "
-                                 f"in the chapter's stored outputs")
+                raise ValueError(
+                    f"{name}: {column} is {row[column]!r} in the ledger but {fresh[column]!r} "
+                    f"in the chapter's stored outputs"
+                )
         if path.is_file() and row["section"] not in _headings(notebook):
             raise ValueError(f"{name}: the chapter has no section headed {row['section']!r}")
 
@@ -335,20 +567,46 @@ def ledger_table(ledger, *, caption: str | None = None):
     for _, row in ledger.iterrows():
         unit = row["unit"]
         target = f"{row['chapter'].removesuffix('.ipynb')}.html#{row['anchor']}"
-        link = f'<a href="{html.escape(target)}">{html.escape(row["chapter"].removesuffix(".ipynb"))}: ' \
-               f'{html.escape(row["section"])}</a>'
-        rows.append({
-            "claim": html.escape(row["claim"]), "source": html.escape(row["source"]),
-            "paper's setting": html.escape(row["paper's setting"] or "–"),
-            "our setting": html.escape(row["our setting"]),
-            "primary endpoint": html.escape(f"{row['family']}: {row['primary endpoint']}"),
-            "difference": format_number(row["difference"], unit),
-            "95% CI": format_ci(row["ci_low"], row["ci_high"], unit),
-            "smallest detectable": format_number(row["detectable"], unit), "verdict": row["verdict"], "chapter": link})
-    shown = pd.DataFrame(rows, columns=["claim", "source", "paper's setting", "our setting", "primary endpoint",
-                                        "difference", "95% CI", "smallest detectable", "verdict", "chapter"])
-    return table_style(shown, caption=caption, colours={"verdict": VERDICT_COLOURS}, escape=False,
-                       left=["claim", "source", "paper's setting", "our setting", "primary endpoint", "chapter"])
+        link = (
+            f'<a href="{html.escape(target)}">{html.escape(row["chapter"].removesuffix(".ipynb"))}: '
+            f"{html.escape(row['section'])}</a>"
+        )
+        rows.append(
+            {
+                "claim": html.escape(row["claim"]),
+                "source": html.escape(row["source"]),
+                "paper's setting": html.escape(row["paper's setting"] or "–"),
+                "our setting": html.escape(row["our setting"]),
+                "primary endpoint": html.escape(f"{row['family']}: {row['primary endpoint']}"),
+                "difference": format_number(row["difference"], unit),
+                "95% CI": format_ci(row["ci_low"], row["ci_high"], unit),
+                "smallest detectable": format_number(row["detectable"], unit),
+                "verdict": row["verdict"],
+                "chapter": link,
+            }
+        )
+    shown = pd.DataFrame(
+        rows,
+        columns=[
+            "claim",
+            "source",
+            "paper's setting",
+            "our setting",
+            "primary endpoint",
+            "difference",
+            "95% CI",
+            "smallest detectable",
+            "verdict",
+            "chapter",
+        ],
+    )
+    return table_style(
+        shown,
+        caption=caption,
+        colours={"verdict": VERDICT_COLOURS},
+        escape=False,
+        left=["claim", "source", "paper's setting", "our setting", "primary endpoint", "chapter"],
+    )
 
 
 def forest_groups(table, *, spread: float = 10.0) -> dict[str, list[str]]:
@@ -360,10 +618,14 @@ def forest_groups(table, *, spread: float = 10.0) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for claim in frame.index:
         head = claim.split(":")[0] if ":" in claim else ""
-        groups.setdefault(f"{head} ({unit_of(claim)})" if head else unit_of(claim), []).append(claim)
+        groups.setdefault(f"{head} ({unit_of(claim)})" if head else unit_of(claim), []).append(
+            claim
+        )
     panels: dict[str, list[str]] = {}
     for label, claims in groups.items():
-        width = {c: abs(float(frame.loc[c, "ci_high"]) - float(frame.loc[c, "ci_low"])) for c in claims}
+        width = {
+            c: abs(float(frame.loc[c, "ci_high"]) - float(frame.loc[c, "ci_low"])) for c in claims
+        }
         finite = [w for w in width.values() if math.isfinite(w) and w > 0]
         narrow = min(finite) if finite else math.nan
         wide = [c for c in claims if finite and width[c] > spread * narrow]
@@ -412,6 +674,10 @@ def ledger_summary(ledger) -> str:
 
     items = []
     for source, rows in ledger.groupby("source", sort=False):
-        said = ", ".join(f"{n} {escape(str(verdict))}" for verdict, n in rows["verdict"].value_counts().items())
-        items.append(f"<li><b>{escape(str(source))}</b>: {len(rows)} claim{'s' if len(rows) != 1 else ''}: {said}.</li>")
+        said = ", ".join(
+            f"{n} {escape(str(verdict))}" for verdict, n in rows["verdict"].value_counts().items()
+        )
+        items.append(
+            f"<li><b>{escape(str(source))}</b>: {len(rows)} claim{'s' if len(rows) != 1 else ''}: {said}.</li>"
+        )
     return "<ul>" + "".join(items) + "</ul>"

@@ -26,15 +26,34 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pilcro_lib.data import ImageDataset, load_dataset, train_val_split
-from pilcro_lib.layers import LocallyConnected2d, LowRankLocallyConnected2d, layer_combining_weights, lrlc_layers
-from pilcro_lib.models import count_parameters, he_uniform_init_, reference_net, remove_spatial_bias_
+from pilcro_lib.layers import (
+    LocallyConnected2d,
+    LowRankLocallyConnected2d,
+    layer_combining_weights,
+    lrlc_layers,
+)
+from pilcro_lib.models import (
+    count_parameters,
+    he_uniform_init_,
+    reference_net,
+    remove_spatial_bias_,
+)
 from pilcro_lib.synthetic import on_noise
 from pilcro_lib.train import evaluate, fit
-from pilcro_lib.utils import check_choice, check_number, check_positive_int, check_tensor, check_type, seed_everything
+from pilcro_lib.utils import (
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_tensor,
+    check_type,
+    seed_everything,
+)
 
 ARMS = ("conv", "lc", "lrlc", "lrlc_no_spatial_bias", "lrlc_input", "wide_conv", "coordconv")
 TASKS = ("real", "aligned", "translated")
-_KIND = {"lrlc_no_spatial_bias": "lrlc"}  # the reference_net layer kind of each arm, where it differs
+_KIND = {
+    "lrlc_no_spatial_bias": "lrlc"
+}  # the reference_net layer kind of each arm, where it differs
 
 
 def downsample(dataset: ImageDataset, factor: int) -> ImageDataset:
@@ -67,8 +86,14 @@ def load_splits(
     check_number("val_share", val_share, minimum=0, maximum=1, strict=True)
     pool_size = None if train_size is None or val_size is None else train_size + val_size
     pool = load_dataset(name, "train", subset=pool_size, seed=seed, download=download)
-    n_val = val_size if val_size is not None else max(1, round(val_share * (len(pool) if train_size is None
-                                                                            else train_size / (1 - val_share))))
+    n_val = (
+        val_size
+        if val_size is not None
+        else max(
+            1,
+            round(val_share * (len(pool) if train_size is None else train_size / (1 - val_share))),
+        )
+    )
     train, val = train_val_split(pool, min(n_val, len(pool) - 1) / len(pool), seed=seed)
     if train_size is not None and len(train) > train_size:
         train = train.subset(torch.arange(train_size))
@@ -85,7 +110,10 @@ def position_tasks(
     check_type("splits", splits, (list, tuple), "a list of ImageDatasets")
     tasks: dict[str, tuple[ImageDataset, ...]] = {"real": tuple(splits)}
     for name, aligned in (("aligned", True), ("translated", False)):
-        tasks[name] = tuple(on_noise(d, canvas_size, aligned=aligned, seed=seed + 2 * i) for i, d in enumerate(splits))
+        tasks[name] = tuple(
+            on_noise(d, canvas_size, aligned=aligned, seed=seed + 2 * i)
+            for i, d in enumerate(splits)
+        )
     return tasks
 
 
@@ -106,8 +134,15 @@ def arm_net(
     """
     check_choice("arm", arm, ARMS)
     kind = _KIND.get(arm, arm)
-    net = reference_net((kind, "conv", "conv"), in_channels=in_channels, num_classes=num_classes,
-                        input_size=input_size, width=width, rank=rank, normalization=normalization)
+    net = reference_net(
+        (kind, "conv", "conv"),
+        in_channels=in_channels,
+        num_classes=num_classes,
+        input_size=input_size,
+        width=width,
+        rank=rank,
+        normalization=normalization,
+    )
     if arm == "lrlc_no_spatial_bias":
         remove_spatial_bias_(net)
     return he_uniform_init_(net)
@@ -159,7 +194,9 @@ class EntropyLog:
 def mean_entropy(model: nn.Module, images: Tensor) -> float:
     """Mean :func:`combining_entropy` of the first LRLC layer of ``model`` over positions (and
     ``images`` ``[N, C, H, W]``, for input-dependent weights)."""
-    return float(combining_entropy(layer_combining_weights(model, images.to(_device(model)))).mean())
+    return float(
+        combining_entropy(layer_combining_weights(model, images.to(_device(model)))).mean()
+    )
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -213,12 +250,24 @@ def train_arm(
     (``across_positions``: std over ``h, w`` of the mean over ``n``, mean over ``k``).
     """
     check_choice("arm", arm, ARMS)
-    for name, value in (("rank", rank), ("epochs", epochs), ("width", width), ("probe_size", probe_size)):
+    for name, value in (
+        ("rank", rank),
+        ("epochs", epochs),
+        ("width", width),
+        ("probe_size", probe_size),
+    ):
         check_positive_int(name, value)
     check_positive_int("examples", examples, minimum=0)
     seed_everything(seed)
-    model = arm_net(arm, rank=rank, in_channels=train.image_shape[0], num_classes=train.num_classes,
-                    input_size=train.image_shape[-1], width=width, normalization=normalization)
+    model = arm_net(
+        arm,
+        rank=rank,
+        in_channels=train.image_shape[0],
+        num_classes=train.num_classes,
+        input_size=train.image_shape[-1],
+        width=width,
+        normalization=normalization,
+    )
     lrlc = bool(lrlc_layers(model))
     probe = val.float_images()[:probe_size]
     metrics: dict[str, Any] = {"params": count_parameters(model)}
@@ -226,8 +275,20 @@ def train_arm(
     if lrlc:
         metrics["initial_entropy"] = mean_entropy(model, probe)
         log = EntropyLog(model, probe)
-    history = fit(model, train, val, epochs=epochs, recipe="fast", batch_size=batch_size, lr=lr, seed=seed,
-                  run_dir=run_dir, regularizer=log, device=device, progress=False)
+    history = fit(
+        model,
+        train,
+        val,
+        epochs=epochs,
+        recipe="fast",
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        run_dir=run_dir,
+        regularizer=log,
+        device=device,
+        progress=False,
+    )
     keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "entropy")
     metrics["history"] = [{k: r[k] for k in keys if k in r} for r in history.records]
     metrics["val_acc"] = history.final["val_acc"]
@@ -240,7 +301,9 @@ def train_arm(
         metrics["combining_weights"] = lrlc_layers(model)[0].combining_weights().detach().tolist()
     if arm == "lrlc_input":
         with torch.no_grad():
-            alpha = layer_combining_weights(model, test.float_images()[:probe_size])  # [N, H_out, W_out, K]
+            alpha = layer_combining_weights(
+                model, test.float_images()[:probe_size]
+            )  # [N, H_out, W_out, K]
         metrics["across_examples"] = float(alpha.std(0).mean())
         metrics["across_positions"] = float(alpha.mean(0).flatten(0, 1).std(0).mean())
         if examples:

@@ -25,7 +25,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from pilcro_lib.layers import ROUTES, LocallyConnected2d, LowRankLocallyConnected2d
 from pilcro_lib.models import count_parameters
 from pilcro_lib.objective import Regularizer
-from pilcro_lib.utils import check_bool, check_choice, check_positive_int, check_tensor, check_type, get_device
+from pilcro_lib.utils import (
+    check_bool,
+    check_choice,
+    check_positive_int,
+    check_tensor,
+    check_type,
+    get_device,
+)
 
 
 def synchronize(device: torch.device) -> None:
@@ -34,13 +41,22 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(dtype: torch.dtype, device: str | torch.device | None = None, *, n: int = 2048, repeats: int = 10) -> float:
+def matmul_peak(
+    dtype: torch.dtype,
+    device: str | torch.device | None = None,
+    *,
+    n: int = 2048,
+    repeats: int = 10,
+) -> float:
     """The machine's matrix-product throughput in GFLOP/s: the best of three timings of
     ``repeats`` products ``[n, n] @ [n, n]`` in ``dtype`` (after one warm-up round)."""
     check_positive_int("n", n)
     check_positive_int("repeats", repeats)
     device = get_device(device)
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    a, b = (
+        torch.randn(n, n, device=device, dtype=dtype),
+        torch.randn(n, n, device=device, dtype=dtype),
+    )
     best = float("inf")
     for _ in range(4):
         synchronize(device)
@@ -99,7 +115,15 @@ def peak_extra_memory(step: Callable[[], object], device: torch.device) -> int:
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import Action, MemoryProfileTimeline
 
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    with (
+        _quiet_stderr(),
+        profile(
+            activities=[ProfilerActivity.CPU],
+            profile_memory=True,
+            record_shapes=True,
+            with_stack=True,
+        ) as prof,
+    ):
         step()
     memory = prof._memory_profile()
     base = sum(size for _, action, _, size in memory.timeline if action == Action.PREEXISTING)
@@ -116,13 +140,26 @@ def _benchmark_layer(kind: str, channels: int, size: int, rank: int, route: str)
     if kind == "lc":
         return LocallyConnected2d(channels, channels, 3, size)
     combining = "input" if kind == "lrlc_input" else "row_col"
-    return LowRankLocallyConnected2d(channels, channels, 3, size, rank, combining=combining, bias=False, route=route)
+    return LowRankLocallyConnected2d(
+        channels, channels, 3, size, rank, combining=combining, bias=False, route=route
+    )
 
 
-def _benchmark_specs(ranks: Sequence[int], routes: Sequence[str], input_rank: int) -> list[tuple[str, str, int, str]]:
+def _benchmark_specs(
+    ranks: Sequence[int], routes: Sequence[str], input_rank: int
+) -> list[tuple[str, str, int, str]]:
     """``(row name, layer kind, rank, route)`` of every benchmarked layer, in table order."""
-    lrlc = [(f"lrlc K={k}" if r == "auto" else f"lrlc K={k} {r} route", "lrlc", k, r) for k in ranks for r in routes]
-    return [("conv", "conv", 1, "auto"), *lrlc, (f"lrlc_input K={input_rank}", "lrlc_input", input_rank, "auto"), ("lc", "lc", 1, "auto")]
+    lrlc = [
+        (f"lrlc K={k}" if r == "auto" else f"lrlc K={k} {r} route", "lrlc", k, r)
+        for k in ranks
+        for r in routes
+    ]
+    return [
+        ("conv", "conv", 1, "auto"),
+        *lrlc,
+        (f"lrlc_input K={input_rank}", "lrlc_input", input_rank, "auto"),
+        ("lc", "lc", 1, "auto"),
+    ]
 
 
 def benchmark_layers(
@@ -149,7 +186,12 @@ def benchmark_layers(
     """
     import pandas as pd
 
-    for name, value in (("batch", batch), ("channels", channels), ("input_rank", input_rank), ("repeats", repeats)):
+    for name, value in (
+        ("batch", batch),
+        ("channels", channels),
+        ("input_rank", input_rank),
+        ("repeats", repeats),
+    ):
         check_positive_int(name, value)
     check_type("sizes", sizes, Sequence, "a sequence of input sizes")
     check_type("ranks", ranks, Sequence, "a sequence of ranks")
@@ -166,11 +208,20 @@ def benchmark_layers(
     specs = _benchmark_specs(ranks, routes, input_rank)
     rows = []
     for size in sizes:
-        layers = [_benchmark_layer(kind, channels, size, k, route).to(device, memory_format=memory_format) for _, kind, k, route in specs]
-        x = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=memory_format).requires_grad_()
-        grad = torch.randn(batch, channels, size - 2, size - 2, device=device).contiguous(memory_format=memory_format)
+        layers = [
+            _benchmark_layer(kind, channels, size, k, route).to(device, memory_format=memory_format)
+            for _, kind, k, route in specs
+        ]
+        x = (
+            torch.randn(batch, channels, size, size, device=device)
+            .contiguous(memory_format=memory_format)
+            .requires_grad_()
+        )
+        grad = torch.randn(batch, channels, size - 2, size - 2, device=device).contiguous(
+            memory_format=memory_format
+        )
 
-        def step(layer: nn.Module) -> None:
+        def step(layer: nn.Module, x: Tensor = x, grad: Tensor = grad) -> None:
             layer.zero_grad(set_to_none=True)
             x.grad = None
             layer(x).backward(grad)
@@ -192,10 +243,12 @@ def benchmark_layers(
                 "input": f"{size}x{size}",
                 "layer": name,
                 "rank": k,
-                "route": layer.route_for(batch) if isinstance(layer, LowRankLocallyConnected2d) else "",
+                "route": layer.route_for(batch)
+                if isinstance(layer, LowRankLocallyConnected2d)
+                else "",
                 "params": count_parameters(layer),
                 "time_ms": 1e3 * float(torch.tensor(t).median()),
-                "peak_MB": peak_extra_memory(lambda: step(layer), device) / 2**20,
+                "peak_MB": peak_extra_memory(lambda layer=layer: step(layer), device) / 2**20,
             }
             if kind == "lc":
                 unfold = batch * channels * 9 * (size - 2) ** 2
@@ -205,7 +258,18 @@ def benchmark_layers(
     conv = frame[frame.layer == "conv"].set_index("input")
     frame["time_vs_conv"] = frame.time_ms / frame.input.map(conv.time_ms)
     frame["peak_vs_conv"] = frame.peak_MB / frame.input.map(conv.peak_MB)
-    columns = ["input", "layer", "rank", "route", "params", "time_ms", "time_vs_conv", "peak_MB", "peak_vs_conv", "unfold_plus_weights_MB"]
+    columns = [
+        "input",
+        "layer",
+        "rank",
+        "route",
+        "params",
+        "time_ms",
+        "time_vs_conv",
+        "peak_MB",
+        "peak_vs_conv",
+        "unfold_plus_weights_MB",
+    ]
     return frame[[c for c in columns if c in frame]]
 
 
@@ -240,7 +304,11 @@ def training_step_times(
         arms[name] = (copy, torch.optim.Adam(copy.parameters(), lr=lr), reg)
 
     def step(copy: nn.Module, opt: torch.optim.Optimizer, reg: Regularizer | None) -> None:
-        x = inputs.detach().requires_grad_(True) if getattr(reg, "requires_input_grad", False) else inputs
+        x = (
+            inputs.detach().requires_grad_(True)
+            if getattr(reg, "requires_input_grad", False)
+            else inputs
+        )
         out = copy(x)
         loss = nn.functional.cross_entropy(out, targets)
         extra = reg(copy, x, targets, out) if reg is not None else None
@@ -249,7 +317,7 @@ def training_step_times(
         opt.step()
 
     times: dict[str, list[float]] = {name: [] for name in arms}
-    for name, arm in arms.items():
+    for arm in arms.values():
         step(*arm)
     for _ in range(rounds):
         for name, arm in arms.items():

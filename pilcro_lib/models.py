@@ -35,25 +35,39 @@ class Normalize(nn.Module):
             for v in values:
                 check_number(name, v, minimum=0 if name == "std" else None, strict=True)
         if len(mean) != len(std):
-            raise ValueError(f"mean and std must have one number per channel each, got {len(mean)} and {len(std)}")
+            raise ValueError(
+                f"mean and std must have one number per channel each, got {len(mean)} and {len(std)}"
+            )
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.mean.shape[1]:
-            raise ValueError(f"x must be [B, {self.mean.shape[1]}, H, W] for this Normalize, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must be [B, {self.mean.shape[1]}, H, W] for this Normalize, got shape {tuple(x.shape)}"
+            )
         return (x - self.mean) / self.std
 
 
-def _normalization_layers(normalization: tuple[Sequence[float], Sequence[float]] | None, in_channels: int) -> list[nn.Module]:
+def _normalization_layers(
+    normalization: tuple[Sequence[float], Sequence[float]] | None, in_channels: int
+) -> list[nn.Module]:
     """``[Normalize(mean, std)]`` for ``normalization=(mean, std)`` of ``in_channels`` entries each; ``[]`` for ``None``."""
     if normalization is None:
         return []
-    if not (isinstance(normalization, (list, tuple)) and len(normalization) == 2 and all(isinstance(v, Sequence) for v in normalization)):
-        raise ValueError(f"normalization must be (mean, std), each with one number per channel, or None; got {normalization!r}")
+    if not (
+        isinstance(normalization, (list, tuple))
+        and len(normalization) == 2
+        and all(isinstance(v, Sequence) for v in normalization)
+    ):
+        raise ValueError(
+            f"normalization must be (mean, std), each with one number per channel, or None; got {normalization!r}"
+        )
     norm = Normalize(*normalization)
     if norm.mean.shape[1] != in_channels:
-        raise ValueError(f"normalization has {norm.mean.shape[1]} channels but in_channels={in_channels}")
+        raise ValueError(
+            f"normalization has {norm.mean.shape[1]} channels but in_channels={in_channels}"
+        )
     return [norm]
 
 
@@ -68,19 +82,35 @@ def padding_amount(padding: str, kernel_size: int) -> int:
 
 def output_size(input_size: int, kernel_size: int, padding: int, stride: int = 1) -> int:
     """Spatial output size (>= 1) of a convolution along one axis."""
-    for name, value in (("input_size", input_size), ("kernel_size", kernel_size), ("stride", stride)):
+    for name, value in (
+        ("input_size", input_size),
+        ("kernel_size", kernel_size),
+        ("stride", stride),
+    ):
         check_positive_int(name, value)
     check_positive_int("padding", padding, minimum=0)
     if kernel_size > input_size + 2 * padding:
-        raise ValueError(f"input_size={input_size} is too small for kernel_size={kernel_size} with padding={padding}")
+        raise ValueError(
+            f"input_size={input_size} is too small for kernel_size={kernel_size} with padding={padding}"
+        )
     return (input_size + 2 * padding - kernel_size) // stride + 1
 
 
-def wide_conv_channels(in_channels: int, out_channels: int, input_size: int, *, kernel_size: int = 3, rank: int = 4, padding: str = "valid") -> int:
+def wide_conv_channels(
+    in_channels: int,
+    out_channels: int,
+    input_size: int,
+    *,
+    kernel_size: int = 3,
+    rank: int = 4,
+    padding: str = "valid",
+) -> int:
     """Output channels of the ``wide_conv`` layer: a bias-free conv with (to rounding) as many
     parameters as the bias-free row+column LRLC layer of ``rank`` it stands in for."""
     pad = padding_amount(padding, kernel_size)
-    lrlc = LowRankLocallyConnected2d(in_channels, out_channels, kernel_size, input_size, rank, padding=pad, bias=False)
+    lrlc = LowRankLocallyConnected2d(
+        in_channels, out_channels, kernel_size, input_size, rank, padding=pad, bias=False
+    )
     return max(1, round(count_parameters(lrlc) / (in_channels * kernel_size**2)))
 
 
@@ -109,7 +139,11 @@ def make_layer(
     """
     check_choice("kind", kind, LAYER_TYPES)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
-    for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("input_size", input_size)):
+    for name, value in (
+        ("in_channels", in_channels),
+        ("out_channels", out_channels),
+        ("input_size", input_size),
+    ):
         check_positive_int(name, value)
     check_bool("bias", bias)
     check_choice("combining_init", combining_init, COMBINING_INITS)
@@ -119,27 +153,67 @@ def make_layer(
     if kind == "lc":
         return LocallyConnected2d(in_channels, out_channels, kernel_size, input_size, **spatial)
     if kind == "lrlc":
-        return LowRankLocallyConnected2d(in_channels, out_channels, kernel_size, input_size, rank, bias=bias, **spatial)
+        return LowRankLocallyConnected2d(
+            in_channels, out_channels, kernel_size, input_size, rank, bias=bias, **spatial
+        )
     if kind == "lrlc_input":
-        return LowRankLocallyConnected2d(in_channels, out_channels, kernel_size, input_size, rank, combining="input", bias=bias,
-                                         combining_init=combining_init, resize=resize, **spatial)
+        return LowRankLocallyConnected2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            input_size,
+            rank,
+            combining="input",
+            bias=bias,
+            combining_init=combining_init,
+            resize=resize,
+            **spatial,
+        )
     if kind == "coordconv":
         return CoordConv2d(in_channels, out_channels, kernel_size, bias=bias, **spatial)
     if kind == "wide_conv":
-        out_channels = wide_conv_channels(in_channels, out_channels, input_size, kernel_size=kernel_size, rank=rank, padding=padding)
+        out_channels = wide_conv_channels(
+            in_channels,
+            out_channels,
+            input_size,
+            kernel_size=kernel_size,
+            rank=rank,
+            padding=padding,
+        )
     return nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias, **spatial)
 
 
-def _reference_layers(layer_types: Sequence[str], widths: Sequence[int], *, in_channels: int, num_classes: int, input_size: int,
-                      rank: int, padding: str, padding_mode: str, head: str, combining_init: str, resize: str) -> list[nn.Module]:
+def _reference_layers(
+    layer_types: Sequence[str],
+    widths: Sequence[int],
+    *,
+    in_channels: int,
+    num_classes: int,
+    input_size: int,
+    rank: int,
+    padding: str,
+    padding_mode: str,
+    head: str,
+    combining_init: str,
+    resize: str,
+) -> list[nn.Module]:
     """The reference net's modules with ``widths[i]`` output channels at layer ``i`` (``wide_conv`` built as a conv)."""
     layers: list[nn.Module] = []
     channels, size = in_channels, input_size
     for kind, out in zip(layer_types, widths):
         kind = "conv" if kind == "wide_conv" else kind
         layers += [
-            make_layer(kind, channels, out, size, rank=rank, padding=padding, padding_mode=padding_mode,
-                       combining_init=combining_init, resize=resize),
+            make_layer(
+                kind,
+                channels,
+                out,
+                size,
+                rank=rank,
+                padding=padding,
+                padding_mode=padding_mode,
+                combining_init=combining_init,
+                resize=resize,
+            ),
             nn.BatchNorm2d(out, eps=1e-5, momentum=0.1),
             nn.ReLU(),
         ]
@@ -152,12 +226,15 @@ def _reference_layers(layer_types: Sequence[str], widths: Sequence[int], *, in_c
 def _wide_width(layer_types: Sequence[str], width: int, **kwargs) -> int:
     """The one width of all ``wide_conv`` layers that brings the net's parameter count closest to
     the same net with those layers as ``lrlc`` (binary search; the count grows with the width)."""
+
     def count(w: int) -> int:
         widths = [w if kind == "wide_conv" else width for kind in layer_types]
         return count_parameters(nn.Sequential(*_reference_layers(layer_types, widths, **kwargs)))
 
     as_lrlc = ["lrlc" if kind == "wide_conv" else kind for kind in layer_types]
-    target = count_parameters(nn.Sequential(*_reference_layers(as_lrlc, [width] * len(layer_types), **kwargs)))
+    target = count_parameters(
+        nn.Sequential(*_reference_layers(as_lrlc, [width] * len(layer_types), **kwargs))
+    )
     lo, hi = width, 2 * width
     while count(hi) < target:
         lo, hi = hi, 2 * hi
@@ -199,7 +276,12 @@ def reference_net(
         raise ValueError("layer_types must name at least one layer")
     for kind in layer_types:
         check_choice("kind", kind, LAYER_TYPES)
-    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width), ("rank", rank)):
+    for name, value in (
+        ("in_channels", in_channels),
+        ("num_classes", num_classes),
+        ("width", width),
+        ("rank", rank),
+    ):
         check_positive_int(name, value)
     pad = padding_amount(padding, 3)
     size = check_positive_int("input_size", input_size)
@@ -207,9 +289,20 @@ def reference_net(
         for _ in layer_types:
             size = output_size(size, 3, pad)
     except ValueError as err:
-        raise ValueError(f"input_size={input_size} is too small for {len(layer_types)} layers with padding={padding!r}") from err
-    kwargs = dict(in_channels=in_channels, num_classes=num_classes, input_size=input_size, rank=rank,
-                  padding=padding, padding_mode=padding_mode, head=head, combining_init=combining_init, resize=resize)
+        raise ValueError(
+            f"input_size={input_size} is too small for {len(layer_types)} layers with padding={padding!r}"
+        ) from err
+    kwargs = dict(
+        in_channels=in_channels,
+        num_classes=num_classes,
+        input_size=input_size,
+        rank=rank,
+        padding=padding,
+        padding_mode=padding_mode,
+        head=head,
+        combining_init=combining_init,
+        resize=resize,
+    )
     wide = _wide_width(layer_types, width, **kwargs) if "wide_conv" in layer_types else width
     widths = [wide if kind == "wide_conv" else width for kind in layer_types]
     layers = _normalization_layers(normalization, in_channels)
@@ -222,7 +315,12 @@ def he_uniform_init_(model: nn.Module) -> nn.Module:
     start: He-uniform weights, ``U(-b, b)`` with ``b = sqrt(6 / fan_in)``, and zero biases.
     Returns ``model``."""
     check_type("model", model, nn.Module, "a torch.nn.Module")
-    heads = {id(m) for layer in lrlc_layers(model) if layer.head is not None for m in layer.head.modules()}
+    heads = {
+        id(m)
+        for layer in lrlc_layers(model)
+        if layer.head is not None
+        for m in layer.head.modules()
+    }
     for module in model.modules():
         if isinstance(module, nn.Conv2d) and id(module) not in heads:
             nn.init.kaiming_uniform_(module.weight, a=0.0, mode="fan_in", nonlinearity="relu")
@@ -245,19 +343,29 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, channels: int, stride: int = 1, padding_mode: str = "zeros"):
+    def __init__(
+        self, in_channels: int, channels: int, stride: int = 1, padding_mode: str = "zeros"
+    ):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("channels", channels), ("stride", stride)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("channels", channels),
+            ("stride", stride),
+        ):
             check_positive_int(name, value)
         check_choice("padding_mode", padding_mode, PADDING_MODES)
-        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False, padding_mode=padding_mode)
+        self.conv1 = nn.Conv2d(
+            in_channels, channels, 3, stride, 1, bias=False, padding_mode=padding_mode
+        )
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False, padding_mode=padding_mode)
         self.bn2 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU()
         self.downsample: nn.Module | None = None
         if stride != 1 or in_channels != channels:
-            self.downsample = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -279,7 +387,11 @@ def cifar_resnet18(
     applies to every 3x3 conv.
     """
     check_choice("padding_mode", padding_mode, PADDING_MODES)
-    for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("width", width)):
+    for name, value in (
+        ("num_classes", num_classes),
+        ("in_channels", in_channels),
+        ("width", width),
+    ):
         check_positive_int(name, value)
     layers = _normalization_layers(normalization, in_channels)
     layers += [
@@ -290,7 +402,10 @@ def cifar_resnet18(
     channels = width
     for i, stride in enumerate((1, 2, 2, 2)):
         out = width * 2**i
-        layers += [BasicBlock(channels, out, stride, padding_mode), BasicBlock(out, out, 1, padding_mode)]
+        layers += [
+            BasicBlock(channels, out, stride, padding_mode),
+            BasicBlock(out, out, 1, padding_mode),
+        ]
         channels = out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)]
     return nn.Sequential(*layers)
@@ -320,14 +435,24 @@ def fast_cnn(
     ``padding_mode`` apply to every conv; convs have no bias (BatchNorm follows). Only layers that
     :func:`pilcro_lib.paths.path_count` supports.
     """
-    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
+    for name, value in (
+        ("in_channels", in_channels),
+        ("num_classes", num_classes),
+        ("width", width),
+    ):
         check_positive_int(name, value)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
     pad = padding_amount(padding, 3)
     layers = _normalization_layers(normalization, in_channels)
     channels = in_channels
     for i, out in enumerate((width, 2 * width, 2 * width, 4 * width)):
-        layers += [nn.Conv2d(channels, out, 3, padding=pad, bias=False, padding_mode=padding_mode), nn.BatchNorm2d(out), nn.ReLU()]
+        layers += [
+            nn.Conv2d(channels, out, 3, padding=pad, bias=False, padding_mode=padding_mode),
+            nn.BatchNorm2d(out),
+            nn.ReLU(),
+        ]
         layers += [nn.MaxPool2d(2)] if i < 2 else []
         channels = out
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+    return nn.Sequential(
+        *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes)
+    )

@@ -31,7 +31,14 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from pilcro_lib.landscape import SCORES, curvature, flatness_or_nan, gradient_energy, normalize, score_sum
+from pilcro_lib.landscape import (
+    SCORES,
+    curvature,
+    flatness_or_nan,
+    gradient_energy,
+    normalize,
+    score_sum,
+)
 from pilcro_lib.utils import (
     check_choice,
     check_image_batch,
@@ -200,8 +207,12 @@ class _InputGradientRegularizer:
         self.epoch = epoch
         self._reset_epoch()
 
-    def __call__(self, model: nn.Module, inputs: Tensor, targets: Tensor, outputs: Tensor | None = None) -> Tensor | None:
-        check_tensor("inputs", inputs, ndim=4, dims=SPATIAL_DIMS)  # shape only: no device sync on skipped steps
+    def __call__(
+        self, model: nn.Module, inputs: Tensor, targets: Tensor, outputs: Tensor | None = None
+    ) -> Tensor | None:
+        check_tensor(
+            "inputs", inputs, ndim=4, dims=SPATIAL_DIMS
+        )  # shape only: no device sync on skipped steps
         step, self.step = self.step, self.step + 1
         if self.lam == 0 or self.epoch < self.warmup_epochs or step % self.every:
             return None
@@ -222,7 +233,14 @@ class _InputGradientRegularizer:
         """
         log = {"penalty": self._penalty_sum / self._count if self._count else math.nan}
         figures = flatness_or_nan(self._landscape_sum)
-        for key in ("cv", "curvature", "gradient_energy", "border_ratio", "max_over_min", "checkerboard"):
+        for key in (
+            "cv",
+            "curvature",
+            "gradient_energy",
+            "border_ratio",
+            "max_over_min",
+            "checkerboard",
+        ):
             log[f"landscape_{key}"] = figures[key]
         return log
 
@@ -231,14 +249,20 @@ class _InputGradientRegularizer:
         counters once it has been used, since a reused regulariser starts where it stopped."""
         params = ("lam", "measure", "every", "sub_batch", "warmup_epochs", "score")
         used = {"state": self.state_dict()} if self.step or self.epoch else {}
-        return {"name": type(self).__name__, **{p: getattr(self, p) for p in params if hasattr(self, p)}, **used}
+        return {
+            "name": type(self).__name__,
+            **{p: getattr(self, p) for p in params if hasattr(self, p)},
+            **used,
+        }
 
     def state_dict(self) -> dict[str, int]:
         return {"step": self.step, "epoch": self.epoch}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if not isinstance(state, dict) or not {"step", "epoch"} <= state.keys():
-            raise ValueError(f"state must be a dict with 'step' and 'epoch' (from state_dict()), got {state!r}")
+            raise ValueError(
+                f"state must be a dict with 'step' and 'epoch' (from state_dict()), got {state!r}"
+            )
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self._reset_epoch()
@@ -264,7 +288,9 @@ class PObjective(_InputGradientRegularizer):
         score: str = "loss",
     ) -> None:
         self.measure = check_choice("measure", measure, MEASURES)
-        super().__init__(lam, every=every, sub_batch=sub_batch, warmup_epochs=warmup_epochs, score=score)
+        super().__init__(
+            lam, every=every, sub_batch=sub_batch, warmup_epochs=warmup_epochs, score=score
+        )
 
     def penalty(self, grad: Tensor, land: Tensor) -> Tensor:
         return landscape_measure(land, self.measure)

@@ -57,7 +57,9 @@ SUPPORTED = (
 
 def _unsupported(module: nn.Module, name: str) -> TypeError:
     listing = "; ".join(SUPPORTED)
-    return TypeError(f"path_count does not support {type(module).__name__} (at '{name}'); supported: {listing}")
+    return TypeError(
+        f"path_count does not support {type(module).__name__} (at '{name}'); supported: {listing}"
+    )
 
 
 @functools.cache
@@ -69,11 +71,31 @@ def _followed_methods() -> dict[type, tuple[str, ...]]:
     from pilcro_lib.models import BasicBlock as CifarBasicBlock
     from pilcro_lib.models import Normalize
 
-    plain = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.ReLU, nn.BatchNorm2d,
-             nn.BatchNorm1d, Normalize, nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten, nn.Linear, nn.Sequential,
-             VGG, BasicBlock, Bottleneck, CifarBasicBlock)
-    return {nn.Conv2d: ("forward", "_conv_forward"), ResNet: ("forward", "_forward_impl"),
-            **{cls: ("forward",) for cls in plain}}
+    plain = (
+        nn.MaxPool2d,
+        nn.AvgPool2d,
+        nn.AdaptiveAvgPool2d,
+        nn.AdaptiveMaxPool2d,
+        nn.ReLU,
+        nn.BatchNorm2d,
+        nn.BatchNorm1d,
+        Normalize,
+        nn.Dropout,
+        nn.Dropout2d,
+        nn.Identity,
+        nn.Flatten,
+        nn.Linear,
+        nn.Sequential,
+        VGG,
+        BasicBlock,
+        Bottleneck,
+        CifarBasicBlock,
+    )
+    return {
+        nn.Conv2d: ("forward", "_conv_forward"),
+        ResNet: ("forward", "_forward_impl"),
+        **{cls: ("forward",) for cls in plain},
+    }
 
 
 def _check_forward(module: nn.Module, name: str, who: str) -> None:
@@ -81,7 +103,11 @@ def _check_forward(module: nn.Module, name: str, who: str) -> None:
     base class's computation (a Sequential's children in order, say), not the subclass's."""
     cls = type(module)
     for base, methods in _followed_methods().items():
-        changed = [m for m in methods if isinstance(module, base) and getattr(cls, m) is not getattr(base, m)]
+        changed = [
+            m
+            for m in methods
+            if isinstance(module, base) and getattr(cls, m) is not getattr(base, m)
+        ]
         if changed:
             where = f"model.{name}" if name else "model"
             raise TypeError(
@@ -111,7 +137,9 @@ def _conv_pads(m: nn.Conv2d) -> tuple[int, int, int, int]:
 
 
 def _too_small(name: str, size: tuple[int, int]) -> ValueError:
-    return ValueError(f"input_size is too small for the model: the map reaching '{name}' is {size[0]}x{size[1]}")
+    return ValueError(
+        f"input_size is too small for the model: the map reaching '{name}' is {size[0]}x{size[1]}"
+    )
 
 
 def _padded_conv(m: nn.Conv2d, x: Tensor, kernel: Tensor, name: str) -> Tensor:
@@ -161,7 +189,9 @@ class _Skeleton:
         branches = _residual_branches(module)
         if branches is not None:
             main, shortcut, after = branches
-            y = self.run(nn.Sequential(*main), x, name) + (x if shortcut is None else self.run(shortcut, x, name))
+            y = self.run(nn.Sequential(*main), x, name) + (
+                x if shortcut is None else self.run(shortcut, x, name)
+            )
             return self.run(after, y, name)
         raise _unsupported(module, name)
 
@@ -174,7 +204,10 @@ class _Skeleton:
             ((nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d), self.adaptive_pool),
             (nn.ReLU, lambda m, x, n: x * 0.5 if self.variance() else x),
             (nn.BatchNorm2d, self.batchnorm),
-            (Normalize, lambda m, x, n: x * (1 / m.std.double().pow(2)).mean() if self.variance() else x),
+            (
+                Normalize,
+                lambda m, x, n: x * (1 / m.std.double().pow(2)).mean() if self.variance() else x,
+            ),
             ((nn.Dropout, nn.Dropout2d, nn.Identity), lambda m, x, n: x),
             (nn.Flatten, lambda m, x, n: x.sum(dim=(-2, -1), keepdim=True)),
             ((nn.Linear, nn.BatchNorm1d), self.dense),
@@ -186,7 +219,9 @@ class _Skeleton:
         if self.variance():  # per tap: sum of squared weights reaching one input channel, averaged
             taps = m.weight.detach().double().cpu().pow(2).sum((0, 1)) / m.in_channels
             # a trainable weight is one draw of i.i.d. weights: use its expectation, the same at every tap
-            kernel = (taps if not m.weight.requires_grad else taps.mean().expand(kh, kw)).view(1, 1, kh, kw)
+            kernel = (taps if not m.weight.requires_grad else taps.mean().expand(kh, kw)).view(
+                1, 1, kh, kw
+            )
         return _padded_conv(m, x, kernel, name)
 
     def pool(self, m: nn.Module, x: Tensor, name: str) -> Tensor:
@@ -218,7 +253,11 @@ class _Skeleton:
             divisor = torch.full_like(valid, float(m.divisor_override))
         elif m.count_include_pad:  # the window clipped to the padded input
             inner = F.pad(torch.ones_like(x), (pw, pw, ph, ph), value=1.0)
-            divisor = F.conv2d(F.pad(inner, (0, max(right - pw, 0), 0, max(bottom - ph, 0))), kernel, stride=(sh, sw))
+            divisor = F.conv2d(
+                F.pad(inner, (0, max(right - pw, 0), 0, max(bottom - ph, 0))),
+                kernel,
+                stride=(sh, sw),
+            )
             divisor = divisor[..., :oh, :ow]
         else:
             divisor = valid
@@ -244,7 +283,9 @@ class _Skeleton:
 
     def dense(self, m: nn.Module, x: Tensor, name: str) -> Tensor:
         if x.shape[-2:] != (1, 1):
-            raise TypeError(f"path_count expects {type(m).__name__} (at '{name}') after global pooling or Flatten")
+            raise TypeError(
+                f"path_count expects {type(m).__name__} (at '{name}') after global pooling or Flatten"
+            )
         return x
 
 
@@ -264,11 +305,28 @@ def _known_sequence(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
     if isinstance(module, nn.Sequential):
         return list(module.named_children())
     if isinstance(module, ResNet):
-        names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]
-        return [(n, getattr(module, n)) for n in names] + [("flatten", nn.Flatten()), ("fc", module.fc)]
+        names = [
+            "conv1",
+            "bn1",
+            "relu",
+            "maxpool",
+            "layer1",
+            "layer2",
+            "layer3",
+            "layer4",
+            "avgpool",
+        ]
+        return [(n, getattr(module, n)) for n in names] + [
+            ("flatten", nn.Flatten()),
+            ("fc", module.fc),
+        ]
     if isinstance(module, VGG):
-        return [("features", module.features), ("avgpool", module.avgpool), ("flatten", nn.Flatten()),
-                ("classifier", module.classifier)]
+        return [
+            ("features", module.features),
+            ("avgpool", module.avgpool),
+            ("flatten", nn.Flatten()),
+            ("classifier", module.classifier),
+        ]
     return None
 
 
@@ -281,13 +339,24 @@ def _residual_branches(module: nn.Module):
     if isinstance(module, (BasicBlock, CifarBasicBlock)):
         main = [module.conv1, module.bn1, module.relu, module.conv2, module.bn2]
     elif isinstance(module, Bottleneck):
-        main = [module.conv1, module.bn1, module.relu, module.conv2, module.bn2, module.relu, module.conv3, module.bn3]
+        main = [
+            module.conv1,
+            module.bn1,
+            module.relu,
+            module.conv2,
+            module.bn2,
+            module.relu,
+            module.conv3,
+            module.bn3,
+        ]
     else:
         return None
     return main, module.downsample, module.relu
 
 
-def path_count(model: nn.Module, input_size: tuple[int, int, int], *, weighting: str = "count") -> Tensor:
+def path_count(
+    model: nn.Module, input_size: tuple[int, int, int], *, weighting: str = "count"
+) -> Tensor:
     """The path-count map ``N(u)`` of ``model``'s skeleton for inputs of ``input_size = (C, H, W)``.
 
     Returns ``[H, W]`` float64: the number of spatial paths from each input position to the output
@@ -308,13 +377,20 @@ def path_count(model: nn.Module, input_size: tuple[int, int, int], *, weighting:
     return grad[0, 0]
 
 
-def _check_model_and_size(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[int, int, int]:
+def _check_model_and_size(
+    model: nn.Module, input_size: tuple[int, int, int]
+) -> tuple[int, int, int]:
     check_type("model", model, nn.Module, "a torch.nn.Module")
     return check_int_tuple("input_size", input_size, 3, dims="(channels, height, width)")
 
 
 def conv_profile_1d(
-    length: int, kernel_size: int, depth: int, *, padding: str | int = "same", padding_mode: str = "zeros"
+    length: int,
+    kernel_size: int,
+    depth: int,
+    *,
+    padding: str | int = "same",
+    padding_mode: str = "zeros",
 ) -> Tensor:
     """1-D path counts ``[length]`` of ``depth`` stacked stride-1 convs of ``kernel_size``.
 
@@ -380,11 +456,17 @@ def valid_profile_closed_form(length: int, kernel_size: int, depth: int) -> Tens
         raise ValueError(f"length={length} is too small for {depth} valid convs of kernel_size={k}")
 
     def c(m: int) -> int:
-        return sum((-1) ** j * math.comb(depth, j) * math.comb(m - j * k + depth - 1, depth - 1)
-                   for j in range(depth + 1) if m - j * k >= 0)
+        return sum(
+            (-1) ** j * math.comb(depth, j) * math.comb(m - j * k + depth - 1, depth - 1)
+            for j in range(depth + 1)
+            if m - j * k >= 0
+        )
 
     return torch.tensor(
-        [sum(c(m) for m in range(max(0, i - n_out + 1), min(i, depth * (k - 1)) + 1)) for i in range(length)],
+        [
+            sum(c(m) for m in range(max(0, i - n_out + 1), min(i, depth * (k - 1)) + 1))
+            for i in range(length)
+        ],
         dtype=torch.float64,
     )
 
@@ -432,7 +514,9 @@ def compare_with_monte_carlo(
     maps = {"path count": normalize(path_count(model, input_size, weighting=weighting))}
     if second_moment:
         maps["second moment"] = normalize(_second_moment(model, input_size))
-    empirical = monte_carlo_landscape(build_model, input_size, n_inits=n_inits, squared=True, **mc_kwargs)
+    empirical = monte_carlo_landscape(
+        build_model, input_size, n_inits=n_inits, squared=True, **mc_kwargs
+    )
     r = {name: pearson(m, empirical) for name, m in maps.items()}
     maps["Monte Carlo"] = empirical
     return Comparison(maps=maps, r=r)
@@ -516,7 +600,11 @@ class _Moments:
                 taps.append((src, var))
         out = _padded_conv(m, index, torch.ones(1, 1, kh, kw, dtype=torch.float64), name).shape[-2:]
         mean_var = sum(v for _, v in taps) / len(taps)
-        if fixed and m.groups == m.in_channels == m.out_channels and torch.all(weight == weight[:1]):
+        if (
+            fixed
+            and m.groups == m.in_channels == m.out_channels
+            and torch.all(weight == weight[:1])
+        ):
             # a fixed depthwise filter (blur): deterministic taps, so their cross terms stay
             matrix = torch.zeros(out.numel(), h * w, dtype=torch.float64)
             for (src, _), tap in zip(taps, weight[0, 0].flatten()):
@@ -528,8 +616,12 @@ class _Moments:
             m_in = torch.zeros(h * w, h * w, dtype=torch.float64)
             for src, var in taps:
                 valid = src >= 0
-                rows = torch.zeros(h * w, mo.shape[1], dtype=torch.float64).index_add_(0, src[valid], mo[valid])
-                m_in += (var if fixed else mean_var) * torch.zeros_like(m_in).index_add_(1, src[valid], rows[:, valid])
+                rows = torch.zeros(h * w, mo.shape[1], dtype=torch.float64).index_add_(
+                    0, src[valid], mo[valid]
+                )
+                m_in += (var if fixed else mean_var) * torch.zeros_like(m_in).index_add_(
+                    1, src[valid], rows[:, valid]
+                )
             return m_in
 
         return tuple(out), back
@@ -541,7 +633,9 @@ class _Moments:
         h, w = shape
         eye = torch.eye(h * w, dtype=torch.float64).view(-1, 1, h, w)
         sk = _Skeleton("variance")
-        at = (sk.pool if isinstance(module, nn.MaxPool2d) else sk.adaptive_pool)(module, eye, name).flatten(1)
+        at = (sk.pool if isinstance(module, nn.MaxPool2d) else sk.adaptive_pool)(
+            module, eye, name
+        ).flatten(1)
 
         def back(mo: Tensor) -> Tensor:
             d = torch.diag(mo)
@@ -562,15 +656,21 @@ def second_moment(model: nn.Module, input_size: tuple[int, int, int]) -> Tensor:
     """
     c, h, w = _check_model_and_size(model, input_size)
     if h * w > MAX_MOMENT_PIXELS:
-        raise ValueError(f"input_size {h}x{w} has more than {MAX_MOMENT_PIXELS} pixels; use path_count instead")
+        raise ValueError(
+            f"input_size {h}x{w} has more than {MAX_MOMENT_PIXELS} pixels; use path_count instead"
+        )
     _check_inputs(model, (1, c, h, w), name="input_size")
     out, back = _Moments().run(model, (h, w), "")
     if out != (1, 1):
-        raise TypeError("second_moment expects the model to end in global pooling or Flatten and Linear layers")
+        raise TypeError(
+            "second_moment expects the model to end in global pooling or Flatten and Linear layers"
+        )
     return torch.diag(back(torch.ones(1, 1, dtype=torch.float64))).reshape(h, w)
 
 
-_second_moment = second_moment  # compare_with_monte_carlo takes a ``second_moment`` flag that shadows the name
+_second_moment = (
+    second_moment  # compare_with_monte_carlo takes a ``second_moment`` flag that shadows the name
+)
 
 
 def toy_net(
@@ -591,8 +691,13 @@ def toy_net(
     pool?], global average pooling, linear readout. ``pool``: ``None`` or a callable returning a
     pooling module (inserted after every conv block). Input ``[B, in_channels, H, W]``."""
     depth = check_positive_int("depth", depth)
-    for name, value in (("in_channels", in_channels), ("width", width), ("kernel_size", kernel_size), ("stride", stride),
-                        ("num_classes", num_classes)):
+    for name, value in (
+        ("in_channels", in_channels),
+        ("width", width),
+        ("kernel_size", kernel_size),
+        ("stride", stride),
+        ("num_classes", num_classes),
+    ):
         check_positive_int(name, value)
     if isinstance(padding, str):
         check_choice("padding", padding, ("valid", "same"))
@@ -606,11 +711,17 @@ def toy_net(
     layers: list[nn.Module] = []
     channels = in_channels
     for _ in range(depth):
-        layers.append(nn.Conv2d(channels, width, kernel_size, stride, padding, bias=False, padding_mode=padding_mode))
+        layers.append(
+            nn.Conv2d(
+                channels, width, kernel_size, stride, padding, bias=False, padding_mode=padding_mode
+            )
+        )
         channels = width
         layers += ([nn.BatchNorm2d(width)] if batchnorm else []) + ([nn.ReLU()] if relu else [])
         layers += [pool()] if pool is not None else []
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+    return nn.Sequential(
+        *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)
+    )
 
 
 def blur_pool(channels: int, stride: int = 2) -> nn.Conv2d:
@@ -618,8 +729,15 @@ def blur_pool(channels: int, stride: int = 2) -> nn.Conv2d:
     filter applied with ``stride`` and zero padding 1. ``[B, C, H, W]`` -> ``[B, C, ceil(H/s), ceil(W/s)]``.
     Put a stride-1 max pooling before it for max-blur pooling."""
     channels = check_positive_int("channels", channels)
-    blur = nn.Conv2d(channels, channels, 3, stride=check_positive_int("stride", stride), padding=1, groups=channels,
-                     bias=False)
+    blur = nn.Conv2d(
+        channels,
+        channels,
+        3,
+        stride=check_positive_int("stride", stride),
+        padding=1,
+        groups=channels,
+        bias=False,
+    )
     taps = torch.tensor([1.0, 2.0, 1.0])
     with torch.no_grad():
         blur.weight.copy_((torch.outer(taps, taps) / 16).expand_as(blur.weight))

@@ -20,15 +20,28 @@ COLUMN_LABEL = "pixel column"
 
 
 def new_figure(
-    nrows: int = 1, ncols: int = 1, *, width: float = 4.0, height: float = 3.4, layout: str | None = None, **kwargs
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    width: float = 4.0,
+    height: float = 3.4,
+    layout: str | None = None,
+    **kwargs,
 ):
     """``plt.subplots`` with a white face colour and a size of ``width x height`` inches per panel.
 
     ``layout="constrained"`` lets matplotlib place titles, labels and colour bars so that none
     overlaps another (then do not call ``tight_layout``).
     """
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), facecolor="white", squeeze=False,
-                             layout=layout, **kwargs)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(width * ncols, height * nrows),
+        facecolor="white",
+        squeeze=False,
+        layout=layout,
+        **kwargs,
+    )
     return fig, axes
 
 
@@ -36,8 +49,17 @@ def _as_array(a) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
-def heatmap(ax: Axes, array, *, title: str | None = None, vmin: float | None = None, vmax: float | None = None,
-            cmap: str = "viridis", cbar_label: str | None = None, axis_labels: bool = True):
+def heatmap(
+    ax: Axes,
+    array,
+    *,
+    title: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "viridis",
+    cbar_label: str | None = None,
+    axis_labels: bool = True,
+):
     """Draw a 2-D map ``[H, W]`` on ``ax`` with a colour bar; returns the image.
 
     With ``axis_labels`` the axes read "pixel row" and "pixel column" (row 0 at the top).
@@ -56,8 +78,15 @@ def heatmap(ax: Axes, array, *, title: str | None = None, vmin: float | None = N
     return im
 
 
-def landscape_grid(maps: dict[str, object], *, shared_scale: bool = True, ncols: int = 4,
-                   cbar_label: str = LANDSCAPE_UNIT, cmap: str = "viridis", suptitle: str | None = None) -> Figure:
+def landscape_grid(
+    maps: dict[str, object],
+    *,
+    shared_scale: bool = True,
+    ncols: int = 4,
+    cbar_label: str = LANDSCAPE_UNIT,
+    cmap: str = "viridis",
+    suptitle: str | None = None,
+) -> Figure:
     """One heat map per entry of ``maps`` (name -> ``[H, W]``), on a shared colour scale by default.
 
     Every map has labelled axes (pixel row and column) and a colour bar labelled ``cbar_label``.
@@ -70,15 +99,21 @@ def landscape_grid(maps: dict[str, object], *, shared_scale: bool = True, ncols:
     fig, axes = new_figure(nrows, ncols, width=3.3, height=3.0, layout="constrained")
     for ax, (name, a) in zip(axes.flat, arrays.items()):
         heatmap(ax, a, title=name, vmin=vmin, vmax=vmax, cmap=cmap, cbar_label=cbar_label)
-    for ax in list(axes.flat)[len(arrays):]:
+    for ax in list(axes.flat)[len(arrays) :]:
         ax.axis("off")
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return fig
 
 
-def comparison_grid(columns: dict[str, dict[str, object]], *, cbar_label: str = LANDSCAPE_UNIT,
-                    cmap: str = "viridis", suptitle: str | None = None, min_span: float = 0.2) -> Figure:
+def comparison_grid(
+    columns: dict[str, dict[str, object]],
+    *,
+    cbar_label: str = LANDSCAPE_UNIT,
+    cmap: str = "viridis",
+    suptitle: str | None = None,
+    min_span: float = 0.2,
+) -> Figure:
     """Maps compared within a column: ``columns[setting][method] = [H, W]`` map.
 
     One column per setting, one row per method; each column has its own colour scale, shared by
@@ -101,8 +136,15 @@ def comparison_grid(columns: dict[str, dict[str, object]], *, cbar_label: str = 
             if method not in arrays:
                 ax.axis("off")
                 continue
-            heatmap(ax, arrays[method], title=f"{setting}\n{method}", vmin=vmin, vmax=vmax, cmap=cmap,
-                    cbar_label=cbar_label)
+            heatmap(
+                ax,
+                arrays[method],
+                title=f"{setting}\n{method}",
+                vmin=vmin,
+                vmax=vmax,
+                cmap=cmap,
+                cbar_label=cbar_label,
+            )
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return fig
@@ -115,12 +157,21 @@ def ladder_curves(histories: Mapping[int, Sequence[Mapping[str, float]]]) -> Fig
     ``val_acc``, ...) of :attr:`pilcro_lib.train.History.records`.
     """
     if not isinstance(histories, Mapping) or not histories:
-        raise ValueError(f"histories must be a non-empty mapping of epochs -> history records, got {histories!r}")
+        raise ValueError(
+            f"histories must be a non-empty mapping of epochs -> history records, got {histories!r}"
+        )
     fig, axes = new_figure(1, 1, width=5.5, height=3.4)
     ax = axes[0, 0]
     for epochs, records in histories.items():
-        ax.plot([r["epoch"] for r in records], [r["val_acc"] for r in records], marker=".", label=f"{epochs} epochs")
-    ax.set(xlabel="epoch", ylabel="validation accuracy", title="Each run of the ladder, epoch by epoch")
+        ax.plot(
+            [r["epoch"] for r in records],
+            [r["val_acc"] for r in records],
+            marker=".",
+            label=f"{epochs} epochs",
+        )
+    ax.set(
+        xlabel="epoch", ylabel="validation accuracy", title="Each run of the ladder, epoch by epoch"
+    )
     ax.legend()
     return fig
 
@@ -164,11 +215,19 @@ def forest_plot(table, *, groups=None, margin=None, units="", title: str | None 
     unit_names = _per_panel("units", units, labels)
     for label, value in margins.items():
         if value is not None:
-            check_number(f"margin[{label!r}]" if isinstance(margin, Mapping) else "margin", value, minimum=0)
+            check_number(
+                f"margin[{label!r}]" if isinstance(margin, Mapping) else "margin", value, minimum=0
+            )
     heights = [0.75 + ROW_INCHES * _row_centres(frame)[1] for _, frame in panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(FOREST_WIDTH, sum(heights) + (0.35 if title else 0)),
-                             facecolor="white", layout="constrained", squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(FOREST_WIDTH, sum(heights) + (0.35 if title else 0)),
+        facecolor="white",
+        layout="constrained",
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
     for ax, (label, frame) in zip(axes[:, 0], panels):
         _forest_panel(ax, frame, label=label, margin=margins[label], unit=unit_names[label])
     if title:
@@ -190,16 +249,22 @@ def _forest_panels(table, groups) -> list[tuple[str, object]]:
         return _split_groups(frame, groups)
     if isinstance(table, Mapping):
         if groups is not None:
-            raise ValueError("groups must be None when table is a mapping label -> table (its keys are the labels)")
+            raise ValueError(
+                "groups must be None when table is a mapping label -> table (its keys are the labels)"
+            )
         items = list(table.items())
     elif isinstance(table, Sequence) and not isinstance(table, str):
         labels = [""] * len(table) if groups is None else list(groups)
         if len(labels) != len(table) or not all(isinstance(g, str) for g in labels):
-            raise ValueError(f"groups must be one label (str) per table: {len(table)} labels, got {groups!r}")
+            raise ValueError(
+                f"groups must be one label (str) per table: {len(table)} labels, got {groups!r}"
+            )
         items = list(zip(labels, table))
     else:
-        raise TypeError(f"table must be a verdict DataFrame, a list of them or a mapping label -> DataFrame, "
-                        f"got {type(table).__name__}")
+        raise TypeError(
+            f"table must be a verdict DataFrame, a list of them or a mapping label -> DataFrame, "
+            f"got {type(table).__name__}"
+        )
     if not items:
         raise ValueError("table must hold at least one verdict table, got none")
     return [(str(label), as_verdict_frame(frame)) for label, frame in items]
@@ -211,19 +276,27 @@ def _split_groups(frame, groups: Mapping) -> list[tuple[str, object]]:
     panels = []
     for label, claims in groups.items():
         if isinstance(claims, str) or not isinstance(claims, Sequence) or not claims:
-            raise ValueError(f"groups[{label!r}] must be a non-empty list of claims, got {claims!r}")
+            raise ValueError(
+                f"groups[{label!r}] must be a non-empty list of claims, got {claims!r}"
+            )
         unknown = [c for c in claims if c not in frame.index]
         if unknown:
-            raise ValueError(f"groups[{label!r}] names claims {unknown} that the table lacks; "
-                             f"it has {list(frame.index)}")
+            raise ValueError(
+                f"groups[{label!r}] names claims {unknown} that the table lacks; "
+                f"it has {list(frame.index)}"
+            )
         twice = [c for c in claims if c in seen]
         if twice:
-            raise ValueError(f"groups[{label!r}] repeats claims {twice} of group {seen[twice[0]]!r}")
+            raise ValueError(
+                f"groups[{label!r}] repeats claims {twice} of group {seen[twice[0]]!r}"
+            )
         seen.update(dict.fromkeys(claims, label))
         panels.append((str(label), frame.loc[list(claims)]))
     left = [c for c in frame.index if c not in seen]
     if left:
-        raise ValueError(f"groups leaves out the claims {left}: put every claim of the table in one group")
+        raise ValueError(
+            f"groups leaves out the claims {left}: put every claim of the table in one group"
+        )
     return panels
 
 
@@ -263,20 +336,56 @@ def _forest_panel(ax: Axes, frame, *, label: str, margin: float | None, unit: st
         verdict = str(row["verdict"]) if _finite(d, lo, hi) else "not measured"
         colour = VERDICT_MARKS.get(verdict, VERDICT_MARKS["not resolved"])
         if margin is None and _finite(det):
-            ax.add_patch(Rectangle((-abs(det), y - 0.38), 2 * abs(det), 0.76, facecolor="#eaeef2", lw=0,
-                                   zorder=0, gid=f"band:{claim}"))
+            ax.add_patch(
+                Rectangle(
+                    (-abs(det), y - 0.38),
+                    2 * abs(det),
+                    0.76,
+                    facecolor="#eaeef2",
+                    lw=0,
+                    zorder=0,
+                    gid=f"band:{claim}",
+                )
+            )
             extent += [-abs(det), abs(det)]
         if _finite(lo, hi):
-            ax.plot([lo, hi], [y, y], color=colour, lw=2.2, solid_capstyle="butt", zorder=2, gid=f"ci:{claim}")
+            ax.plot(
+                [lo, hi],
+                [y, y],
+                color=colour,
+                lw=2.2,
+                solid_capstyle="butt",
+                zorder=2,
+                gid=f"ci:{claim}",
+            )
             extent += [lo, hi]
         if _finite(d):
             hollow = verdict == "not measured"
-            ax.plot([d], [y], marker="o", ms=6.5, linestyle="none", mec=colour, mew=1.4, zorder=3,
-                    mfc="white" if hollow else colour, gid=f"point:{claim}")
+            ax.plot(
+                [d],
+                [y],
+                marker="o",
+                ms=6.5,
+                linestyle="none",
+                mec=colour,
+                mew=1.4,
+                zorder=3,
+                mfc="white" if hollow else colour,
+                gid=f"point:{claim}",
+            )
             extent.append(d)
-        ax.text(1.02, y, verdict, transform=words, color=colour, fontsize=FOREST_FONT, va="center", ha="left",
-                fontweight="normal" if verdict in ("not resolved", "not measured") else "bold",
-                gid=f"verdict:{claim}")
+        ax.text(
+            1.02,
+            y,
+            verdict,
+            transform=words,
+            color=colour,
+            fontsize=FOREST_FONT,
+            va="center",
+            ha="left",
+            fontweight="normal" if verdict in ("not resolved", "not measured") else "bold",
+            gid=f"verdict:{claim}",
+        )
     _forest_axes(ax, frame, extent, label=label, unit=unit)
 
 
@@ -310,7 +419,9 @@ def _forest_axes(ax: Axes, frame, extent: list[float], *, label: str, unit: str 
     ax.set_axisbelow(True)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    ax.set_xlabel("difference, treated − control" + (f" ({unit})" if unit else ""), fontsize=FOREST_FONT)
+    ax.set_xlabel(
+        "difference, treated − control" + (f" ({unit})" if unit else ""), fontsize=FOREST_FONT
+    )
     if label:
         title = textwrap.fill(label, TITLE_CHARS, break_long_words=False)
         ax.set_title(title, fontsize=FOREST_FONT + 0.5, loc="left", fontweight="bold")

@@ -41,10 +41,14 @@ DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
 
 def _first_layer(first: str, conv: nn.Conv2d, input_size: int, rank: int) -> nn.Module:
     """The replacement of ``conv`` (same channels, padding and stride) by ``first``."""
-    spatial = dict(padding=conv.padding[0], padding_mode=conv.padding_mode, stride=conv.stride[0], bias=False)
+    spatial = dict(
+        padding=conv.padding[0], padding_mode=conv.padding_mode, stride=conv.stride[0], bias=False
+    )
     if first == "coordconv":
         return CoordConv2d(conv.in_channels, conv.out_channels, 3, **spatial)
-    return LowRankLocallyConnected2d(conv.in_channels, conv.out_channels, 3, input_size, rank, **spatial)
+    return LowRankLocallyConnected2d(
+        conv.in_channels, conv.out_channels, 3, input_size, rank, **spatial
+    )
 
 
 def position_net(
@@ -77,7 +81,14 @@ def position_net(
     rank = check_positive_int("rank", rank)
     mode = padding if padding in ("reflect", "circular") else "zeros"
     kind = padding if padding in ("valid", "full") else "same"
-    net = fast_cnn(in_channels, num_classes, width=width, padding=kind, padding_mode=mode, normalization=normalization)
+    net = fast_cnn(
+        in_channels,
+        num_classes,
+        width=width,
+        padding=kind,
+        padding_mode=mode,
+        normalization=normalization,
+    )
     layers: list[nn.Module] = []
     conv: nn.Conv2d | None = None
     for module in net:
@@ -97,7 +108,9 @@ def position_net(
     return nn.Sequential(*layers)
 
 
-def quadrant_task(dataset: ImageDataset, canvas_size: int, *, jitter: int = 2, seed: int = 0) -> ImageDataset:
+def quadrant_task(
+    dataset: ImageDataset, canvas_size: int, *, jitter: int = 2, seed: int = 0
+) -> ImageDataset:
     """Every item of ``dataset`` pasted in one of the canvas's four quadrants, which is its label.
 
     The quadrant (:data:`QUADRANTS`) is drawn uniformly per item, and the item's top-left corner
@@ -112,14 +125,22 @@ def quadrant_task(dataset: ImageDataset, canvas_size: int, *, jitter: int = 2, s
     seed = check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED)
     size, half = max(dataset.image_shape[1:]), canvas_size // 2
     if canvas_size % 2:
-        raise ValueError(f"canvas_size must be even (quadrants half a canvas apart), got {canvas_size}")
+        raise ValueError(
+            f"canvas_size must be even (quadrants half a canvas apart), got {canvas_size}"
+        )
     if size + jitter > half:
-        raise ValueError(f"canvas_size={canvas_size} must be at least 2 x (item size {size} + jitter {jitter})")
+        raise ValueError(
+            f"canvas_size={canvas_size} must be at least 2 x (item size {size} + jitter {jitter})"
+        )
     g = torch.Generator().manual_seed(seed)
     quadrant = torch.randint(0, 4, (len(dataset),), generator=g)
-    offsets = torch.stack([quadrant // 2, quadrant % 2], 1) * half + torch.randint(0, jitter + 1, (len(dataset), 2), generator=g)
+    offsets = torch.stack([quadrant // 2, quadrant % 2], 1) * half + torch.randint(
+        0, jitter + 1, (len(dataset), 2), generator=g
+    )
     placed = paste(dataset, canvas_size, offsets)
-    return ImageDataset(placed.images, quadrant, QUADRANTS, f"{dataset.name}_quadrants_{canvas_size}")
+    return ImageDataset(
+        placed.images, quadrant, QUADRANTS, f"{dataset.name}_quadrants_{canvas_size}"
+    )
 
 
 def shift_images(images: Tensor, dy: int, dx: int) -> Tensor:
@@ -129,10 +150,12 @@ def shift_images(images: Tensor, dy: int, dx: int) -> Tensor:
     h, w = images.shape[-2:]
     for name, value, size in (("dy", dy, h), ("dx", dx, w)):
         if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= size:
-            raise ValueError(f"{name} must be an integer shift smaller than the image ({size} px), got {value!r}")
+            raise ValueError(
+                f"{name} must be an integer shift smaller than the image ({size} px), got {value!r}"
+            )
     out = torch.zeros_like(images, dtype=torch.float32)
-    out[..., max(dy, 0): h + min(dy, 0), max(dx, 0): w + min(dx, 0)] = images[
-        ..., max(-dy, 0): h + min(-dy, 0), max(-dx, 0): w + min(-dx, 0)
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
     ].float()
     return out
 
@@ -154,8 +177,16 @@ def shift_consistency(model: nn.Module, dataset: ImageDataset, *, distance: int 
     check_type("dataset", dataset, ImageDataset)
     distance = check_positive_int("distance", distance)
     reference, _ = predict(model, dataset)
-    moves = [(dy, dx) for dy in (-distance, 0, distance) for dx in (-distance, 0, distance) if (dy, dx) != (0, 0)]
-    same = [(predict(model, shifted(dataset, dy, dx))[0] == reference).float().mean() for dy, dx in moves]
+    moves = [
+        (dy, dx)
+        for dy in (-distance, 0, distance)
+        for dx in (-distance, 0, distance)
+        if (dy, dx) != (0, 0)
+    ]
+    same = [
+        (predict(model, shifted(dataset, dy, dx))[0] == reference).float().mean()
+        for dy, dx in moves
+    ]
     return float(torch.stack(same).mean())
 
 
@@ -200,10 +231,22 @@ def run_position_arm(
     c, h, _ = train_set.image_shape
     model = position_net(c, train_set.num_classes, h, normalization=normalization, **net_kwargs)
     probe = test_set.subset(torch.arange(min(probe_size, len(test_set))))
-    recorder = LandscapeRecorder(probe.float_images(), probe.labels, PObjective(lam) if lam > 0 else None)
+    recorder = LandscapeRecorder(
+        probe.float_images(), probe.labels, PObjective(lam) if lam > 0 else None
+    )
     recorder.record(model, 0)
-    history = fit(model, train_set, val_set, epochs=epochs, recipe=recipe, seed=seed, run_dir=run_dir,
-                  regularizer=recorder, device=device, progress=False)
+    history = fit(
+        model,
+        train_set,
+        val_set,
+        epochs=epochs,
+        recipe=recipe,
+        seed=seed,
+        run_dir=run_dir,
+        regularizer=recorder,
+        device=device,
+        progress=False,
+    )
     model = model.cpu()
     metrics = {
         "history": history.records,
@@ -216,7 +259,9 @@ def run_position_arm(
     }
     if border_shift:
         metrics["shift_acc"] = {
-            name: evaluate(model, shifted(test_set, dy * border_shift, dx * border_shift))["accuracy"]
+            name: evaluate(model, shifted(test_set, dy * border_shift, dx * border_shift))[
+                "accuracy"
+            ]
             for name, (dy, dx) in DIRECTIONS.items()
         }
     return metrics

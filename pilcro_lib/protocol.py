@@ -47,13 +47,17 @@ def _scores(name: str, values: Any) -> np.ndarray:
     try:
         array = np.asarray([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a sequence of numbers (one per seed), got {values!r}") from None
+        raise TypeError(
+            f"{name} must be a sequence of numbers (one per seed), got {values!r}"
+        ) from None
     if np.isinf(array).any():
         raise ValueError(f"{name} holds an infinite value: {array.tolist()}")
     return array
 
 
-def choose_on_validation(scores: Mapping[Hashable, Sequence[float]], *, higher_is_better: bool = True) -> Choice:
+def choose_on_validation(
+    scores: Mapping[Hashable, Sequence[float]], *, higher_is_better: bool = True
+) -> Choice:
     """The candidate with the best mean validation score (ties: the first in ``scores``' order).
 
     ``scores`` maps each candidate (e.g. a penalty weight) to its per-seed validation scores;
@@ -64,13 +68,18 @@ def choose_on_validation(scores: Mapping[Hashable, Sequence[float]], *, higher_i
 
     check_bool("higher_is_better", higher_is_better)
     if not isinstance(scores, Mapping) or not scores:
-        raise ValueError(f"scores must be a non-empty mapping of candidate -> per-seed scores, got {scores!r}")
+        raise ValueError(
+            f"scores must be a non-empty mapping of candidate -> per-seed scores, got {scores!r}"
+        )
     rows = {}
     for candidate, values in scores.items():
         array = _scores(f"scores[{candidate!r}]", values)
         kept = array[~np.isnan(array)]
-        rows[candidate] = {"mean": kept.mean() if len(kept) else math.nan,
-                           "std": kept.std(ddof=1) if len(kept) > 1 else math.nan, "n": len(kept)}
+        rows[candidate] = {
+            "mean": kept.mean() if len(kept) else math.nan,
+            "std": kept.std(ddof=1) if len(kept) > 1 else math.nan,
+            "n": len(kept),
+        }
     means = {c: r["mean"] for c, r in rows.items() if not math.isnan(r["mean"])}
     if not means:
         raise ValueError("scores: every candidate's scores are NaN: nothing to choose from")
@@ -90,8 +99,13 @@ class GatedSeeds:
     failed: dict[int, Any]
 
 
-def gated_seeds(run: Callable[[int], Any], seeds: Sequence[int], *, gate: Callable[[Any], bool],
-                spares: Iterable[int] | None = None) -> GatedSeeds:
+def gated_seeds(
+    run: Callable[[int], Any],
+    seeds: Sequence[int],
+    *,
+    gate: Callable[[Any], bool],
+    spares: Iterable[int] | None = None,
+) -> GatedSeeds:
     """Run ``run(seed)`` for each seed; a result that fails ``gate`` is kept in ``failed`` and
     its place is taken by the next spare seed, until ``len(seeds)`` seeds have learnt or the
     spares run out. ``spares`` defaults to the ``len(seeds)`` integers after ``max(seeds)``.
@@ -99,7 +113,9 @@ def gated_seeds(run: Callable[[int], Any], seeds: Sequence[int], *, gate: Callab
     if not callable(run):
         raise TypeError(f"run must be a function of the seed, got {run!r}")
     if not callable(gate):
-        raise TypeError(f"gate must be a function of a run's result returning True/False, got {gate!r}")
+        raise TypeError(
+            f"gate must be a function of a run's result returning True/False, got {gate!r}"
+        )
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
         raise ValueError(f"seeds must be a non-empty sequence of seeds, got {seeds!r}")
     seeds = [check_positive_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds)]
@@ -129,17 +145,25 @@ def per_seed_table(values: Mapping[Hashable, Mapping[int, float]], *, digits: in
     import pandas as pd
 
     if not isinstance(values, Mapping) or not values:
-        raise ValueError(f"values must be a non-empty mapping of arm -> {{seed: value}}, got {values!r}")
+        raise ValueError(
+            f"values must be a non-empty mapping of arm -> {{seed: value}}, got {values!r}"
+        )
     for arm, by_seed in values.items():
         if not isinstance(by_seed, Mapping):
             raise TypeError(f"values[{arm!r}] must map seed -> value, got {by_seed!r}")
         _scores(f"values[{arm!r}]", by_seed.values())
     seeds = sorted({s for by_seed in values.values() for s in by_seed})
-    table = pd.DataFrame([[float(values[a].get(s, math.nan)) for s in seeds] for a in values],
-                         index=list(values), columns=[f"seed {s}" for s in seeds])
+    table = pd.DataFrame(
+        [[float(values[a].get(s, math.nan)) for s in seeds] for a in values],
+        index=list(values),
+        columns=[f"seed {s}" for s in seeds],
+    )
     cells = table.to_numpy()
     table["mean"] = np.nanmean(cells, axis=1)
-    table["std"] = [np.nanstd(row, ddof=1) if np.count_nonzero(~np.isnan(row)) > 1 else math.nan for row in cells]
+    table["std"] = [
+        np.nanstd(row, ddof=1) if np.count_nonzero(~np.isnan(row)) > 1 else math.nan
+        for row in cells
+    ]
     table["n"] = np.count_nonzero(~np.isnan(cells), axis=1)
     if digits is not None:
         table = table.round(check_positive_int("digits", digits, minimum=0))
@@ -163,7 +187,9 @@ def ladder_table(accuracies: Mapping[int, float], *, steps_per_epoch: int | None
     import pandas as pd
 
     if not isinstance(accuracies, Mapping) or not accuracies:
-        raise ValueError(f"accuracies must be a non-empty mapping of epochs -> accuracy, got {accuracies!r}")
+        raise ValueError(
+            f"accuracies must be a non-empty mapping of epochs -> accuracy, got {accuracies!r}"
+        )
     lengths = sorted(check_positive_int("accuracies (epochs)", e) for e in accuracies)
     values = _scores("accuracies", [accuracies[e] for e in lengths])
     table = pd.DataFrame({"validation accuracy": values}, index=pd.Index(lengths, name="epochs"))
@@ -184,12 +210,16 @@ def plateau_verdict(table: Any, epochs: int, n_val: int) -> tuple[bool, str]:
     n_val = check_positive_int("n_val", n_val)
     for length in (epochs, 2 * epochs):
         if length not in table.index:
-            raise ValueError(f"table has no run of {length} epochs (it has {table.index.tolist()}): "
-                             "a ladder around epochs holds epochs and 2 * epochs")
+            raise ValueError(
+                f"table has no run of {length} epochs (it has {table.index.tolist()}): "
+                "a ladder around epochs holds epochs and 2 * epochs"
+            )
     accuracy = float(table.loc[epochs, "validation accuracy"])
     standard_error = math.sqrt(accuracy * (1 - accuracy) / n_val)
     gain = float(table.loc[2 * epochs, "validation accuracy"]) - accuracy
     flat = gain < standard_error
-    return flat, (f"{epochs} -> {2 * epochs} epochs: {gain:+.2%} validation accuracy, against a standard error "
-                  f"of {standard_error:.2%} ({n_val} images): {epochs} epochs "
-                  + ("is at the plateau" if flat else "is NOT at the plateau"))
+    return flat, (
+        f"{epochs} -> {2 * epochs} epochs: {gain:+.2%} validation accuracy, against a standard error "
+        f"of {standard_error:.2%} ({n_val} images): {epochs} epochs "
+        + ("is at the plateau" if flat else "is NOT at the plateau")
+    )

@@ -35,7 +35,8 @@ def record_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
             value = value.item()
         if value is not None and not isinstance(value, (bool, int, float, str)):
             raise TypeError(
-                f"metrics[{name!r}] must be a number, string, bool or None, got {type(value).__name__}")
+                f"metrics[{name!r}] must be a number, string, bool or None, got {type(value).__name__}"
+            )
         clean[name] = value
     print(f"{MARKER} {json.dumps(clean)}", flush=True)
     return clean
@@ -46,7 +47,7 @@ def read_metrics(notebook: Any) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     for line in stream_lines(notebook):
         if line.startswith(MARKER + " "):
-            metrics.update(json.loads(line[len(MARKER) + 1:]))
+            metrics.update(json.loads(line[len(MARKER) + 1 :]))
     return metrics
 
 
@@ -57,7 +58,6 @@ def stream_lines(notebook: Any) -> Iterator[str]:
             if output.get("output_type") == "stream":
                 text = output.get("text", "")
                 yield from ("".join(text) if isinstance(text, list) else text).splitlines()
-
 
 
 def chapter_headlines(notebooks: Iterable[str | Path]):
@@ -76,13 +76,38 @@ def chapter_headlines(notebooks: Iterable[str | Path]):
         notebook = json.loads(path.read_text())
         metrics = read_metrics(notebook)
         profile = metrics.pop("profile", None)
-        title = next((line[2:].strip() for cell in notebook["cells"] if cell["cell_type"] == "markdown"
-                      for line in "".join(cell["source"]).splitlines() if line.startswith("# ")), path.stem)
-        commit = next((line.split(":", 1)[1].strip() for line in stream_lines(notebook)
-                       if line.startswith("git_commit ")), None)
-        rows += [{"chapter": path.name, "title": title, "profile": profile, "commit": commit, "quantity": name, "value": value}
-                 for name, value in metrics.items()]
-    return pd.DataFrame(rows, columns=["chapter", "title", "profile", "commit", "quantity", "value"])
+        title = next(
+            (
+                line[2:].strip()
+                for cell in notebook["cells"]
+                if cell["cell_type"] == "markdown"
+                for line in "".join(cell["source"]).splitlines()
+                if line.startswith("# ")
+            ),
+            path.stem,
+        )
+        commit = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in stream_lines(notebook)
+                if line.startswith("git_commit ")
+            ),
+            None,
+        )
+        rows += [
+            {
+                "chapter": path.name,
+                "title": title,
+                "profile": profile,
+                "commit": commit,
+                "quantity": name,
+                "value": value,
+            }
+            for name, value in metrics.items()
+        ]
+    return pd.DataFrame(
+        rows, columns=["chapter", "title", "profile", "commit", "quantity", "value"]
+    )
 
 
 def format_value(value: Any) -> str:
@@ -118,14 +143,47 @@ VERDICT_COLOURS = {  # verdict -> (text colour, background colour); readable on 
     "not measured": ("#57606a", "#eaeef2"),
     "not in the book yet": ("#57606a", "#ffffff"),
 }
-VERDICT_COLUMNS = ("difference", "ci_low", "ci_high", "verdict")  # what every verdict table must hold
-STATISTICS_COLUMNS = ("n_treated", "n_control", "treated", "control", "difference", "ci_low", "ci_high",
-                      "std_error", "df", "t", "p", "detectable", "gain", "p_holm", "verdict")
-COLUMN_ALIASES = {"diff.": "difference", "CI low": "ci_low", "CI high": "ci_high", "p Holm": "p_holm",
-                  "detect.": "detectable"}  # the short headers chapter 8 shows
+VERDICT_COLUMNS = (
+    "difference",
+    "ci_low",
+    "ci_high",
+    "verdict",
+)  # what every verdict table must hold
+STATISTICS_COLUMNS = (
+    "n_treated",
+    "n_control",
+    "treated",
+    "control",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "std_error",
+    "df",
+    "t",
+    "p",
+    "detectable",
+    "gain",
+    "p_holm",
+    "verdict",
+)
+COLUMN_ALIASES = {
+    "diff.": "difference",
+    "CI low": "ci_low",
+    "CI high": "ci_high",
+    "p Holm": "p_holm",
+    "detect.": "detectable",
+}  # the short headers chapter 8 shows
 UNIT_KINDS = ("accuracy", "points", "seconds", "steps", "value")
-HEADERS = {"treated": "treated", "control": "control", "difference": "difference", "ci": "95% CI",
-           "detectable": "smallest detectable", "p_holm": "Holm p", "verdict": "verdict", "n": "n"}
+HEADERS = {
+    "treated": "treated",
+    "control": "control",
+    "difference": "difference",
+    "ci": "95% CI",
+    "detectable": "smallest detectable",
+    "p_holm": "Holm p",
+    "verdict": "verdict",
+    "n": "n",
+}
 
 
 def as_verdict_frame(table) -> Any:
@@ -238,7 +296,9 @@ def format_ci(low: Any, high: Any, kind: str = "value", *, digits: int | None = 
     """A confidence interval as one cell, ``[low, high]`` (each by :func:`format_number`)."""
     if missing(low) or missing(high):
         return "–"
-    return f"[{format_number(low, kind, digits=digits)}, {format_number(high, kind, digits=digits)}]"
+    return (
+        f"[{format_number(low, kind, digits=digits)}, {format_number(high, kind, digits=digits)}]"
+    )
 
 
 def _count(n_treated: Any, n_control: Any) -> str:
@@ -248,7 +308,9 @@ def _count(n_treated: Any, n_control: Any) -> str:
     return str(known[0]) if len(known) == 1 or known[0] == known[1] else f"{known[0]} / {known[1]}"
 
 
-def verdict_display(table, *, units: str | Mapping[str, str] | None = None, digits: int | None = None):
+def verdict_display(
+    table, *, units: str | Mapping[str, str] | None = None, digits: int | None = None
+):
     """The cells of a verdict table as text: a DataFrame of strings, one row per claim.
 
     Columns, those the table holds, in this order: ``claim``, any column that is not a statistic
@@ -263,7 +325,10 @@ def verdict_display(table, *, units: str | Mapping[str, str] | None = None, digi
     rows = []
     for claim, row in frame.iterrows():
         kind = unit_of(claim, units)
-        cells = {"claim": claim, **{str(c): format_number(row[c], kind, digits=digits) for c in extras}}
+        cells = {
+            "claim": claim,
+            **{str(c): format_number(row[c], kind, digits=digits) for c in extras},
+        }
         if "n_treated" in frame.columns or "n_control" in frame.columns:
             cells[HEADERS["n"]] = _count(row.get("n_treated"), row.get("n_control"))
         for column in ("treated", "control", "difference"):
@@ -307,9 +372,15 @@ class StyledTable:
         return self.html
 
 
-def table_style(frame, formats: Mapping[str, Any] | None = None, *, caption: str | None = None,
-                colours: Mapping[str, Mapping[str, tuple[str, str]]] | None = None,
-                left: Sequence[str] | None = None, escape: bool = True) -> StyledTable:
+def table_style(
+    frame,
+    formats: Mapping[str, Any] | None = None,
+    *,
+    caption: str | None = None,
+    colours: Mapping[str, Mapping[str, tuple[str, str]]] | None = None,
+    left: Sequence[str] | None = None,
+    escape: bool = True,
+) -> StyledTable:
     """The book's one table style for any DataFrame (its index is dropped: make it a column).
 
     formats: column -> a format string (``"{:.1f}"``) or a function of the value; other cells
@@ -329,8 +400,10 @@ def table_style(frame, formats: Mapping[str, Any] | None = None, *, caption: str
     left = list(frame.columns[:1]) if left is None else list(left)
     unknown = [c for c in [*formats, *(colours or {}), *left] if c not in frame.columns]
     if unknown:
-        raise ValueError(f"formats/colours/left name columns {unknown} that frame lacks; "
-                         f"it has {list(frame.columns)}")
+        raise ValueError(
+            f"formats/colours/left name columns {unknown} that frame lacks; "
+            f"it has {list(frame.columns)}"
+        )
 
     def cell(column: str, value: Any) -> str:
         rule = formats.get(column)
@@ -340,8 +413,10 @@ def table_style(frame, formats: Mapping[str, Any] | None = None, *, caption: str
             text = rule(value) if callable(rule) else rule.format(value)
         return html_lib.escape(text, quote=False) if escape else text
 
-    shown = pd.DataFrame({str(c): [cell(c, v) for v in frame[c]] for c in frame.columns},
-                         columns=list(map(str, frame.columns)))
+    shown = pd.DataFrame(
+        {str(c): [cell(c, v) for v in frame[c]] for c in frame.columns},
+        columns=list(map(str, frame.columns)),
+    )
     uuid = content_id(shown.to_csv(index=False), caption)
     styler = shown.style.set_uuid(uuid).hide(axis="index")
     styler = styler.set_table_styles(_TABLE_STYLES)
@@ -357,7 +432,10 @@ def table_style(frame, formats: Mapping[str, Any] | None = None, *, caption: str
 
 _TABLE_STYLES = [
     {"selector": "", "props": "border-collapse: collapse; font-size: 0.85em;"},
-    {"selector": "th", "props": "text-align: left; padding: 3px 8px; border-bottom: 1px solid #8c959f;"},
+    {
+        "selector": "th",
+        "props": "text-align: left; padding: 3px 8px; border-bottom: 1px solid #8c959f;",
+    },
     {"selector": "td", "props": "text-align: right; padding: 3px 8px; white-space: nowrap;"},
     {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: bold;"},
 ]
@@ -382,11 +460,18 @@ def _badge(text: str, palette: Mapping[str, tuple[str, str]]) -> str:
     if key not in palette:
         return ""
     colour, background = palette[key]
-    return f"color: {colour}; background-color: {background}; font-weight: bold; text-align: center;"
+    return (
+        f"color: {colour}; background-color: {background}; font-weight: bold; text-align: center;"
+    )
 
 
-def verdict_table(table, *, units: str | Mapping[str, str] | None = None, digits: int | None = None,
-                  caption: str | None = None) -> StyledTable:
+def verdict_table(
+    table,
+    *,
+    units: str | Mapping[str, str] | None = None,
+    digits: int | None = None,
+    caption: str | None = None,
+) -> StyledTable:
     """The one style of every verdict table: readable headers, the CI as one ``[a, b]`` column,
     digits suited to each claim's unit, the verdict in words on its colour (:data:`VERDICT_COLOURS`).
 

@@ -28,7 +28,9 @@ def _values(name: str, values: Iterable[float]) -> np.ndarray:
             raise TypeError
         array = np.asarray([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a sequence of numbers (one per seed), got {values!r}") from None
+        raise TypeError(
+            f"{name} must be a sequence of numbers (one per seed), got {values!r}"
+        ) from None
     if np.isinf(array).any():
         raise ValueError(f"{name} holds an infinite value: {array.tolist()}")
     return array[~np.isnan(array)]
@@ -48,15 +50,23 @@ def welch_df(var_t: float, n_t: int, var_c: float, n_c: int) -> float:
     return (a + b) ** 2 / (a**2 / (n_t - 1) + b**2 / (n_c - 1))
 
 
-def detectable_effect(std_error: float, df: float, *, alpha: float = ALPHA, power: float = POWER) -> float:
+def detectable_effect(
+    std_error: float, df: float, *, alpha: float = ALPHA, power: float = POWER
+) -> float:
     """The smallest true difference that a two-sided Welch test at ``alpha`` finds with
     probability ``power``: ``(t_{1-alpha/2, df} + t_{power, df}) * std_error``."""
     alpha, power = _check_level("alpha", alpha), _check_level("power", power)
     return float((sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(power, df)) * std_error)
 
 
-def compare(treated: Iterable[float], control: Iterable[float], *, higher_is_better: bool = True,
-            alpha: float = ALPHA, power: float = POWER) -> dict[str, Any]:
+def compare(
+    treated: Iterable[float],
+    control: Iterable[float],
+    *,
+    higher_is_better: bool = True,
+    alpha: float = ALPHA,
+    power: float = POWER,
+) -> dict[str, Any]:
     """Welch's t-test of ``mean(treated) - mean(control)`` from per-seed values (NaN = missing).
 
     Returns ``n_treated``, ``n_control``, ``treated``, ``control`` (means), ``difference``,
@@ -69,7 +79,19 @@ def compare(treated: Iterable[float], control: Iterable[float], *, higher_is_bet
     check_bool("higher_is_better", higher_is_better)
     t, c = _values("treated", treated), _values("control", control)
     out: dict[str, Any] = {"n_treated": len(t), "n_control": len(c)}
-    keys = ("treated", "control", "difference", "ci_low", "ci_high", "std_error", "df", "t", "p", "detectable", "gain")
+    keys = (
+        "treated",
+        "control",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "std_error",
+        "df",
+        "t",
+        "p",
+        "detectable",
+        "gain",
+    )
     if len(t) < 2 or len(c) < 2:
         return {**out, **dict.fromkeys(keys, math.nan)}
     var_t, var_c = t.var(ddof=1), c.var(ddof=1)
@@ -82,10 +104,20 @@ def compare(treated: Iterable[float], control: Iterable[float], *, higher_is_bet
         p = float(2 * sps.t.sf(abs(t_stat), df))
     else:
         t_stat, p = (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
-    return {**out, "treated": float(t.mean()), "control": float(c.mean()), "difference": diff,
-            "ci_low": diff - half, "ci_high": diff + half, "std_error": se, "df": df, "t": t_stat, "p": p,
-            "detectable": detectable_effect(se, df, alpha=alpha, power=power),
-            "gain": diff if higher_is_better else -diff}
+    return {
+        **out,
+        "treated": float(t.mean()),
+        "control": float(c.mean()),
+        "difference": diff,
+        "ci_low": diff - half,
+        "ci_high": diff + half,
+        "std_error": se,
+        "df": df,
+        "t": t_stat,
+        "p": p,
+        "detectable": detectable_effect(se, df, alpha=alpha, power=power),
+        "gain": diff if higher_is_better else -diff,
+    }
 
 
 def holm(p_values: Sequence[float], *, alpha: float = ALPHA) -> tuple[list[float], list[bool]]:
@@ -130,10 +162,16 @@ def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
     return pd.DataFrame(rows).set_index("claim")
 
 
-def seeds_that_learnt(values: Mapping[int, float], *, threshold: float) -> tuple[list[int], list[int]]:
+def seeds_that_learnt(
+    values: Mapping[int, float], *, threshold: float
+) -> tuple[list[int], list[int]]:
     """Split seeds by a gate stated in advance: those whose value reaches ``threshold`` (learnt)
     and the others (to be re-run with new seeds and reported, never averaged in)."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not math.isfinite(threshold)
+    ):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     learnt = [s for s, v in values.items() if v >= threshold]
     return learnt, [s for s in values if s not in learnt]

@@ -10,7 +10,14 @@ import torch
 from torch import Tensor
 
 from pilcro_lib.data import ImageDataset
-from pilcro_lib.utils import MAX_SEED, check_bool, check_choice, check_positive_int, check_tensor, check_type
+from pilcro_lib.utils import (
+    MAX_SEED,
+    check_bool,
+    check_choice,
+    check_positive_int,
+    check_tensor,
+    check_type,
+)
 
 
 def _check_canvas(canvas_size: int, image_size: int) -> None:
@@ -19,7 +26,14 @@ def _check_canvas(canvas_size: int, image_size: int) -> None:
         raise ValueError(f"canvas_size={canvas_size} must be at least the image size {image_size}")
 
 
-def paste(dataset: ImageDataset, canvas_size: int, offsets: Tensor, *, background: str = "zeros", seed: int = 0) -> ImageDataset:
+def paste(
+    dataset: ImageDataset,
+    canvas_size: int,
+    offsets: Tensor,
+    *,
+    background: str = "zeros",
+    seed: int = 0,
+) -> ImageDataset:
     """Paste every image of ``dataset`` onto a ``canvas_size`` square canvas at ``offsets``.
 
     offsets: ``[N, 2]`` integer (row, column) of each image's top-left corner.
@@ -31,11 +45,19 @@ def paste(dataset: ImageDataset, canvas_size: int, offsets: Tensor, *, backgroun
     seed = check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED)
     n, c, h, w = dataset.images.shape
     _check_canvas(canvas_size, max(h, w))
-    offsets = check_tensor("offsets", torch.as_tensor(offsets), dims="[N, 2]", dtype_kind="integer").long()
+    offsets = check_tensor(
+        "offsets", torch.as_tensor(offsets), dims="[N, 2]", dtype_kind="integer"
+    ).long()
     if offsets.shape != (n, 2):
         raise ValueError(f"offsets must have shape [{n}, 2], got {tuple(offsets.shape)}")
-    if offsets.min() < 0 or (offsets[:, 0] + h).max() > canvas_size or (offsets[:, 1] + w).max() > canvas_size:
-        raise ValueError(f"offsets must keep each {h}x{w} image inside the {canvas_size}x{canvas_size} canvas")
+    if (
+        offsets.min() < 0
+        or (offsets[:, 0] + h).max() > canvas_size
+        or (offsets[:, 1] + w).max() > canvas_size
+    ):
+        raise ValueError(
+            f"offsets must keep each {h}x{w} image inside the {canvas_size}x{canvas_size} canvas"
+        )
     images = dataset.float_images()
     if background == "noise":
         g = torch.Generator().manual_seed(seed)
@@ -61,7 +83,9 @@ def random_offsets(n: int, image_size: int, canvas_size: int, *, seed: int = 0) 
     return torch.randint(0, canvas_size - image_size + 1, (n, 2), generator=g)
 
 
-def on_noise(dataset: ImageDataset, canvas_size: int, *, aligned: bool, seed: int = 0) -> ImageDataset:
+def on_noise(
+    dataset: ImageDataset, canvas_size: int, *, aligned: bool, seed: int = 0
+) -> ImageDataset:
     """Each image on a canvas of uniform noise: centred (``aligned=True``) or at a random offset.
 
     The offline analogue of aligned vs translated CelebA: the aligned variant keeps class
@@ -79,7 +103,9 @@ def on_noise(dataset: ImageDataset, canvas_size: int, *, aligned: bool, seed: in
     return paste(dataset, canvas_size, offsets, background="noise", seed=seed + 1)
 
 
-def position_grid(dataset: ImageDataset, canvas_size: int, grid: int) -> list[tuple[tuple[int, int], ImageDataset]]:
+def position_grid(
+    dataset: ImageDataset, canvas_size: int, grid: int
+) -> list[tuple[tuple[int, int], ImageDataset]]:
     """The whole ``dataset`` pasted at each point of a ``grid x grid`` lattice of offsets.
 
     Returns ``[((row, col), ImageDataset), ...]`` in row-major order: the test sets of an

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from pilcro_lib.data import ImageDataset, to_float
 from pilcro_lib.runs.checkpoint import (
     load_checkpoint,
     read_json,
@@ -39,16 +40,33 @@ from pilcro_lib.runs.checkpoint import (
     set_rng_state,
     write_json,
 )
-from pilcro_lib.data import ImageDataset, to_float
 from pilcro_lib.runs.fingerprint import code_fingerprint, current_run, describe, start_segment
-from pilcro_lib.utils import check_bool, check_choice, check_number, check_positive_int, check_type, get_device
+from pilcro_lib.utils import (
+    check_bool,
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_type,
+    get_device,
+)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "step")
 AUTOCAST = ("cuda", "native", "all")
 TIME_KEYS = ("epoch_time_s",)
-NOT_IDENTITY = ("run_dir", "run_key", "device", "progress")  # fit's arguments that do not change its result
-RECIPE_ARGUMENTS = ("batch_size", "optimizer", "lr", "schedule", "weight_decay")  # fit's overrides of its recipe
+NOT_IDENTITY = (
+    "run_dir",
+    "run_key",
+    "device",
+    "progress",
+)  # fit's arguments that do not change its result
+RECIPE_ARGUMENTS = (
+    "batch_size",
+    "optimizer",
+    "lr",
+    "schedule",
+    "weight_decay",
+)  # fit's overrides of its recipe
 BF16_ENV = "PILCRO_CPU_BF16"  # "1" or "0": bf16 arithmetic on this CPU forced on or off (unset: the CPU decides)
 
 Regularizer = Callable[[nn.Module, Tensor, Tensor, Tensor], "Tensor | None"]
@@ -106,8 +124,17 @@ RECIPES = {
     # Chosen with benchmarks/time_to_accuracy.py on Fashion-MNIST (2 CPU cores; the evidence is
     # in its docstring): SGD, a 20% warm-up then a linear decay to 0, batches of 256, label
     # smoothing, bf16 and channels_last where the CPU computes in bf16; no flips, no weight averaging.
-    "fast": Recipe(optimizer="sgd", lr=0.2, batch_size=256, schedule="linear", warmup=0.2, weight_decay=5e-4,
-                   label_smoothing=0.1, autocast="native", channels_last=True),
+    "fast": Recipe(
+        optimizer="sgd",
+        lr=0.2,
+        batch_size=256,
+        schedule="linear",
+        warmup=0.2,
+        weight_decay=5e-4,
+        label_smoothing=0.1,
+        autocast="native",
+        channels_last=True,
+    ),
 }
 
 
@@ -135,7 +162,9 @@ def uses_bf16(recipe: Recipe, device: torch.device) -> bool:
     """Whether :func:`fit` runs the forward pass of ``recipe`` on ``device`` under bf16 autocast."""
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and (recipe.autocast == "all" or (recipe.autocast == "native" and cpu_has_bf16()))
+    return device.type == "cpu" and (
+        recipe.autocast == "all" or (recipe.autocast == "native" and cpu_has_bf16())
+    )
 
 
 def channels_last_is_safe(model: nn.Module) -> bool:
@@ -151,7 +180,9 @@ def channels_last_is_safe(model: nn.Module) -> bool:
     """
     for module in model.modules():
         kernel, stride = getattr(module, "kernel_size", None), getattr(module, "stride", None)
-        if isinstance(module, nn.modules.conv._ConvNd) or (kernel is not None and stride is not None):
+        if isinstance(module, nn.modules.conv._ConvNd) or (
+            kernel is not None and stride is not None
+        ):
             kernels = kernel if isinstance(kernel, tuple) else (kernel,)
             strides = stride if isinstance(stride, tuple) else (stride,)
             if all(k == 1 for k in kernels) and any(s > 1 for s in strides):
@@ -187,7 +218,11 @@ class History:
 
 
 def iterate_batches(
-    data: Dataset, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+    data: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield ``(images [b, C, H, W] float in [0, 1], labels [b])`` batches.
 
@@ -204,7 +239,9 @@ def iterate_batches(
         yield from DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
 
-def _to_device(x: Tensor, y: Tensor, device: torch.device, channels_last: bool = False) -> tuple[Tensor, Tensor]:
+def _to_device(
+    x: Tensor, y: Tensor, device: torch.device, channels_last: bool = False
+) -> tuple[Tensor, Tensor]:
     fmt = torch.channels_last if device.type == "cuda" or channels_last else torch.contiguous_format
     return x.to(device, non_blocking=True, memory_format=fmt), y.to(device, non_blocking=True)
 
@@ -212,7 +249,9 @@ def _to_device(x: Tensor, y: Tensor, device: torch.device, channels_last: bool =
 def _autocast(device: torch.device, bf16: bool | None = None):
     """bf16 autocast where ``bf16`` says (default: on CUDA only)."""
     enabled = device.type == "cuda" if bf16 is None else bf16
-    return torch.autocast(device_type="cpu" if device.type == "cpu" else "cuda", dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(
+        device_type="cpu" if device.type == "cpu" else "cuda", dtype=torch.bfloat16, enabled=enabled
+    )
 
 
 def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:
@@ -259,8 +298,10 @@ def evaluate(
                 x = x + noise * torch.randn(x.shape, generator=g)
             if not torch.isfinite(x).all():
                 added = f" after adding noise={noise}" if noise else ""
-                raise ValueError(f"data: images {n} to {n + len(x) - 1} are not all finite{added}; give finite "
-                                 "images in [0, 1] (and a noise level they stay finite under)")
+                raise ValueError(
+                    f"data: images {n} to {n + len(x) - 1} are not all finite{added}; give finite "
+                    "images in [0, 1] (and a noise level they stay finite under)"
+                )
             x, y = _to_device(x, y, device)
             with _autocast(device):
                 out = model(x)
@@ -270,8 +311,10 @@ def evaluate(
     finally:
         model.train(was_training)
     if not math.isfinite(total_loss):
-        raise FloatingPointError(f"the model's loss on data is {total_loss / n}: its outputs are not finite "
-                                 "(diverged weights?)")
+        raise FloatingPointError(
+            f"the model's loss on data is {total_loss / n}: its outputs are not finite "
+            "(diverged weights?)"
+        )
     return {"loss": total_loss / n, "accuracy": correct / n}
 
 
@@ -314,7 +357,9 @@ def lr_factor(schedule: str, step: int, steps: int, warmup: int = 0) -> float:
 
 def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True
+        )
     cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
     return cls(params, lr=lr, weight_decay=weight_decay)
 
@@ -372,29 +417,50 @@ def fit(
             raise ValueError(f"{name} is empty: give at least one (image, label) pair")
         _check_channels(name, data, model)
     if regularizer is not None and not callable(regularizer):
-        raise TypeError(f"regularizer must be None or callable(model, inputs, targets, outputs), got {regularizer!r}")
+        raise TypeError(
+            f"regularizer must be None or callable(model, inputs, targets, outputs), got {regularizer!r}"
+        )
     device = get_device(device)
     if run_dir is None:
         return _fit(model, train_set, val_set, settings, chosen, device, None, progress)
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"run_dir={str(run_dir)!r} is a file, not a folder: give a folder for the checkpoints")
+        raise ValueError(
+            f"run_dir={str(run_dir)!r} is a file, not a folder: give a folder for the checkpoints"
+        )
     with run_dir_lock(run_dir):
         return _fit(model, train_set, val_set, settings, chosen, device, run_dir, progress)
 
 
 def _check_channels(name: str, data: Dataset, model: nn.Module) -> None:
     """Refuse ``data`` whose images have another number of channels than ``model``'s first layer takes."""
-    first = next((m for m in model.modules() if isinstance(getattr(m, "in_channels", None), int)), None)
+    first = next(
+        (m for m in model.modules() if isinstance(getattr(m, "in_channels", None), int)), None
+    )
     image = data[0][0]
-    if first is not None and isinstance(image, Tensor) and image.ndim == 3 and image.shape[0] != first.in_channels:
-        raise ValueError(f"{name} holds images of {image.shape[0]} channel(s), but the model's first layer "
-                         f"({type(first).__name__}) takes {first.in_channels}: build the model for "
-                         f"in_channels={image.shape[0]}")
+    if (
+        first is not None
+        and isinstance(image, Tensor)
+        and image.ndim == 3
+        and image.shape[0] != first.in_channels
+    ):
+        raise ValueError(
+            f"{name} holds images of {image.shape[0]} channel(s), but the model's first layer "
+            f"({type(first).__name__}) takes {first.in_channels}: build the model for "
+            f"in_channels={image.shape[0]}"
+        )
 
 
-def _fit(model: nn.Module, train_set, val_set, settings: dict[str, Any], recipe: Recipe, device: torch.device,
-         run_dir: Path | None, progress: bool) -> History:
+def _fit(
+    model: nn.Module,
+    train_set,
+    val_set,
+    settings: dict[str, Any],
+    recipe: Recipe,
+    device: torch.device,
+    run_dir: Path | None,
+    progress: bool,
+) -> History:
     """:func:`fit` once its arguments are checked (and it holds ``run_dir``)."""
     epochs, seed, regularizer = settings["epochs"], settings["seed"], settings["regularizer"]
     identity = describe({**settings, "code": code_fingerprint()}, where="fit") if run_dir else None
@@ -414,14 +480,25 @@ def _fit(model: nn.Module, train_set, val_set, settings: dict[str, Any], recipe:
     if log is not None:
         log.precisions.add("bf16" if uses_bf16(recipe, device) else "float32")
         segment = start_segment(log, start_epoch)
-    bar = tqdm(range(start_epoch, epochs), desc="epochs", disable=not progress, initial=start_epoch, total=epochs)
+    bar = tqdm(
+        range(start_epoch, epochs),
+        desc="epochs",
+        disable=not progress,
+        initial=start_epoch,
+        total=epochs,
+    )
     for epoch in bar:
         if hasattr(regularizer, "on_epoch_start"):
             regularizer.on_epoch_start(epoch)
         t0 = time.perf_counter()
         shuffle = torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**64)
-        rates = [recipe.lr * lr_factor(recipe.schedule, epoch * steps_per_epoch + i, steps, warmup) for i in range(steps_per_epoch)]
-        trained = _train_epoch(model, opt, train_set, regularizer, device, recipe, shuffle, rates, epoch, channels_last)
+        rates = [
+            recipe.lr * lr_factor(recipe.schedule, epoch * steps_per_epoch + i, steps, warmup)
+            for i in range(steps_per_epoch)
+        ]
+        trained = _train_epoch(
+            model, opt, train_set, regularizer, device, recipe, shuffle, rates, epoch, channels_last
+        )
         record = {"epoch": epoch + 1, **trained}
         try:
             val = evaluate(model, val_set, device=device)
@@ -469,8 +546,10 @@ def _train_epoch(
         with _autocast(device, bf16):
             out = model(x)
         if y.min() < 0 or y.max() >= out.shape[1]:
-            raise ValueError(f"train_set holds labels from {int(y.min())} to {int(y.max())}, but the model has "
-                             f"{out.shape[1]} outputs: labels must be class indices in [0, {out.shape[1] - 1}]")
+            raise ValueError(
+                f"train_set holds labels from {int(y.min())} to {int(y.max())}, but the model has "
+                f"{out.shape[1]} outputs: labels must be class indices in [0, {out.shape[1] - 1}]"
+            )
         loss = F.cross_entropy(out.float(), y, label_smoothing=recipe.label_smoothing)
         total, reg_value = loss, 0.0
         if regularizer is not None:
@@ -497,7 +576,9 @@ def _train_epoch(
     return record
 
 
-def _resume(run_dir: Path, identity: dict, model: nn.Module, opt, regularizer, history: History, log) -> int:
+def _resume(
+    run_dir: Path, identity: dict, model: nn.Module, opt, regularizer, history: History, log
+) -> int:
     """Check ``run_dir`` holds this run, restore its last checkpoint (and into ``log``, a
     :class:`~pilcro_lib.runs.fingerprint.RunLog` or ``None``, the code and segments of the
     epochs it holds); return the next epoch."""
@@ -532,8 +613,16 @@ def _resume(run_dir: Path, identity: dict, model: nn.Module, opt, regularizer, h
     return state["epoch"]
 
 
-def _checkpoint(run_dir: Path, epoch: int, model: nn.Module, opt, regularizer, history: History, identity: dict,
-                log) -> None:
+def _checkpoint(
+    run_dir: Path,
+    epoch: int,
+    model: nn.Module,
+    opt,
+    regularizer,
+    history: History,
+    identity: dict,
+    log,
+) -> None:
     state = {
         "identity": identity,
         "code_functions": sorted(log.functions) if log is not None else [],

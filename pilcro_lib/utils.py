@@ -27,7 +27,9 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     """Return ``value`` if it is one of ``allowed``, else raise a ``ValueError`` naming ``name``."""
     allowed = tuple(allowed)
     if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
+        raise ValueError(
+            f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}"
+        )
     return value
 
 
@@ -39,7 +41,9 @@ def _is_int(value: Any) -> bool:
 def check_positive_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
     """Return ``value`` as an ``int`` if it is an integer (NumPy integers too, bools not) in
     ``[minimum, maximum]``, else raise a ``TypeError``/``ValueError`` naming ``name``."""
-    allowed = f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+    allowed = (
+        f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+    )
     if not _is_int(value):
         raise TypeError(f"{name} must be {allowed}, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
@@ -76,7 +80,9 @@ def check_number(
     """
     allowed = ("a finite number" if finite else "a number") + _range_text(minimum, maximum, strict)
     is_bool = isinstance(value, (bool, np.bool_))
-    if (is_bool and not allow_bool) or not isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+    if (is_bool and not allow_bool) or not isinstance(
+        value, (int, float, np.integer, np.floating, np.bool_)
+    ):
         raise TypeError(f"{name} must be {allowed}, got {value!r}")
     number = float(value)
     below = minimum is not None and (number <= minimum if strict else number < minimum)
@@ -94,18 +100,24 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def check_type(name: str, value: Any, types: type | tuple[type, ...], what: str | None = None) -> Any:
+def check_type(
+    name: str, value: Any, types: type | tuple[type, ...], what: str | None = None
+) -> Any:
     """Return ``value`` if it is an instance of ``types``, else raise a ``TypeError`` naming ``name``.
 
     ``what`` describes the allowed values (default: the type names).
     """
     if not isinstance(value, types):
         names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-        raise TypeError(f"{name} must be {what or 'an instance of ' + names}, got {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be {what or 'an instance of ' + names}, got {type(value).__name__}"
+        )
     return value
 
 
-def check_int_tuple(name: str, value: Any, length: int, *, minimum: int = 1, dims: str = "") -> tuple[int, ...]:
+def check_int_tuple(
+    name: str, value: Any, length: int, *, minimum: int = 1, dims: str = ""
+) -> tuple[int, ...]:
     """``value`` as a tuple of ``length`` integers >= ``minimum`` (e.g. ``input_size`` as
     ``(channels, height, width)``, described by ``dims``), else raise naming ``name``."""
     allowed = f"{length} integers >= {minimum}" + (f" {dims}" if dims else "")
@@ -113,7 +125,11 @@ def check_int_tuple(name: str, value: Any, length: int, *, minimum: int = 1, dim
         value = value.tolist()
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise TypeError(f"{name} must be a sequence of {allowed}, got {value!r}")
-    if len(value) != length or not all(_is_int(v) for v in value) or any(v < minimum for v in value):
+    if (
+        len(value) != length
+        or not all(_is_int(v) for v in value)
+        or any(v < minimum for v in value)
+    ):
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return tuple(int(v) for v in value)
 
@@ -147,28 +163,42 @@ def check_tensor(
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a tensor{described}, got {type(value).__name__}")
     if ndim is not None and value.dim() != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D tensor{described}, got shape {tuple(value.shape)}")
+        raise ValueError(
+            f"{name} must be a {ndim}-D tensor{described}, got shape {tuple(value.shape)}"
+        )
     if min_ndim is not None and value.dim() < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimensions{described}, got shape {tuple(value.shape)}")
-    if dtype_kind is not None and not _dtype_ok(value, check_choice("dtype_kind", dtype_kind, DTYPE_KINDS)):
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimensions{described}, got shape {tuple(value.shape)}"
+        )
+    if dtype_kind is not None and not _dtype_ok(
+        value, check_choice("dtype_kind", dtype_kind, DTYPE_KINDS)
+    ):
         kind = "a floating-point" if dtype_kind == "float" else "an integer"
         raise TypeError(f"{name} must be {kind} tensor, got dtype {value.dtype}")
     if nonempty and value.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
     if finite and value.is_floating_point() and not torch.isfinite(value).all():
         bad = int((~torch.isfinite(value)).sum())
-        raise ValueError(f"{name} must be finite, but {bad} of its {value.numel()} values are NaN or infinite")
+        raise ValueError(
+            f"{name} must be finite, but {bad} of its {value.numel()} values are NaN or infinite"
+        )
     return value
 
 
-def check_image_batch(name: str, value: Any, *, dims: str = "[batch, channels, height, width]") -> Tensor:
+def check_image_batch(
+    name: str, value: Any, *, dims: str = "[batch, channels, height, width]"
+) -> Tensor:
     """Return ``value`` if it is a non-empty, finite floating-point image batch ``[B, C, H, W]``."""
-    return check_tensor(name, value, ndim=4, dims=dims, dtype_kind="float", nonempty=True, finite=True)
+    return check_tensor(
+        name, value, ndim=4, dims=dims, dtype_kind="float", nonempty=True, finite=True
+    )
 
 
 def check_map(name: str, value: Any) -> Tensor:
     """Return ``value`` if it is a floating-point map (or a stack of maps) ``[..., H, W]`` with at least one pixel."""
-    return check_tensor(name, value, min_ndim=2, dims="[..., H, W]", dtype_kind="float", nonempty=True)
+    return check_tensor(
+        name, value, min_ndim=2, dims="[..., H, W]", dtype_kind="float", nonempty=True
+    )
 
 
 def check_model_builder(name: str, value: Any) -> Any:
@@ -181,13 +211,17 @@ def check_model_builder(name: str, value: Any) -> Any:
     return value
 
 
-def check_indices(name: str, value: Any, size: int, *, dims: str = "[n]", what: str = "indices") -> Tensor:
+def check_indices(
+    name: str, value: Any, size: int, *, dims: str = "[n]", what: str = "indices"
+) -> Tensor:
     """Return ``value`` if it is a 1-D integer tensor whose entries lie in ``[0, size)``."""
     check_tensor(name, value, ndim=1, dims=dims, dtype_kind="integer")
     if value.numel() > 0:
         low, high = torch.stack([value.min(), value.max()]).tolist()
         if low < 0 or high >= size:
-            raise ValueError(f"{name} must be {what} in [0, {size - 1}], got values from {low} to {high}")
+            raise ValueError(
+                f"{name} must be {what} in [0, {size - 1}], got values from {low} to {high}"
+            )
     return value
 
 
@@ -195,9 +229,13 @@ def check_labels(name: str, labels: Any, n: int, num_classes: int | None = None)
     """Return ``labels`` if it is an integer tensor ``[n]`` (of class indices in ``[0, num_classes)``)."""
     check_tensor(name, labels, ndim=1, dims="[N]", dtype_kind="integer")
     if labels.shape[0] != n:
-        raise ValueError(f"{name} must have shape [{n}] (one per input), got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"{name} must have shape [{n}] (one per input), got shape {tuple(labels.shape)}"
+        )
     if num_classes is not None:
-        check_indices(name, labels, num_classes, dims="[N]", what=f"class indices (num_classes={num_classes})")
+        check_indices(
+            name, labels, num_classes, dims="[N]", what=f"class indices (num_classes={num_classes})"
+        )
     return labels
 
 
@@ -230,11 +268,21 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     if chosen.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={device!r} is not supported; {allowed}")
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but no CUDA device is available; use device='cpu'")
-    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ValueError(
+            f"device={device!r} was requested but no CUDA device is available; use device='cpu'"
+        )
+    if (
+        chosen.type == "cuda"
+        and chosen.index is not None
+        and chosen.index >= torch.cuda.device_count()
+    ):
+        raise ValueError(
+            f"device={device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
     if chosen.type == "mps" and not _mps_available():
-        raise ValueError(f"device={device!r} was requested but no MPS device is available; use device='cpu'")
+        raise ValueError(
+            f"device={device!r} was requested but no MPS device is available; use device='cpu'"
+        )
     return chosen
 
 
@@ -249,7 +297,11 @@ def git_commit(path: str | Path | None = None, *, files: Iterable[str] | None = 
     where = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -258,14 +310,21 @@ def git_commit(path: str | Path | None = None, *, files: Iterable[str] | None = 
     commit = out.stdout.strip()
     # a notebook being executed in place is not a change of the code
     which = [f":(top){f}" for f in files] if files is not None else [":/", ":(exclude,top)*.ipynb"]
-    dirty = bool(which) and subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", *which],
-        cwd=where, capture_output=True, text=True,
-    ).stdout.strip()
+    dirty = (
+        bool(which)
+        and subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *which],
+            cwd=where,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     return commit + ("+dirty" if dirty else "")
 
 
-def provenance(profile: str | None = None, seed: int | None = None, device: torch.device | None = None) -> dict:
+def provenance(
+    profile: str | None = None, seed: int | None = None, device: torch.device | None = None
+) -> dict:
     """What produced a notebook's outputs: library version, commit, profile, device, versions, time."""
     from pilcro_lib import __version__
 
@@ -322,8 +381,11 @@ def _assigned_names(source: str) -> list[str] | None:
 
     found: list[str] = []
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else ([node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        )
         found += [n for target in targets for n in names(target) if n not in found]
     return found
 
@@ -362,17 +424,30 @@ def check_injected_parameters(history: Sequence[str] | None = None) -> list[str]
         if shell is None:
             return []
         history = shell.history_manager.input_hist_parsed
-    if isinstance(history, str) or not isinstance(history, Sequence) or not all(isinstance(h, str) for h in history):
-        raise TypeError(f"history must be a sequence of cell sources (str) or None, got {type(history).__name__}")
-    where = next((i for i in range(len(history) - 1, -1, -1) if _is_injected_cell(history[i])), None)
+    if (
+        isinstance(history, str)
+        or not isinstance(history, Sequence)
+        or not all(isinstance(h, str) for h in history)
+    ):
+        raise TypeError(
+            f"history must be a sequence of cell sources (str) or None, got {type(history).__name__}"
+        )
+    where = next(
+        (i for i in range(len(history) - 1, -1, -1) if _is_injected_cell(history[i])), None
+    )
     if where is None:
         return []
     injected = _assigned_names(history[where]) or []
     declared = (_assigned_names(history[where - 1]) or []) if where > 0 else []
-    unknown = [name for name in injected if name not in declared and not name.startswith("PAPERMILL_")]
+    unknown = [
+        name for name in injected if name not in declared and not name.startswith("PAPERMILL_")
+    ]
     if unknown:
-        allowed = (f"its parameters are {', '.join(map(repr, declared))}" if declared
-                   else "it declares none (no cell tagged 'parameters' ran before the injected one)")
+        allowed = (
+            f"its parameters are {', '.join(map(repr, declared))}"
+            if declared
+            else "it declares none (no cell tagged 'parameters' ran before the injected one)"
+        )
         raise ValueError(
             f"unknown parameter(s) {', '.join(map(repr, unknown))} given to papermill: the notebook's "
             f"'parameters' cell does not assign them, so they would change nothing; {allowed}"

@@ -19,7 +19,9 @@ from torch import nn
 
 from pilcro_lib.data import ImageDataset
 
-FIT = dict(epochs=3, batch_size=16, optimizer="sgd", lr=0.05, schedule="cosine", seed=5, progress=False)
+FIT = dict(
+    epochs=3, batch_size=16, optimizer="sgd", lr=0.05, schedule="cosine", seed=5, progress=False
+)
 
 
 def data(n: int = 96, seed: int = 0) -> ImageDataset:
@@ -31,8 +33,14 @@ def data(n: int = 96, seed: int = 0) -> ImageDataset:
 
 def model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3),
-                         nn.Flatten(), nn.Linear(4 * 64, 2))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.Flatten(),
+        nn.Linear(4 * 64, 2),
+    )
 
 
 def _inject(write: int, stage: str) -> None:

@@ -36,19 +36,31 @@ HTML = Path(os.environ.get("PILCRO_BOOK_HTML", ROOT / "_build" / "html")).resolv
 SCREENSHOTS = HTML.parent / "screenshots"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 ALLOWED_EXTERNAL_IMAGES = ("https://colab.research.google.com/assets/colab-badge.svg",)
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1440,1000",
-                  # resolve no host but the local server: nothing is fetched from the internet
-                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1440,1000",
+    # resolve no host but the local server: nothing is fetched from the internet
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+)
 
 
 def _pages() -> list[str]:
     """Every HTML page of the built book, relative to its root (not the theme's own files)."""
     if not HTML.is_dir():
         return []
-    return sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
-                  if not any(part.startswith(("_", ".")) for part in p.relative_to(HTML).parts))
+    return sorted(
+        p.relative_to(HTML).as_posix()
+        for p in HTML.rglob("*.html")
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(HTML).parts)
+    )
 
 
 def _missing() -> str | None:
@@ -99,7 +111,9 @@ def server():
     reason = _missing()
     if reason:
         _skip_or_fail(reason)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(HTML)))
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(HTML))
+    )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -177,7 +191,11 @@ def _link_resolves(path: str) -> bool:
         target = target / "index.html"
     if not target.is_file():
         return False
-    return not anchor or target.suffix != ".html" or f'id="{anchor}"' in target.read_text(errors="replace")
+    return (
+        not anchor
+        or target.suffix != ".html"
+        or f'id="{anchor}"' in target.read_text(errors="replace")
+    )
 
 
 def _is_notebook(page: str) -> bool:
@@ -194,7 +212,11 @@ def test_page_renders_offline(page, server, browser):
     if redirect:  # e.g. index.html: inspect the page it leads to, once it has loaded
         target = urljoin(f"{server}/{page}", redirect.group(1))
         WebDriverWait(browser, 30).until(
-            lambda d: d.current_url == target and d.execute_script("return document.readyState") == "complete")
+            lambda d: (
+                d.current_url == target
+                and d.execute_script("return document.readyState") == "complete"
+            )
+        )
     found = browser.execute_async_script(INSPECT)
     assert "error" not in found, found
 
@@ -205,9 +227,17 @@ def test_page_renders_offline(page, server, browser):
     local = [i for i in found["images"] if i["src"].startswith(server)]
     external = [i["src"] for i in found["images"] if not i["src"].startswith(server)]
     assert not [i["src"] for i in local if i["width"] == 0], f"images that did not load on {page}"
-    assert set(external) <= set(ALLOWED_EXTERNAL_IMAGES), f"{page} needs images from the internet: {external}"
-    assert not [i["src"] for i in found["images"] if not i["alt"]], f"images without alt text on {page}"
-    broken = [link for link in found["links"] if link.startswith(server) and not _link_resolves(link.removeprefix(server))]
+    assert set(external) <= set(ALLOWED_EXTERNAL_IMAGES), (
+        f"{page} needs images from the internet: {external}"
+    )
+    assert not [i["src"] for i in found["images"] if not i["alt"]], (
+        f"images without alt text on {page}"
+    )
+    broken = [
+        link
+        for link in found["links"]
+        if link.startswith(server) and not _link_resolves(link.removeprefix(server))
+    ]
     assert not broken, f"internal links on {page} that lead nowhere: {broken}"
 
     if found["math"]:
@@ -218,12 +248,17 @@ def test_page_renders_offline(page, server, browser):
     assert not raw, f"raw TeX left in the text of {page}: {raw[:5]}"
 
     if _is_notebook(page):
-        assert _colab_url(page) in found["links"], f"no Colab launch button for {_colab_url(page)} on {page}"
+        assert _colab_url(page) in found["links"], (
+            f"no Colab launch button for {_colab_url(page)} on {page}"
+        )
 
     name = page.removesuffix(".html").replace("/", "__")
     for mode in ("light", "dark"):
-        browser.execute_script("document.documentElement.dataset.theme = arguments[0];"
-                               "document.documentElement.dataset.mode = arguments[0];", mode)
+        browser.execute_script(
+            "document.documentElement.dataset.theme = arguments[0];"
+            "document.documentElement.dataset.mode = arguments[0];",
+            mode,
+        )
         browser.execute_script("window.scrollTo(0, 0);")
         assert browser.save_screenshot(str(SCREENSHOTS / f"{name}-{mode}.png"))
         # the first figure of the page too, to review its readability in this mode

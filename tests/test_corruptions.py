@@ -66,7 +66,9 @@ def test_contrast_scales_around_each_images_mean_and_noise_is_seeded_and_clipped
 
 
 def test_corrupted_dataset_keeps_labels_and_classes():
-    data = ImageDataset((images(4, 1, 8, 8) * 255).to(torch.uint8), torch.tensor([0, 1, 1, 0]), ["a", "b"], "toy")
+    data = ImageDataset(
+        (images(4, 1, 8, 8) * 255).to(torch.uint8), torch.tensor([0, 1, 1, 0]), ["a", "b"], "toy"
+    )
     out = corrupted(data, "corner_occlusion", 3)
     assert torch.equal(out.labels, data.labels) and out.classes == data.classes
     assert torch.equal(out.images, corrupt(data.float_images(), "corner_occlusion", 3))
@@ -78,7 +80,11 @@ def test_corrupted_dataset_keeps_labels_and_classes():
         (dict(kind="rain", severity=1), ValueError, "kind='rain' is not allowed"),
         (dict(kind="blur", severity=-1.0), ValueError, "severity must be a finite number >= 0"),
         (dict(kind="shift", severity=1.5), TypeError, "severity must be an integer"),
-        (dict(kind="border_occlusion", severity=5), ValueError, r"severity must be an integer in \[0, 3\]"),
+        (
+            dict(kind="border_occlusion", severity=5),
+            ValueError,
+            r"severity must be an integer in \[0, 3\]",
+        ),
         (dict(kind="blur", severity=1.0, seed=-1), ValueError, "seed must be an integer"),
     ],
 )

@@ -16,7 +16,10 @@ from pilcro_lib.data import (
 )
 
 have_debian = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists()
-real_data = pytest.mark.skipif(not have_debian and not os.environ.get("CI"), reason="Debian's dataset-fashion-mnist is not installed")
+real_data = pytest.mark.skipif(
+    not have_debian and not os.environ.get("CI"),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
 
 
 @real_data
@@ -33,7 +36,10 @@ def test_real_fashion_mnist_sizes_and_labels():
 
 
 def test_sample_is_shipped():
-    train, test = load_dataset("fashion_mnist_sample", "train"), load_dataset("fashion_mnist_sample", "test")
+    train, test = (
+        load_dataset("fashion_mnist_sample", "train"),
+        load_dataset("fashion_mnist_sample", "test"),
+    )
     assert len(train) == 2000 and len(test) == 500
     x, y = train[0]
     assert x.shape == (1, 28, 28) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
@@ -48,7 +54,12 @@ def test_subset_is_seeded_and_sized():
 
 
 def test_train_val_split_partitions():
-    data = ImageDataset(torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1), torch.zeros(50, dtype=torch.long), ["a"], "toy")
+    data = ImageDataset(
+        torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1),
+        torch.zeros(50, dtype=torch.long),
+        ["a"],
+        "toy",
+    )
     tr, va = train_val_split(data, 0.2, seed=3)
     assert len(tr) == 40 and len(va) == 10
     assert sorted(torch.cat([tr.images, va.images]).flatten().tolist()) == list(range(50))
@@ -91,7 +102,9 @@ def test_missing_dataset_fails_fast_with_instructions(tmp_path):
 
 
 def _write_idx(path, values):
-    header = bytes([0, 0, 8, values.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in values.shape)
+    header = bytes([0, 0, 8, values.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in values.shape
+    )
     with gzip.open(path, "wb") as f:
         f.write(header + values.tobytes())
 
@@ -108,7 +121,10 @@ def test_debian_folder_without_labels_names_the_missing_labels_file(tmp_path, mo
     message = str(err.value)
     assert "train-labels-idx1-ubyte" in message and str(debian) in message
     assert "train-images-idx3-ubyte was not found" not in message
-    assert "apt-get install --reinstall dataset-fashion-mnist" in message and "download=True" in message
+    assert (
+        "apt-get install --reinstall dataset-fashion-mnist" in message
+        and "download=True" in message
+    )
     # the labels file there too: the split loads from Debian's folder
     _write_idx(debian / "train-labels-idx1-ubyte.gz", np.arange(3, dtype=np.uint8))
     loaded = load_dataset("fashion_mnist", "train", root=tmp_path / "empty")
@@ -120,6 +136,9 @@ def test_debian_folder_without_images_names_the_missing_images_file(tmp_path, mo
 
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(2, dtype=np.uint8))
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte \(or t10k-images-idx3-ubyte\.gz\) was not found "
-                                                 r"under .*holds t10k-labels-idx1-ubyte\.gz"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"t10k-images-idx3-ubyte \(or t10k-images-idx3-ubyte\.gz\) was not found "
+        r"under .*holds t10k-labels-idx1-ubyte\.gz",
+    ):
         load_dataset("fashion_mnist", "test", root=tmp_path / "empty")

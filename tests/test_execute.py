@@ -16,40 +16,79 @@ def _notebook(path):
     profile (and raises for epochs < 0)."""
     params = new_code_cell("epochs = 1\nlr = 0.1")
     params.metadata["tags"] = ["parameters"]
-    code = ("import os\nprint(epochs * 2, lr, os.environ.get('PILCRO_PROFILE'))\n"
-            "if epochs < 0:\n    raise ValueError('negative epochs')")
-    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-                      cells=[params, new_code_cell(code)])
+    code = (
+        "import os\nprint(epochs * 2, lr, os.environ.get('PILCRO_PROFILE'))\n"
+        "if epochs < 0:\n    raise ValueError('negative epochs')"
+    )
+    nb = new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        cells=[params, new_code_cell(code)],
+    )
     nbformat.write(nb, path)
     return path
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("3", 3), ("-2", -2), ("1e-3", 1e-3), ("0.5", 0.5), (".5", 0.5), ("2.", 2.0),
-    ("True", True), ("false", False), ("None", None), ("null", None),
-    ("adam", "adam"), ("nan", "nan"), ("1e", "1e"), ("fashion_mnist", "fashion_mnist"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("3", 3),
+        ("-2", -2),
+        ("1e-3", 1e-3),
+        ("0.5", 0.5),
+        (".5", 0.5),
+        ("2.", 2.0),
+        ("True", True),
+        ("false", False),
+        ("None", None),
+        ("null", None),
+        ("adam", "adam"),
+        ("nan", "nan"),
+        ("1e", "1e"),
+        ("fashion_mnist", "fashion_mnist"),
+    ],
+)
 def test_parse_value(text, expected):
     value = parse_value(text)
     assert value == expected and type(value) is type(expected)
 
 
 def test_parse_assignments_reads_key_value_pairs():
-    assert parse_assignments(["epochs=3", " lr = 0.01 ", "name=adam"]) == {"epochs": 3, "lr": 0.01, "name": "adam"}
+    assert parse_assignments(["epochs=3", " lr = 0.01 ", "name=adam"]) == {
+        "epochs": 3,
+        "lr": 0.01,
+        "name": "adam",
+    }
     with pytest.raises(ValueError, match="parameter 'lr=1': 'lr' is given twice"):
         parse_assignments(["lr=1", "lr=1"])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--params", "epoch=3"], "argument --params: unknown parameter(s) 'epoch' for tiny.ipynb; "
-                              "its parameters are 'epochs', 'lr'"),
-    (["--params", "epochs"], "argument --params: parameter 'epochs' must look like name=value"),
-    (["--params", "epochs="], "argument --params: parameter 'epochs=': empty value"),
-    (["--profile", "smoke", "--params", "profile=book"], "argument --params: give the profile with --profile"),
-    (["--profile", "huge"], "argument --profile: invalid choice: 'huge'"),
-    (["--params", "epoch=3", "--params", "lr=1"], "argument --params: unknown parameter(s) 'epoch'"),
-    (["--params", "lr=1", "--params", "lr=2"], "argument --params: parameter 'lr=2': 'lr' is given twice"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--params", "epoch=3"],
+            "argument --params: unknown parameter(s) 'epoch' for tiny.ipynb; "
+            "its parameters are 'epochs', 'lr'",
+        ),
+        (["--params", "epochs"], "argument --params: parameter 'epochs' must look like name=value"),
+        (["--params", "epochs="], "argument --params: parameter 'epochs=': empty value"),
+        (
+            ["--profile", "smoke", "--params", "profile=book"],
+            "argument --params: give the profile with --profile",
+        ),
+        (["--profile", "huge"], "argument --profile: invalid choice: 'huge'"),
+        (
+            ["--params", "epoch=3", "--params", "lr=1"],
+            "argument --params: unknown parameter(s) 'epoch'",
+        ),
+        (
+            ["--params", "lr=1", "--params", "lr=2"],
+            "argument --params: parameter 'lr=2': 'lr' is given twice",
+        ),
+    ],
+)
 def test_bad_parameters_are_refused_before_anything_runs(tmp_path, capsys, argv, message):
     nb = _notebook(tmp_path / "tiny.ipynb")
     before = nb.read_bytes()
@@ -57,7 +96,9 @@ def test_bad_parameters_are_refused_before_anything_runs(tmp_path, capsys, argv,
         execute.main([str(nb), *argv])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err, err
-    assert nb.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["tiny.ipynb"]
+    assert nb.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "tiny.ipynb"
+    ]
 
 
 def test_a_missing_notebook_is_refused(tmp_path, capsys):
@@ -67,14 +108,21 @@ def test_a_missing_notebook_is_refused(tmp_path, capsys):
 
 
 def test_declared_parameters_run_the_notebook_in_place(tmp_path, monkeypatch):
-    monkeypatch.setenv("PILCRO_PROFILE", "book")  # restored after the test; main sets it for the kernel
+    monkeypatch.setenv(
+        "PILCRO_PROFILE", "book"
+    )  # restored after the test; main sets it for the kernel
     nb = _notebook(tmp_path / "tiny.ipynb")
-    assert execute.main([str(nb), "--profile", "smoke", "--params", "epochs=3", "--params", "lr=0.5"]) == 0
+    assert (
+        execute.main([str(nb), "--profile", "smoke", "--params", "epochs=3", "--params", "lr=0.5"])
+        == 0
+    )
     executed = nbformat.read(nb, as_version=4)
     assert executed.cells[-1].outputs[0]["text"] == "6 0.5 smoke\n"
     assert executed.metadata.papermill.parameters == {"epochs": 3, "lr": 0.5}
     assert executed.metadata.papermill.output_path == str(nb)
-    assert [p.name for p in tmp_path.iterdir()] == ["tiny.ipynb"], "the executed copy replaced the notebook"
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.ipynb"], (
+        "the executed copy replaced the notebook"
+    )
 
 
 def test_a_failing_execution_leaves_the_notebook_as_it_was(tmp_path, capsys):
@@ -86,6 +134,8 @@ def test_a_failing_execution_leaves_the_notebook_as_it_was(tmp_path, capsys):
     assert "ValueError: negative epochs (cell 2)" in err, err
     failed = Path(err.split("the failed execution is in ")[1].split()[0])
     try:
-        assert nbformat.read(failed, as_version=4).cells[-1].outputs[-1]["evalue"] == "negative epochs"
+        assert (
+            nbformat.read(failed, as_version=4).cells[-1].outputs[-1]["evalue"] == "negative epochs"
+        )
     finally:
         shutil.rmtree(failed.parent)

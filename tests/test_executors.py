@@ -18,14 +18,22 @@ import cloudpickle
 import papermill
 import psutil
 import pytest
-
-from pilcro_lib.runs import cli as runs
-from pilcro_lib.runs.executors import LocalExecutor, SlurmExecutor, compute_file, make_executor, threads_per_run
-from pilcro_lib.runs.plans import list_requests
-from pilcro_lib.runs.records import PLAN_ENV, cached_run
 from tiny_runs import records_of, write_notebook
 
-cloudpickle.register_pickle_by_value(sys.modules[__name__])  # this module's run functions travel by value
+from pilcro_lib.runs import cli as runs
+from pilcro_lib.runs.executors import (
+    LocalExecutor,
+    SlurmExecutor,
+    compute_file,
+    make_executor,
+    threads_per_run,
+)
+from pilcro_lib.runs.plans import list_requests
+from pilcro_lib.runs.records import PLAN_ENV, cached_run
+
+cloudpickle.register_pickle_by_value(
+    sys.modules[__name__]
+)  # this module's run functions travel by value
 
 
 def _engine(name):
@@ -47,7 +55,9 @@ def planned(tmp_path_factory):
         env.setenv("OMP_NUM_THREADS", "1")
         env.delenv(PLAN_ENV, raising=False)
         parameters = {"seeds": 4, "pause": 0.5}
-        papermill.execute_notebook(str(nb), str(folder / "local.ipynb"), parameters=parameters, progress_bar=False)
+        papermill.execute_notebook(
+            str(nb), str(folder / "local.ipynb"), parameters=parameters, progress_bar=False
+        )
         env.setenv("PILCRO_RECORDS", str(folder / "empty"))
         plan = runs.plan(nb, parameters=parameters, folder=folder / "plan")
     assert len(plan.requests) == 4 and plan.error.startswith("MissingRun")
@@ -150,18 +160,26 @@ def test_killing_the_command_kills_its_runs_processes(store, tmp_path, monkeypat
     if not sys.platform.startswith("linux"):
         pytest.skip("a child's death with its parent (prctl PR_SET_PDEATHSIG) is Linux only")
     requests, pid_file = _long_run(tmp_path, monkeypatch)
-    script = ("import sys; from pilcro_lib.runs.executors import LocalExecutor\n"
-              "with LocalExecutor() as executor:\n    list(executor.run(sys.argv[1:]))")
+    script = (
+        "import sys; from pilcro_lib.runs.executors import LocalExecutor\n"
+        "with LocalExecutor() as executor:\n    list(executor.run(sys.argv[1:]))"
+    )
     parent = subprocess.Popen([sys.executable, "-c", script, *[str(r.path) for r in requests]])
     deadline = time.monotonic() + 300
-    while not (pid_file.exists() and pid_file.read_text()) and parent.poll() is None and time.monotonic() < deadline:
+    while (
+        not (pid_file.exists() and pid_file.read_text())
+        and parent.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     parent.kill()
     parent.wait()
     _assert_stops(int(pid_file.read_text()))
 
 
-def test_a_run_whose_record_another_process_stored_is_read_not_computed(store, tmp_path, monkeypatch):
+def test_a_run_whose_record_another_process_stored_is_read_not_computed(
+    store, tmp_path, monkeypatch
+):
     monkeypatch.setenv(PLAN_ENV, str(tmp_path / "plan"))
     cached_run(threads_seen, index=7)
     monkeypatch.delenv(PLAN_ENV)
@@ -185,13 +203,18 @@ class _Replay:
         yield from self.outcomes
 
 
-def test_ray_gives_each_run_its_own_gpu_cancels_and_leaves_no_process(planned, store, tmp_path, monkeypatch,
-                                                                     ctrl_c):
+def test_ray_gives_each_run_its_own_gpu_cancels_and_leaves_no_process(
+    planned, store, tmp_path, monkeypatch, ctrl_c
+):
     ray = _engine("ray")
     plan, expected = planned
-    before = {p.pid for p in psutil.Process().children(recursive=True)}  # e.g. multiprocessing's resource tracker
+    before = {
+        p.pid for p in psutil.Process().children(recursive=True)
+    }  # e.g. multiprocessing's resource tracker
     seen: list[psutil.Process] = []
-    executor = make_executor("ray", 1, num_cpus=2, num_gpus=2, object_store_memory=80 * 1024**2, log_to_driver=False)
+    executor = make_executor(
+        "ray", 1, num_cpus=2, num_gpus=2, object_store_memory=80 * 1024**2, log_to_driver=False
+    )
     with executor:
         assert ray.cluster_resources()["GPU"] == 2
         outcomes = runs.compute_planned(plan.requests, executor)
@@ -212,13 +235,17 @@ def test_ray_gives_each_run_its_own_gpu_cancels_and_leaves_no_process(planned, s
     assert records_of(store) == expected
     assert seen, "the cluster's processes were not found"
     gone, alive = psutil.wait_procs(seen, timeout=30)
-    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "Ray processes are left after shutdown"
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], (
+        "Ray processes are left after shutdown"
+    )
 
 
 def test_submitit_local_jobs_match_a_local_execution(planned, store, tmp_path):
     _engine("submitit")
     plan, expected = planned
-    with SlurmExecutor(folder=tmp_path / "slurm", cluster="local", time_min=5, poll_s=0.5) as executor:
+    with SlurmExecutor(
+        folder=tmp_path / "slurm", cluster="local", time_min=5, poll_s=0.5
+    ) as executor:
         outcomes = runs.compute_planned(plan.requests, executor)
     assert [o.status for o in outcomes] == ["computed"] * 4, [o.error for o in outcomes]
     assert records_of(store) == expected
@@ -228,7 +255,9 @@ def test_missing_engines_and_bad_options_say_what_to_do(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'pilcro-lib\[ray\]'"):
         make_executor("ray")
-    with pytest.raises(ValueError, match="executor='dask' is not allowed; choose one of 'local', 'ray', 'slurm'"):
+    with pytest.raises(
+        ValueError, match="executor='dask' is not allowed; choose one of 'local', 'ray', 'slurm'"
+    ):
         make_executor("dask")
     with pytest.raises(ValueError, match="cluster='debug' is not allowed"):
         make_executor("slurm", cluster="debug")
@@ -239,5 +268,7 @@ def test_missing_engines_and_bad_options_say_what_to_do(monkeypatch):
     with pytest.raises(ValueError, match="needs more GPUs than this machine's 0"):
         LocalExecutor(gpus_per_run=1)
     for bad in (float("inf"), float("nan"), -1, True, "1"):
-        with pytest.raises(ValueError, match=f"gpus_per_run must be a finite number >= 0, got {bad!r}"):
+        with pytest.raises(
+            ValueError, match=f"gpus_per_run must be a finite number >= 0, got {bad!r}"
+        ):
             make_executor("local", bad)

@@ -16,7 +16,9 @@ def test_fast_cnn_parameter_count_closed_form():
 @pytest.mark.parametrize("padding", ["valid", "same", "full"])
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 def test_fast_cnn_shapes_and_path_count_for_every_padding(padding, padding_mode):
-    net = fast_cnn(width=4, padding=padding, padding_mode=padding_mode, normalization=((0.3,), (0.4,)))
+    net = fast_cnn(
+        width=4, padding=padding, padding_mode=padding_mode, normalization=((0.3,), (0.4,))
+    )
     assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     counts = path_count(net, (1, 28, 28))
     assert counts.shape == (28, 28) and (counts >= 0).all() and counts[10:18, 10:18].min() > 0
@@ -49,7 +51,10 @@ def test_fast_cnn_runs_channels_last_under_cpu_bf16_autocast():
         (dict(width=0), "width must be an integer >= 1"),
         (dict(padding_mode="mirror"), "padding_mode='mirror'.*'circular'"),
         (dict(padding="half"), "padding='half'.*'same'"),
-        (dict(normalization=((0.5, 0.5), (0.2, 0.2))), "normalization has 2 channels but in_channels=1"),
+        (
+            dict(normalization=((0.5, 0.5), (0.2, 0.2))),
+            "normalization has 2 channels but in_channels=1",
+        ),
     ],
 )
 def test_fast_cnn_bad_arguments(kwargs, match):

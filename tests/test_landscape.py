@@ -11,12 +11,19 @@ from pilcro_lib import landscape
 from pilcro_lib.data import ImageDataset
 
 
-
 def small_net(in_channels=2, bn=True):
     torch.manual_seed(1)
     norm = [nn.BatchNorm2d(6)] if bn else []
-    return nn.Sequential(nn.Conv2d(in_channels, 6, 3, padding=1), *norm, nn.ReLU(), nn.Conv2d(6, 6, 3, stride=2),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 6, 3, padding=1),
+        *norm,
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 4),
+    )
 
 
 @pytest.fixture
@@ -30,7 +37,12 @@ def close(a, b):
 
 
 def captum_map(forward, x, **kwargs):
-    return Saliency(forward).attribute(x.clone().requires_grad_(True), abs=True, **kwargs).sum(1).mean(0)
+    return (
+        Saliency(forward)
+        .attribute(x.clone().requires_grad_(True), abs=True, **kwargs)
+        .sum(1)
+        .mean(0)
+    )
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -38,10 +50,17 @@ def test_logit_matches_captum(data, train):
     x, y = data
     model = small_net().train(train)
     # one batch of 64 >= 37: in train mode BatchNorm couples the batch exactly as in Captum's call
-    ours = landscape.importance_landscape(model, x, y, score="logit", batch_size=64, normalize=False)
+    ours = landscape.importance_landscape(
+        model, x, y, score="logit", batch_size=64, normalize=False
+    )
     close(ours, captum_map(model, x, target=y))
     if not train:  # in eval mode the batch size does not matter
-        close(landscape.importance_landscape(model, x, y, score="logit", batch_size=5, normalize=False), ours)
+        close(
+            landscape.importance_landscape(
+                model, x, y, score="logit", batch_size=5, normalize=False
+            ),
+            ours,
+        )
 
 
 def test_loss_and_logsumexp_match_captum(data):
@@ -51,10 +70,14 @@ def test_loss_and_logsumexp_match_captum(data):
     def loss(inp, target):
         return F.cross_entropy(model(inp), target, reduction="none")
 
-    close(landscape.importance_landscape(model, x, y, batch_size=8, normalize=False),
-          captum_map(loss, x, additional_forward_args=(y,)))
-    close(landscape.importance_landscape(model, x, score="logsumexp", batch_size=8, normalize=False),
-          captum_map(lambda inp: model(inp).logsumexp(1), x))
+    close(
+        landscape.importance_landscape(model, x, y, batch_size=8, normalize=False),
+        captum_map(loss, x, additional_forward_args=(y,)),
+    )
+    close(
+        landscape.importance_landscape(model, x, score="logsumexp", batch_size=8, normalize=False),
+        captum_map(lambda inp: model(inp).logsumexp(1), x),
+    )
 
 
 def test_squared_readout_matches_naive_loop(data):
@@ -66,7 +89,9 @@ def test_squared_readout_matches_naive_loop(data):
         xi = xi[None].clone().requires_grad_(True)
         (g,) = torch.autograd.grad(model(xi)[0] @ v, xi)
         maps.append(g.pow(2).sum(1)[0])
-    ours = landscape.importance_landscape(model, x, score="readout", squared=True, batch_size=10, normalize=False)
+    ours = landscape.importance_landscape(
+        model, x, score="readout", squared=True, batch_size=10, normalize=False
+    )
     close(ours, torch.stack(maps).mean(0))
     lam = landscape.importance_landscape(model, x, score="readout", squared=True, batch_size=10)
     close(lam, ours / ours.mean())
@@ -80,7 +105,12 @@ def test_dataset_inputs_equal_tensor_inputs(data):
     float_x = images.float_images()
     ref = landscape.importance_landscape(model, float_x, y, batch_size=16)
     close(landscape.importance_landscape(model, images, batch_size=16), ref)
-    close(landscape.importance_landscape(model, torch.utils.data.TensorDataset(float_x, y), batch_size=7), ref)
+    close(
+        landscape.importance_landscape(
+            model, torch.utils.data.TensorDataset(float_x, y), batch_size=7
+        ),
+        ref,
+    )
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -110,7 +140,9 @@ def test_cuda_matches_cpu(data):
 def test_pearson_matches_numpy():
     g = torch.Generator().manual_seed(3)
     a, b = torch.rand(5, 6, generator=g), torch.rand(5, 6, generator=g)
-    assert landscape.pearson(a, b) == pytest.approx(np.corrcoef(a.flatten(), b.flatten())[0, 1], abs=1e-12)
+    assert landscape.pearson(a, b) == pytest.approx(
+        np.corrcoef(a.flatten(), b.flatten())[0, 1], abs=1e-12
+    )
     assert landscape.pearson(a, 2 * a + 1) == pytest.approx(1.0)
     assert np.isnan(landscape.pearson(torch.ones(3, 3), a[:3, :3]))
     assert np.isnan(landscape.pearson(a[:3, :3], 5 + 1e-12 * a[:3, :3]))
@@ -118,19 +150,32 @@ def test_pearson_matches_numpy():
 
 def test_monte_carlo_is_reproducible_and_leaves_global_rng():
     def build():
-        return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                             nn.Linear(3, 2))
+        return nn.Sequential(
+            nn.Conv2d(1, 3, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(3, 2),
+        )
 
     state = torch.get_rng_state()
-    mean, per_init = landscape.monte_carlo_landscape(build, (1, 6, 6), n_inits=4, return_per_init=True, seed=5)
+    mean, per_init = landscape.monte_carlo_landscape(
+        build, (1, 6, 6), n_inits=4, return_per_init=True, seed=5
+    )
     assert torch.equal(torch.get_rng_state(), state)
     assert per_init.shape == (4, 6, 6)
     close(mean, landscape.normalize(per_init.mean(0)))
     again = landscape.monte_carlo_landscape(build, (1, 6, 6), n_inits=4, seed=5)
     assert torch.equal(mean, again)
     images = torch.rand(10, 1, 6, 6)
-    for inputs in ("uniform", images, torch.utils.data.TensorDataset(images, torch.randint(2, (10,)))):
-        m = landscape.monte_carlo_landscape(build, (1, 6, 6), n_inits=2, inputs=inputs, score="loss", mode="train")
+    for inputs in (
+        "uniform",
+        images,
+        torch.utils.data.TensorDataset(images, torch.randint(2, (10,))),
+    ):
+        m = landscape.monte_carlo_landscape(
+            build, (1, 6, 6), n_inits=2, inputs=inputs, score="loss", mode="train"
+        )
         assert m.shape == (6, 6) and torch.isfinite(m).all()
 
 
@@ -149,7 +194,9 @@ def test_errors_name_the_argument(data):
     model = small_net()
     with pytest.raises(ValueError, match="inputs must be 4-D"):
         landscape.importance_landscape(model, x[0], y)
-    with pytest.raises(ValueError, match="inputs have 3 channels but the model's first spatial layer expects 2"):
+    with pytest.raises(
+        ValueError, match="inputs have 3 channels but the model's first spatial layer expects 2"
+    ):
         landscape.importance_landscape(model, torch.rand(4, 3, 9, 9), y[:4])
     with pytest.raises(ValueError, match="targets are required for score='loss'"):
         landscape.importance_landscape(model, x)
@@ -180,7 +227,9 @@ def test_errors_name_the_argument(data):
 def test_asymmetry():
     sym = torch.tensor([[1.0, 2.0, 1.0], [3.0, 0.0, 3.0]])
     assert landscape.asymmetry(sym).item() == 0
-    assert landscape.asymmetry(sym, dim=-2).item() == pytest.approx(12 / 10)  # (|1-3| + |2-0| + |1-3|) twice, over 10
+    assert landscape.asymmetry(sym, dim=-2).item() == pytest.approx(
+        12 / 10
+    )  # (|1-3| + |2-0| + |1-3|) twice, over 10
     with pytest.raises(ValueError, match="dim"):
         landscape.asymmetry(sym, dim=0)
 
@@ -192,7 +241,9 @@ def test_importance_landscape_accepts_models_led_by_any_spatial_layer(kind):
     net = reference_net((kind, "conv", "conv"), width=4, input_size=12, rank=2).eval()
     x, y = torch.rand(3, 1, 12, 12), torch.tensor([0, 1, 2])
     assert landscape.importance_landscape(net, x, y).shape == (12, 12)
-    with pytest.raises(ValueError, match="inputs have 2 channels but the model's first spatial layer expects 1"):
+    with pytest.raises(
+        ValueError, match="inputs have 2 channels but the model's first spatial layer expects 1"
+    ):
         landscape.importance_landscape(net, torch.rand(3, 2, 12, 12), y)
 
 
@@ -200,7 +251,9 @@ def test_importance_landscape_accepts_models_led_by_any_spatial_layer(kind):
 
 
 def _state(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}, [m.training for m in model.modules()]
+    return {k: v.clone() for k, v in model.state_dict().items()}, [
+        m.training for m in model.modules()
+    ]
 
 
 def _batch_stats_by_hand(model, x, y):
@@ -234,8 +287,15 @@ def test_train_mode_uses_batch_statistics_and_leaves_the_model_as_it_was(data, s
 def test_train_mode_keeps_dropout_off_and_restores_its_flag(data):
     x, y = data
     torch.manual_seed(2)
-    model = nn.Sequential(nn.Conv2d(2, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten(), nn.Linear(6, 4)).train()
+    model = nn.Sequential(
+        nn.Conv2d(2, 6, 3),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 4),
+    ).train()
     first = landscape.importance_landscape(model, x, y, batch_size=64, mode="train")
     second = landscape.importance_landscape(model, x, y, batch_size=64, mode="train")
     assert torch.equal(first, second)  # no random mask
@@ -252,8 +312,9 @@ def _cifar_resnet_landscape(mode):
 
     from pilcro_lib.models import cifar_resnet18
 
-    return landscape.monte_carlo_landscape(partial(cifar_resnet18, width=8), (3, 32, 32), n_inits=3, n_inputs=8,
-                                           mode=mode, seed=0)
+    return landscape.monte_carlo_landscape(
+        partial(cifar_resnet18, width=8), (3, 32, 32), n_inits=3, n_inputs=8, mode=mode, seed=0
+    )
 
 
 def test_cifar_resnet_at_init_has_no_period_8_grid_with_batch_statistics():
@@ -280,8 +341,12 @@ def test_batch_statistics_copy_predicts_the_train_mode_grid():
     with torch.no_grad():
         first = net[0](x)
     torch.testing.assert_close(bn.running_var, first.var(dim=(0, 2, 3)), rtol=1e-3, atol=1e-6)
-    grid = {name: landscape.grid_ratio(landscape.normalize(paths.path_count(m, (3, 32, 32), weighting="variance")))
-            for name, m in (("eval", net), ("train", trained_view))}
+    grid = {
+        name: landscape.grid_ratio(
+            landscape.normalize(paths.path_count(m, (3, 32, 32), weighting="variance"))
+        )
+        for name, m in (("eval", net), ("train", trained_view))
+    }
     assert grid["eval"] > 3 and 1 / 1.5 < grid["train"] < 1.5
 
 
@@ -291,8 +356,11 @@ def test_grid_ratio():
     lam[::8, ::8] = 5.0
     assert landscape.grid_ratio(lam).item() == 5
     assert landscape.grid_ratio(lam, offset=1).item() < 1
-    for kwargs, match in ((dict(period=1), "period"), (dict(period=32), "period=32 is larger"),
-                          (dict(offset=8), "offset=8")):
+    for kwargs, match in (
+        (dict(period=1), "period"),
+        (dict(period=32), "period=32 is larger"),
+        (dict(offset=8), "offset=8"),
+    ):
         with pytest.raises(ValueError, match=match):
             landscape.grid_ratio(lam, **kwargs)
 

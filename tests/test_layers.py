@@ -42,7 +42,15 @@ def _randomize(layer: nn.Module, seed: int = 0, *, keep_weight: bool = False) ->
 def _conv_reference(x, weight, bias, *, stride=1, padding=0, padding_mode="zeros"):
     """nn.Conv2d with the given weight/bias: the independent reference for a shared kernel."""
     f, c, kh, kw = weight.shape
-    conv = nn.Conv2d(c, f, (kh, kw), stride=stride, padding=padding, padding_mode=padding_mode, bias=bias is not None)
+    conv = nn.Conv2d(
+        c,
+        f,
+        (kh, kw),
+        stride=stride,
+        padding=padding,
+        padding_mode=padding_mode,
+        bias=bias is not None,
+    )
     conv = conv.to(weight.dtype)
     with torch.no_grad():
         conv.weight.copy_(weight)
@@ -62,7 +70,9 @@ def _naive_lc(x, kernel, bias, stride, padding, padding_mode):
     for i in range(h_out):
         for j in range(w_out):
             patch = xp[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
-            out[:, :, i, j] = np.einsum("ncab,fcab->nf", patch, k[i, j]) + bias.detach().numpy()[:, i, j]
+            out[:, :, i, j] = (
+                np.einsum("ncab,fcab->nf", patch, k[i, j]) + bias.detach().numpy()[:, i, j]
+            )
     return torch.from_numpy(out)
 
 
@@ -71,12 +81,23 @@ def _naive_lc(x, kernel, bias, stride, padding, padding_mode):
 
 @pytest.mark.parametrize(
     ("stride", "padding", "padding_mode"),
-    [(1, 0, "zeros"), (2, 1, "zeros"), (1, 2, "reflect"), (2, 1, "replicate"), (1, 1, "circular"), (3, 2, "zeros")],
+    [
+        (1, 0, "zeros"),
+        (2, 1, "zeros"),
+        (1, 2, "reflect"),
+        (2, 1, "replicate"),
+        (1, 1, "circular"),
+        (3, 2, "zeros"),
+    ],
 )
 def test_lc_matches_naive_loop(stride, padding, padding_mode):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
-    lc = _randomize(LocallyConnected2d(3, 4, (3, 2), (7, 6), stride=stride, padding=padding, padding_mode=padding_mode).double())
+    lc = _randomize(
+        LocallyConnected2d(
+            3, 4, (3, 2), (7, 6), stride=stride, padding=padding, padding_mode=padding_mode
+        ).double()
+    )
     ref = _naive_lc(x, lc.kernel(), lc.bias, stride, padding, padding_mode)
     out = lc(x)
     assert out.shape == ref.shape
@@ -113,13 +134,25 @@ def test_lc_zero_padding_taps_are_absent():
     ref = _naive_lc(x, full.double(), torch.zeros(3, 4, 4, dtype=torch.float64), 1, 1, "zeros")
     torch.testing.assert_close(lc.double()(x), ref)
     # other padding modes put real pixels on every tap: none is absent
-    assert count_parameters(LocallyConnected2d(2, 3, 3, 4, padding="same", padding_mode="reflect")) == 144 * 2 * 3 + 3 * 4 * 4
+    assert (
+        count_parameters(LocallyConnected2d(2, 3, 3, 4, padding="same", padding_mode="reflect"))
+        == 144 * 2 * 3 + 3 * 4 * 4
+    )
 
 
 # ---------------------------------------------------------------- padding
 
 
-@pytest.mark.parametrize(("size", "kernel", "stride", "expected"), [(28, 3, 2, (0, 1)), (7, 4, 2, (1, 2)), (28, 3, 1, (1, 1)), (6, 4, 1, (1, 2)), (5, 1, 2, (0, 0))])
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "expected"),
+    [
+        (28, 3, 2, (0, 1)),
+        (7, 4, 2, (1, 2)),
+        (28, 3, 1, (1, 1)),
+        (6, 4, 1, (1, 2)),
+        (5, 1, 2, (0, 0)),
+    ],
+)
 def test_same_padding_is_tensorflows(size, kernel, stride, expected):
     """TensorFlow's SAME: ceil(n/s) outputs; total max((ceil(n/s)-1)*s + k - n, 0), the odd pixel
     after. n=28, k=3, s=2: 13*2 + 3 - 28 = 1 -> (0, 1); n=7, k=4, s=2: 3*2 + 4 - 7 = 3 -> (1, 2)."""
@@ -135,11 +168,15 @@ def test_same_padding_with_stride(layer_type):
     padded = torch.nn.functional.pad(x, (1, 2, 1, 2))
     if layer_type == "coordconv":
         layer = CoordConv2d(3, 4, 4, stride=2, padding="same").double()
-        coords = torch.stack(torch.meshgrid(torch.linspace(-1, 1, 7), torch.linspace(-1, 1, 7), indexing="ij")).double()
+        coords = torch.stack(
+            torch.meshgrid(torch.linspace(-1, 1, 7), torch.linspace(-1, 1, 7), indexing="ij")
+        ).double()
         padded = torch.nn.functional.pad(torch.cat([x, coords.expand(2, 2, 7, 7)], 1), (1, 2, 1, 2))
         ref = _conv_reference(padded, layer.conv.weight, layer.conv.bias, stride=2)
     elif layer_type == "lrlc":
-        layer = LowRankLocallyConnected2d(3, 4, 4, 7, 1, stride=2, padding="same", spatial_bias=False).double()
+        layer = LowRankLocallyConnected2d(
+            3, 4, 4, 7, 1, stride=2, padding="same", spatial_bias=False
+        ).double()
         ref = _conv_reference(padded, layer.bases()[0], layer.bias, stride=2)
     else:
         layer = LocallyConnected2d(3, 4, 4, 7, stride=2, padding="same").double()
@@ -157,8 +194,18 @@ def test_same_padding_with_stride(layer_type):
 def test_rank1_lrlc_is_conv_with_its_bank(combining, normalize):
     torch.manual_seed(2)
     x = torch.randn(2, 3, 8, 8)
-    layer = LowRankLocallyConnected2d(3, 4, 3, 8, 1, padding=1, padding_mode="reflect", combining=combining,
-                                      normalize=normalize, spatial_bias=False)
+    layer = LowRankLocallyConnected2d(
+        3,
+        4,
+        3,
+        8,
+        1,
+        padding=1,
+        padding_mode="reflect",
+        combining=combining,
+        normalize=normalize,
+        spatial_bias=False,
+    )
     _randomize(layer)
     if normalize == "l2":  # a positive logit normalises to weight 1 at rank 1
         for p in (layer.row_logits, layer.col_logits, layer.logits):
@@ -177,7 +224,9 @@ def test_initial_lrlc_is_conv_with_scaled_mean_bank(rank, combining, normalize):
     torch.manual_seed(3)
     x = torch.randn(2, 3, 10, 9)
     init = dict(combining_init="zeros") if combining == "input" else {}
-    layer = LowRankLocallyConnected2d(3, 4, 3, (10, 9), rank, stride=2, combining=combining, normalize=normalize, **init)
+    layer = LowRankLocallyConnected2d(
+        3, 4, 3, (10, 9), rank, stride=2, combining=combining, normalize=normalize, **init
+    )
     scale = 1.0 if normalize == "softmax" else math.sqrt(rank)
     ref = _conv_reference(x, scale * layer.bases().mean(0), layer.bias, stride=2)
     torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
@@ -192,7 +241,9 @@ def test_uniform_weights_any_logits_constant_over_k():
         layer.row_logits.copy_(torch.randn(5, 1).expand(5, 4))
         layer.col_logits.copy_(torch.randn(5, 1).expand(5, 4))
         layer.bias.normal_()
-    torch.testing.assert_close(layer(x), _conv_reference(x, layer.bases().mean(0), layer.bias), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        layer(x), _conv_reference(x, layer.bases().mean(0), layer.bias), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("combining", SHARED_MODES)
@@ -208,7 +259,9 @@ def test_initial_logits_are_the_authors(combining, normalize):
     if combining == "row_col":
         torch.testing.assert_close(layer.row_logits, torch.full((4, 4), 0.25))
     alpha = layer.combining_weights()
-    torch.testing.assert_close(alpha, torch.full_like(alpha, 0.25 if normalize == "softmax" else 0.5))
+    torch.testing.assert_close(
+        alpha, torch.full_like(alpha, 0.25 if normalize == "softmax" else 0.5)
+    )
 
 
 @pytest.mark.parametrize(
@@ -226,7 +279,9 @@ def test_lrlc_equals_lc_with_equivalent_kernel(combining, normalize, stride, pad
     torch.manual_seed(5)
     x = torch.randn(3, 4, 9, 8)
     kwargs = dict(stride=stride, padding=padding, padding_mode=padding_mode)
-    lrlc = LowRankLocallyConnected2d(4, 5, 3, (9, 8), 3, combining=combining, normalize=normalize, **kwargs)
+    lrlc = LowRankLocallyConnected2d(
+        4, 5, 3, (9, 8), 3, combining=combining, normalize=normalize, **kwargs
+    )
     _randomize(lrlc, keep_weight=True)
     lc = LocallyConnected2d(4, 5, 3, (9, 8), **kwargs)
     with torch.no_grad():
@@ -237,7 +292,9 @@ def test_lrlc_equals_lc_with_equivalent_kernel(combining, normalize, stride, pad
 def test_input_dependent_lrlc_equals_per_example_lc():
     torch.manual_seed(6)
     x = torch.randn(3, 2, 12, 12)
-    lrlc = _randomize(LowRankLocallyConnected2d(2, 4, 3, 12, 3, combining="input"), keep_weight=True)
+    lrlc = _randomize(
+        LowRankLocallyConnected2d(2, 4, 3, 12, 3, combining="input"), keep_weight=True
+    )
     kernels = lrlc.equivalent_kernel(x)
     assert kernels.shape == (3, 10, 10, 4, 2, 3, 3)
     out = lrlc(x)
@@ -255,11 +312,15 @@ def test_row_col_equals_free_with_softmax_of_sum(spatial_bias):
     torch.manual_seed(7)
     x = torch.randn(2, 3, 8, 7)
     rc = _randomize(LowRankLocallyConnected2d(3, 4, 3, (8, 7), 3, spatial_bias=spatial_bias))
-    free = LowRankLocallyConnected2d(3, 4, 3, (8, 7), 3, combining="free", normalize="none", spatial_bias=spatial_bias)
+    free = LowRankLocallyConnected2d(
+        3, 4, 3, (8, 7), 3, combining="free", normalize="none", spatial_bias=spatial_bias
+    )
     with torch.no_grad():
         free.weight.copy_(rc.weight)
         free.bias.copy_(rc.bias)
-        free.logits.copy_(torch.softmax(rc.row_logits[:, None, :] + rc.col_logits[None, :, :], dim=-1))
+        free.logits.copy_(
+            torch.softmax(rc.row_logits[:, None, :] + rc.col_logits[None, :, :], dim=-1)
+        )
         if spatial_bias:
             free.spatial_bias.copy_(rc.row_bias[:, None] + rc.col_bias[None, :])
     torch.testing.assert_close(rc(x), free(x), rtol=1e-5, atol=1e-5)
@@ -268,7 +329,9 @@ def test_row_col_equals_free_with_softmax_of_sum(spatial_bias):
 @pytest.mark.parametrize("combining", SHARED_MODES)
 @pytest.mark.parametrize("normalize", NORMALIZATIONS)
 def test_combining_weights_normalised_and_structured(combining, normalize):
-    layer = _randomize(LowRankLocallyConnected2d(2, 3, 3, (7, 6), 4, combining=combining, normalize=normalize))
+    layer = _randomize(
+        LowRankLocallyConnected2d(2, 3, 3, (7, 6), 4, combining=combining, normalize=normalize)
+    )
     alpha = layer.combining_weights()
     assert alpha.shape == (5, 4, 4)
     if normalize == "softmax":
@@ -292,14 +355,22 @@ def test_input_head_dilated_convs_are_valid():
     """Unpadded: at dilation d a 17x17 map gives (17 - 2d) x (17 - 2d)."""
     head = InputCombiningHead(2, 3, (17, 17), (15, 15))
     a = torch.randn(1, 3, 17, 17)
-    assert [tuple(conv(a).shape[-2:]) for conv in head.dilated] == [(15, 15), (13, 13), (9, 9), (1, 1)]
+    assert [tuple(conv(a).shape[-2:]) for conv in head.dilated] == [
+        (15, 15),
+        (13, 13),
+        (9, 9),
+        (1, 1),
+    ]
 
 
-@pytest.mark.parametrize(("resize", "size", "expected"), [
-    ("aligned", 3, [[0.0, 0.5, 1.0], [1.0, 1.5, 2.0], [2.0, 2.5, 3.0]]),
-    ("aligned", 4, [[0.0, 1 / 3, 2 / 3, 1.0]]),
-    ("half_pixel", 4, [[0.0, 0.25, 0.75, 1.0]]),
-])
+@pytest.mark.parametrize(
+    ("resize", "size", "expected"),
+    [
+        ("aligned", 3, [[0.0, 0.5, 1.0], [1.0, 1.5, 2.0], [2.0, 2.5, 3.0]]),
+        ("aligned", 4, [[0.0, 1 / 3, 2 / 3, 1.0]]),
+        ("half_pixel", 4, [[0.0, 0.25, 0.75, 1.0]]),
+    ],
+)
 def test_input_head_resize(resize, size, expected):
     """2x2 [[0, 1], [2, 3]] to 3x3 with aligned corners: corners kept, midpoints averaged. Rows of
     [0, 1] to 4: aligned samples at 0, 1/3, 2/3, 1; half-pixel at -1/4 (clamped), 1/4, 3/4, 5/4 (clamped)."""
@@ -318,10 +389,21 @@ def test_input_head_is_the_authors_recipe():
     fn = torch.nn.functional
     a = fn.conv2d(x, head.reduce.weight, head.reduce.bias)
     parts = [a, a.mean((2, 3), keepdim=True)]
-    parts += [fn.conv2d(a, c.weight, c.bias, dilation=d, groups=2) for c, d in zip(head.dilated, (1, 2, 4))]
-    feats = torch.cat([fn.interpolate(p, size=(7, 6), mode="bilinear", align_corners=True) for p in parts], 1)
+    parts += [
+        fn.conv2d(a, c.weight, c.bias, dilation=d, groups=2)
+        for c, d in zip(head.dilated, (1, 2, 4))
+    ]
+    feats = torch.cat(
+        [fn.interpolate(p, size=(7, 6), mode="bilinear", align_corners=True) for p in parts], 1
+    )
     m = head.mlp
-    ref = fn.conv2d(torch.sigmoid(fn.conv2d(torch.relu(fn.conv2d(feats, m[0].weight, m[0].bias)), m[2].weight, m[2].bias)), m[4].weight, m[4].bias)
+    ref = fn.conv2d(
+        torch.sigmoid(
+            fn.conv2d(torch.relu(fn.conv2d(feats, m[0].weight, m[0].bias)), m[2].weight, m[2].bias)
+        ),
+        m[4].weight,
+        m[4].bias,
+    )
     torch.testing.assert_close(head(x), ref)
 
 
@@ -338,7 +420,9 @@ def test_input_combining_init():
     assert abs(last.weight.std().item() - bound / math.sqrt(3)) < 0.2 * bound
     alpha = default.combining_weights(x)  # [N, H_out, W_out, K]
     assert (alpha - 1 / k).abs().max() > 1e-3
-    assert (alpha[0] - alpha[1]).abs().max() > 1e-4 and (alpha[:, 0, 0] - alpha[:, 5, 5]).abs().max() > 1e-4
+    assert (alpha[0] - alpha[1]).abs().max() > 1e-4 and (
+        alpha[:, 0, 0] - alpha[:, 5, 5]
+    ).abs().max() > 1e-4
     zeros = LowRankLocallyConnected2d(8, 16, 3, 12, k, combining="input", combining_init="zeros")
     assert (zeros.head.mlp[-1].weight == 0).all()
     torch.testing.assert_close(zeros.head.mlp[-1].bias, torch.full((k,), 0.5))
@@ -350,7 +434,13 @@ def test_input_combining_init():
 
 def _head_params(c: int, k: int, n_dil: int) -> int:
     features = k * (2 + n_dil)
-    return (c * k + k) + n_dil * (9 * k + k) + (features * 3 * k + 3 * k) + (18 * k * k + 6 * k) + (6 * k * k + k)
+    return (
+        (c * k + k)
+        + n_dil * (9 * k + k)
+        + (features * 3 * k + 3 * k)
+        + (18 * k * k + 6 * k)
+        + (6 * k * k + k)
+    )
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -363,14 +453,18 @@ def test_parameter_counts(bias):
         "free": base + k * ho * wo + ho * wo,
         "row": base + k * ho + ho,
         "col": base + k * wo + wo,
-        "input": base + _head_params(c, k, 3) + ho * wo,  # dilations 1, 2, 4 fit a 10-wide input, 8 does not
+        "input": base
+        + _head_params(c, k, 3)
+        + ho * wo,  # dilations 1, 2, 4 fit a 10-wide input, 8 does not
     }
     for mode, count in expected.items():
         layer = LowRankLocallyConnected2d(c, f, 3, (h, w), k, combining=mode, bias=bias)
         assert count_parameters(layer) == count, mode
     no_spatial = LowRankLocallyConnected2d(c, f, 3, (h, w), k, spatial_bias=False, bias=bias)
     assert count_parameters(no_spatial) == base + k * (ho + wo)
-    assert count_parameters(LocallyConnected2d(c, f, 3, (h, w), bias=bias)) == ho * wo * f * (c * 9 + (1 if bias else 0))
+    assert count_parameters(LocallyConnected2d(c, f, 3, (h, w), bias=bias)) == ho * wo * f * (
+        c * 9 + (1 if bias else 0)
+    )
     assert count_parameters(CoordConv2d(c, f, 3, bias=bias)) == (c + 2) * f * 9 + (f if bias else 0)
 
 
@@ -409,36 +503,69 @@ def test_coordconv_is_conv_on_coordinate_channels():
 
 def test_gradcheck_lc():
     torch.manual_seed(10)
-    lc = _randomize(LocallyConnected2d(2, 3, 2, (4, 5), stride=(1, 2), padding=1, padding_mode="reflect").double())
+    lc = _randomize(
+        LocallyConnected2d(
+            2, 3, 2, (4, 5), stride=(1, 2), padding=1, padding_mode="reflect"
+        ).double()
+    )
     x = torch.randn(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda inp, wt, b: torch.func.functional_call(lc, {"weight": wt, "bias": b}, (inp,)),
-                                    (x, lc.weight, lc.bias))
+    assert torch.autograd.gradcheck(
+        lambda inp, wt, b: torch.func.functional_call(lc, {"weight": wt, "bias": b}, (inp,)),
+        (x, lc.weight, lc.bias),
+    )
 
 
-@pytest.mark.parametrize(("combining", "route"), [(mode, "conv") for mode in COMBINING_MODES] + [(mode, "kernel") for mode in SHARED_MODES])
+@pytest.mark.parametrize(
+    ("combining", "route"),
+    [(mode, "conv") for mode in COMBINING_MODES] + [(mode, "kernel") for mode in SHARED_MODES],
+)
 def test_gradcheck_lrlc(combining, route):
     torch.manual_seed(11)
-    layer = LowRankLocallyConnected2d(2, 3, 3, 6, 2, stride=(1, 2), padding=1, padding_mode="reflect", combining=combining, route=route)
+    layer = LowRankLocallyConnected2d(
+        2,
+        3,
+        3,
+        6,
+        2,
+        stride=(1, 2),
+        padding=1,
+        padding_mode="reflect",
+        combining=combining,
+        route=route,
+    )
     layer = _randomize(layer.double())
     x = torch.randn(2, 2, 6, 6, dtype=torch.float64, requires_grad=True)
     names, params = zip(*layer.named_parameters())
+
     def fn(inp, *ps):
         return torch.func.functional_call(layer, dict(zip(names, ps)), (inp,))
+
     assert torch.autograd.gradcheck(fn, (x, *params))
 
 
-@pytest.mark.parametrize(("combining", "normalize", "stride", "padding", "padding_mode"), [
-    ("row_col", "softmax", 1, 0, "zeros"),
-    ("free", "l2", 2, "same", "zeros"),
-    ("row", "none", 1, 1, "circular"),
-    ("col", "softmax", (2, 1), 2, "reflect"),
-])
+@pytest.mark.parametrize(
+    ("combining", "normalize", "stride", "padding", "padding_mode"),
+    [
+        ("row_col", "softmax", 1, 0, "zeros"),
+        ("free", "l2", 2, "same", "zeros"),
+        ("row", "none", 1, 1, "circular"),
+        ("col", "softmax", (2, 1), 2, "reflect"),
+    ],
+)
 def test_routes_agree(combining, normalize, stride, padding, padding_mode):
     """The kernel route (per-position kernels, then one LC pass) gives the conv route's outputs
     and gradients in float32 on a batch of 16 at rank 6."""
     torch.manual_seed(19)
-    kwargs = dict(stride=stride, padding=padding, padding_mode=padding_mode, combining=combining, normalize=normalize)
-    conv = _randomize(LowRankLocallyConnected2d(8, 12, 3, (15, 13), 6, route="conv", **kwargs), keep_weight=True)
+    kwargs = dict(
+        stride=stride,
+        padding=padding,
+        padding_mode=padding_mode,
+        combining=combining,
+        normalize=normalize,
+    )
+    conv = _randomize(
+        LowRankLocallyConnected2d(8, 12, 3, (15, 13), 6, route="conv", **kwargs), keep_weight=True
+    )
     kernel = LowRankLocallyConnected2d(8, 12, 3, (15, 13), 6, route="kernel", **kwargs)
     kernel.load_state_dict(conv.state_dict())
     x = torch.randn(16, 8, 15, 13)
@@ -450,7 +577,9 @@ def test_routes_agree(combining, normalize, stride, padding, padding_mode):
         outs.append(out)
         grads.append([inp.grad] + [p.grad for p in layer.parameters()])
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
-    for g_kernel, g_conv in zip(grads[1], grads[0]):  # sums of up to N*H_out*W_out terms: error relative to the largest
+    for g_kernel, g_conv in zip(
+        grads[1], grads[0]
+    ):  # sums of up to N*H_out*W_out terms: error relative to the largest
         assert (g_kernel - g_conv).abs().max() <= 1e-5 * g_conv.abs().max()
 
 
@@ -458,8 +587,10 @@ def test_route_rule():
     """Kernel route when 5 * (N + K) * D < K * N * (D + 64), D = C*kh*kw; input-dependent: always conv.
     D = 576, N = 32: K = 5 gives 106560 > 102400 (conv), K = 6 gives 109440 < 122880 (kernel).
     D = 9, N = 32, K = 1: 1485 < 2336 (kernel); N = 1, K = 1: 90 > 73 (conv)."""
+
     def route(channels, rank, batch, **kwargs):
         return LowRankLocallyConnected2d(channels, 3, 3, 8, rank, **kwargs).route_for(batch)
+
     assert (KERNEL_ROUTE_SLOWDOWN, COMBINE_COST) == (5.0, 64.0)
     assert [route(64, k, 32) for k in (1, 2, 4, 5, 6, 8, 16)] == ["conv"] * 4 + ["kernel"] * 3
     assert route(1, 1, 32) == "kernel" and route(1, 1, 1) == "conv"
@@ -471,7 +602,9 @@ def test_route_rule():
 def test_routes_under_autocast_and_channels_last(route):
     """bf16 autocast and channels_last inputs give the float32 result to bf16 precision."""
     torch.manual_seed(20)
-    layer = _randomize(LowRankLocallyConnected2d(8, 12, 3, 10, 4, padding=1, route=route), keep_weight=True)
+    layer = _randomize(
+        LowRankLocallyConnected2d(8, 12, 3, 10, 4, padding=1, route=route), keep_weight=True
+    )
     x = torch.randn(4, 8, 10, 10)
     ref = layer(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -488,7 +621,9 @@ def test_double_backward(kind):
         layer = LocallyConnected2d(2, 3, 3, 6, padding=1).double()
     else:
         combining, *route = kind.split(" ")
-        layer = LowRankLocallyConnected2d(2, 3, 3, 6, 2, combining=combining, route=route[0] if route else "auto").double()
+        layer = LowRankLocallyConnected2d(
+            2, 3, 3, 6, 2, combining=combining, route=route[0] if route else "auto"
+        ).double()
     _randomize(layer)
     x = torch.randn(2, 2, 6, 6, dtype=torch.float64, requires_grad=True)
     (grad_x,) = torch.autograd.grad(layer(x).tanh().sum(), x, create_graph=True)
@@ -517,8 +652,16 @@ def test_double_backward(kind):
         (dict(combining="input", route="kernel"), ValueError, "route='kernel' needs"),
         (dict(combining_init="ones"), ValueError, "combining_init='ones' is not allowed"),
         (dict(resize="nearest"), ValueError, "resize='nearest' is not allowed"),
-        (dict(combining_init="zeros"), ValueError, "combining_init='zeros' applies to combining='input' only"),
-        (dict(resize="half_pixel", combining="free"), ValueError, "resize='half_pixel' applies to combining='input' only"),
+        (
+            dict(combining_init="zeros"),
+            ValueError,
+            "combining_init='zeros' applies to combining='input' only",
+        ),
+        (
+            dict(resize="half_pixel", combining="free"),
+            ValueError,
+            "resize='half_pixel' applies to combining='input' only",
+        ),
         (dict(padding=8, padding_mode="reflect"), ValueError, "padding_mode"),
     ],
 )
@@ -534,7 +677,9 @@ def test_kernel_larger_than_padded_input_names_both():
     LocallyConnected2d(1, 1, 6, 4, padding=1)  # fits exactly
 
 
-@pytest.mark.parametrize("layer", [LocallyConnected2d(2, 3, 3, 8), LowRankLocallyConnected2d(2, 3, 3, 8, 2)])
+@pytest.mark.parametrize(
+    "layer", [LocallyConnected2d(2, 3, 3, 8), LowRankLocallyConnected2d(2, 3, 3, 8, 2)]
+)
 def test_wrong_input_size_names_both_sizes(layer):
     with pytest.raises(ValueError, match=r"\(9, 8\).*input_size=\(8, 8\)"):
         layer(torch.randn(1, 2, 9, 8))
@@ -574,28 +719,51 @@ def test_reference_net_layer_kinds(kind):
 
     net = reference_net(("conv", kind, kind), input_size=12, width=8, rank=2)
     assert net(torch.rand(3, 1, 12, 12)).shape == (3, 10)
-    spatial = [m for m in net if not isinstance(m, (nn.BatchNorm2d, nn.ReLU, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear))]
-    if kind in ("conv", "wide_conv", "lrlc", "lrlc_input"):  # BatchNorm follows: no per-channel bias
+    spatial = [
+        m
+        for m in net
+        if not isinstance(m, (nn.BatchNorm2d, nn.ReLU, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear))
+    ]
+    if kind in (
+        "conv",
+        "wide_conv",
+        "lrlc",
+        "lrlc_input",
+    ):  # BatchNorm follows: no per-channel bias
         assert all(m.bias is None for m in spatial)
     if kind == "lc":
         assert spatial[1].bias.shape == (8, 8, 8)
 
 
-@pytest.mark.parametrize("layer_types", [("wide_conv",) * 3, ("conv", "conv", "wide_conv"), ("conv", "wide_conv", "conv")])
+@pytest.mark.parametrize(
+    "layer_types",
+    [("wide_conv",) * 3, ("conv", "conv", "wide_conv"), ("conv", "wide_conv", "conv")],
+)
 @pytest.mark.parametrize("rank", [2, 4])
 def test_wide_conv_net_matches_lrlc_net_count_parameters(layer_types, rank):
     from pilcro_lib.models import count_parameters, reference_net
 
     wide = count_parameters(reference_net(layer_types, rank=rank))
-    lrlc = count_parameters(reference_net([k.replace("wide_conv", "lrlc") for k in layer_types], rank=rank))
-    conv = count_parameters(reference_net([k.replace("wide_conv", "conv") for k in layer_types], rank=rank))
+    lrlc = count_parameters(
+        reference_net([k.replace("wide_conv", "lrlc") for k in layer_types], rank=rank)
+    )
+    conv = count_parameters(
+        reference_net([k.replace("wide_conv", "conv") for k in layer_types], rank=rank)
+    )
     assert abs(wide - lrlc) < 0.01 * lrlc < wide - conv
 
 
 def test_reference_net_input_dependent_options():
     from pilcro_lib.models import reference_net
 
-    net = reference_net(("lrlc_input", "conv", "lrlc_input"), input_size=12, width=4, rank=2, combining_init="zeros", resize="half_pixel")
+    net = reference_net(
+        ("lrlc_input", "conv", "lrlc_input"),
+        input_size=12,
+        width=4,
+        rank=2,
+        combining_init="zeros",
+        resize="half_pixel",
+    )
     for layer in (net[0], net[6]):
         assert layer.head.resize == "half_pixel" and (layer.head.mlp[-1].weight == 0).all()
     assert reference_net(("lrlc_input",) * 3, input_size=12, width=4)[0].head.resize == "aligned"
@@ -617,8 +785,12 @@ def test_initial_lrlc_net_is_the_conv_net_with_mean_banks():
     torch.manual_seed(13)
     lrlc = reference_net(("lrlc",) * 3, input_size=10, width=6, rank=3).eval()
     conv = reference_net(("conv",) * 3, input_size=10, width=6).eval()
-    state = {k: v for k, v in lrlc.state_dict().items() if not k.split(".")[1].endswith(("logits", "bias"))
-             or k.split(".")[0] not in ("0", "3", "6")}
+    state = {
+        k: v
+        for k, v in lrlc.state_dict().items()
+        if not k.split(".")[1].endswith(("logits", "bias"))
+        or k.split(".")[0] not in ("0", "3", "6")
+    }
     for i in (0, 3, 6):
         state[f"{i}.weight"] = lrlc[i].bases().mean(0)
     conv.load_state_dict(state)
@@ -631,7 +803,10 @@ def test_mean_combining_weights():
     from pilcro_lib.models import reference_net
 
     torch.manual_seed(14)
-    net = _randomize(reference_net(("conv", "lrlc_input", "lrlc"), input_size=10, width=4, rank=3), keep_weight=True)
+    net = _randomize(
+        reference_net(("conv", "lrlc_input", "lrlc"), input_size=10, width=4, rank=3),
+        keep_weight=True,
+    )
     net.train()
     x = torch.rand(5, 1, 10, 10)
     hidden = net[:3].eval()(x)

@@ -47,7 +47,9 @@ def test_position_tasks_centre_or_move_the_images():
     assert aligned.image_shape == (1, 10, 10)
     assert torch.equal(aligned.images[:, :, 3:7, 3:7], data.float_images())  # (10 - 4) // 2 = 3
     assert (aligned.offsets == 3).all() and len(set(map(tuple, translated.offsets.tolist()))) > 10
-    assert not torch.equal(tasks["translated"][0].offsets, tasks["translated"][1].offsets)  # seeds differ by split
+    assert not torch.equal(
+        tasks["translated"][0].offsets, tasks["translated"][1].offsets
+    )  # seeds differ by split
 
 
 def test_every_arm_builds_with_its_first_layer():
@@ -56,11 +58,21 @@ def test_every_arm_builds_with_its_first_layer():
         net = arm_net(arm, rank=2, input_size=12, width=4)
         assert net(torch.rand(2, 1, 12, 12)).shape == (2, 10)
         firsts[arm] = type(net[0]).__name__
-    assert firsts["lc"] == "LocallyConnected2d" and firsts["lrlc_input"] == "LowRankLocallyConnected2d"
-    assert firsts["conv"] == firsts["wide_conv"] == "Conv2d" and firsts["coordconv"] == "CoordConv2d"
-    wide, lrlc = arm_net("wide_conv", rank=4, input_size=12, width=4), arm_net("lrlc", rank=4, input_size=12, width=4)
+    assert (
+        firsts["lc"] == "LocallyConnected2d" and firsts["lrlc_input"] == "LowRankLocallyConnected2d"
+    )
+    assert (
+        firsts["conv"] == firsts["wide_conv"] == "Conv2d" and firsts["coordconv"] == "CoordConv2d"
+    )
+    wide, lrlc = (
+        arm_net("wide_conv", rank=4, input_size=12, width=4),
+        arm_net("lrlc", rank=4, input_size=12, width=4),
+    )
     assert wide[0].out_channels > 4
-    assert abs(sum(p.numel() for p in wide.parameters()) - sum(p.numel() for p in lrlc.parameters())) < 40
+    assert (
+        abs(sum(p.numel() for p in wide.parameters()) - sum(p.numel() for p in lrlc.parameters()))
+        < 40
+    )
     with pytest.raises(ValueError, match="arm"):
         arm_net("dense")
 
@@ -73,12 +85,14 @@ def test_he_uniform_init_matches_the_lrlc_bases_and_skips_the_combining_head():
     assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.01)
     assert (conv.bias == 0).all()
     lrlc = LowRankLocallyConnected2d(64, 256, 3, 8, 2, bias=False)
-    assert lrlc.weight.abs().max() <= bound and lrlc.weight.std().item() == pytest.approx(conv.weight.std().item(), rel=0.02)
+    assert lrlc.weight.abs().max() <= bound and lrlc.weight.std().item() == pytest.approx(
+        conv.weight.std().item(), rel=0.02
+    )
     net = reference_net(("lrlc_input", "conv", "conv"), input_size=12, width=4)
     head = [p.clone() for p in net[0].head.parameters()]
     he_uniform_init_(net)
     assert all(torch.equal(a, b) for a, b in zip(head, net[0].head.parameters()))
-    assert (net[3].weight.abs().max() <= math.sqrt(6 / 36))
+    assert net[3].weight.abs().max() <= math.sqrt(6 / 36)
     coord = arm_net("coordconv", input_size=12, width=4)[0].conv
     assert coord.weight.abs().max() <= math.sqrt(6 / (3 * 9))
 
@@ -95,12 +109,19 @@ def test_rank_one_without_spatial_bias_is_a_convolution_and_with_it_is_not():
     plain = arm_net("lrlc_no_spatial_bias", rank=1, input_size=10, width=4)
     biased = arm_net("lrlc", rank=1, input_size=10, width=4)
     conv = arm_net("conv", input_size=10, width=4)
-    assert plain[0].row_bias is None and plain[0].col_bias is None and "0.row_bias" not in plain.state_dict()
+    assert (
+        plain[0].row_bias is None
+        and plain[0].col_bias is None
+        and "0.row_bias" not in plain.state_dict()
+    )
     _as_conv_net(plain, conv)
     torch.testing.assert_close(plain(x), conv(x))  # train mode: BatchNorm with batch statistics
-    biased.load_state_dict({**plain.state_dict(), "0.row_bias": torch.linspace(-1, 1, 8),
-                            "0.col_bias": torch.zeros(8)})
-    after_norm = biased[:2](x) - conv[:2](x)  # BatchNorm does not remove an offset that varies with the row
+    biased.load_state_dict(
+        {**plain.state_dict(), "0.row_bias": torch.linspace(-1, 1, 8), "0.col_bias": torch.zeros(8)}
+    )
+    after_norm = biased[:2](x) - conv[:2](
+        x
+    )  # BatchNorm does not remove an offset that varies with the row
     assert after_norm.abs().max() > 0.1
     with pytest.raises(TypeError, match="model"):
         remove_spatial_bias_("net")
@@ -108,7 +129,9 @@ def test_rank_one_without_spatial_bias_is_a_convolution_and_with_it_is_not():
 
 def test_combining_entropy_closed_forms():
     w = torch.tensor([[0.25] * 4, [1.0, 0, 0, 0], [0.5, 0.5, 0, 0]])
-    torch.testing.assert_close(combining_entropy(w), torch.tensor([1.0, 0.0, math.log(2) / math.log(4)]))
+    torch.testing.assert_close(
+        combining_entropy(w), torch.tensor([1.0, 0.0, math.log(2) / math.log(4)])
+    )
     assert combining_entropy(torch.ones(3, 1)).tolist() == [0.0, 0.0, 0.0]
     with pytest.raises(TypeError, match="weights"):
         combining_entropy(torch.ones(3, dtype=torch.long))
@@ -134,7 +157,9 @@ def test_layer_combining_weights_per_example():
     alpha = layer_combining_weights(net, x)
     assert alpha.shape == (5, 8, 8, 3) and net.training
     torch.testing.assert_close(alpha.sum(-1), torch.ones(5, 8, 8))
-    torch.testing.assert_close(alpha[2], net[0].combining_weights(x[2:3])[0])  # the first layer sees the input
+    torch.testing.assert_close(
+        alpha[2], net[0].combining_weights(x[2:3])[0]
+    )  # the first layer sees the input
     shared = arm_net("lrlc", rank=3, input_size=10, width=4)
     torch.testing.assert_close(layer_combining_weights(shared, x)[4], shared[0].combining_weights())
     with pytest.raises(ValueError, match="inputs"):
@@ -153,9 +178,21 @@ def test_entropy_log_starts_uniform_and_refuses_a_net_without_lrlc():
 @pytest.mark.parametrize("arm", ["conv", "lc", "lrlc", "lrlc_input"])
 def test_train_arm_returns_what_the_chapter_reads(arm):
     data = _dataset(n=32, size=10)
-    m = train_arm(arm=arm, rank=2, train=data, val=data, test=data, epochs=2, width=2, seed=0, probe_size=8,
-                  examples=2)
-    assert [r["epoch"] for r in m["history"]] == [1, 2] and 0 <= m["test_acc"] <= 1 and m["params"] > 0
+    m = train_arm(
+        arm=arm,
+        rank=2,
+        train=data,
+        val=data,
+        test=data,
+        epochs=2,
+        width=2,
+        seed=0,
+        probe_size=8,
+        examples=2,
+    )
+    assert (
+        [r["epoch"] for r in m["history"]] == [1, 2] and 0 <= m["test_acc"] <= 1 and m["params"] > 0
+    )
     assert ("entropy" in m["history"][0]) == arm.startswith("lrlc")
     assert ("kernel_variation" in m) == (arm in ("lc", "lrlc"))
     if arm == "lrlc":
@@ -168,7 +205,9 @@ def test_train_arm_returns_what_the_chapter_reads(arm):
 
 
 def test_load_splits_draws_validation_from_the_training_split():
-    train, val, test = load_splits("fashion_mnist_sample", train_size=50, val_size=20, test_size=30, seed=1)
+    train, val, test = load_splits(
+        "fashion_mnist_sample", train_size=50, val_size=20, test_size=30, seed=1
+    )
     assert (len(train), len(val), len(test)) == (50, 20, 30)
     rows = {bytes(x.numpy()) for x in train.images} & {bytes(x.numpy()) for x in val.images}
     assert not rows  # disjoint
@@ -185,4 +224,14 @@ def test_train_arm_refuses_bad_arguments():
     with pytest.raises(ValueError, match="arm"):
         train_arm(arm="dense", rank=1, train=data, val=data, test=data, epochs=1, width=2, seed=0)
     with pytest.raises(ValueError, match="examples"):
-        train_arm(arm="conv", rank=1, train=data, val=data, test=data, epochs=1, width=2, seed=0, examples=-1)
+        train_arm(
+            arm="conv",
+            rank=1,
+            train=data,
+            val=data,
+            test=data,
+            epochs=1,
+            width=2,
+            seed=0,
+            examples=-1,
+        )

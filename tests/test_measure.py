@@ -9,12 +9,24 @@ import torch
 from torch import nn
 
 from pilcro_lib.layers import LocallyConnected2d, LowRankLocallyConnected2d
-from pilcro_lib.measure import benchmark_layers, forward_flops, matmul_peak, peak_extra_memory, training_step_times
+from pilcro_lib.measure import (
+    benchmark_layers,
+    forward_flops,
+    matmul_peak,
+    peak_extra_memory,
+    training_step_times,
+)
 from pilcro_lib.objective import PObjective
 
 
 def _net() -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.Tanh(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(3, 4),
+    )
 
 
 def test_forward_flops_closed_forms():
@@ -23,12 +35,12 @@ def test_forward_flops_closed_forms():
     conv_flops = 2 * n * f * c * 9 * 7 * 7
     assert forward_flops(nn.Conv2d(c, f, 3), x) == conv_flops
     assert forward_flops(LocallyConnected2d(c, f, 3, s), x) == conv_flops
-    assert forward_flops(LowRankLocallyConnected2d(c, f, 3, s, k, route="conv"), x) == k * conv_flops  # the combine is elementwise
+    assert (
+        forward_flops(LowRankLocallyConnected2d(c, f, 3, s, k, route="conv"), x) == k * conv_flops
+    )  # the combine is elementwise
     # the kernel route: K per-position kernels' worth to build them, then N's worth to apply them
     kernel_route = LowRankLocallyConnected2d(c, f, 3, s, k, route="kernel")
     assert forward_flops(kernel_route, x) == (n + k) * conv_flops // n
-
-
 
 
 def test_peak_extra_memory_counts_a_known_allocation():
@@ -44,8 +56,18 @@ def test_peak_extra_memory_counts_a_known_allocation():
 
 
 def test_benchmark_layers_table():
-    table = benchmark_layers(batch=2, channels=3, sizes=(6,), ranks=(1, 2), routes=("auto", "kernel"), repeats=1)
-    assert list(table.layer) == ["conv", "lrlc K=1", "lrlc K=1 kernel route", "lrlc K=2", "lrlc K=2 kernel route", "lrlc_input K=4", "lc"]
+    table = benchmark_layers(
+        batch=2, channels=3, sizes=(6,), ranks=(1, 2), routes=("auto", "kernel"), repeats=1
+    )
+    assert list(table.layer) == [
+        "conv",
+        "lrlc K=1",
+        "lrlc K=1 kernel route",
+        "lrlc K=2",
+        "lrlc K=2 kernel route",
+        "lrlc_input K=4",
+        "lc",
+    ]
     assert list(table.route) == ["", "conv", "kernel", "conv", "kernel", "conv", ""]
     conv = table.iloc[0]
     assert conv.time_vs_conv == 1 and conv.peak_vs_conv == 1
@@ -66,7 +88,14 @@ def test_training_step_times():
             return None
 
     x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 4, (8,))
-    times = training_step_times(_net(), {"plain": None, "p": PObjective(1.0, every=1), "probe": NeedsInputGrad()}, x, y, steps=1, rounds=2)
+    times = training_step_times(
+        _net(),
+        {"plain": None, "p": PObjective(1.0, every=1), "probe": NeedsInputGrad()},
+        x,
+        y,
+        steps=1,
+        rounds=2,
+    )
     assert list(times) == ["plain", "p", "probe"] and all(t > 0 for t in times.values())
     assert seen and all(seen)
     with pytest.raises(ValueError, match="clock"):

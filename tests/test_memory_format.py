@@ -37,18 +37,29 @@ def test_channels_last_is_unsafe_for_strided_1x1_convolutions(model, safe):
 
 def _toy(channels: int = 2, size: int = 12) -> ImageDataset:
     g = torch.Generator().manual_seed(0)
-    return ImageDataset(torch.rand(16, channels, size, size, generator=g), torch.arange(16) % 2, ["a", "b"], "toy")
+    return ImageDataset(
+        torch.rand(16, channels, size, size, generator=g), torch.arange(16) % 2, ["a", "b"], "toy"
+    )
 
 
-@pytest.mark.parametrize("stride, expected", [(2, torch.contiguous_format), (1, torch.channels_last)])
+@pytest.mark.parametrize(
+    "stride, expected", [(2, torch.contiguous_format), (1, torch.channels_last)]
+)
 def test_fit_trains_in_channels_last_only_where_it_is_safe(stride, expected):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 4, 1, stride=stride, bias=False), nn.Conv2d(4, 4, 3), nn.ReLU(),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 1, stride=stride, bias=False),
+        nn.Conv2d(4, 4, 3),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
     train.fit(model, _toy(), _toy(), epochs=1, recipe="fast", device="cpu", progress=False)
     weight = model[1].weight
     assert weight.is_contiguous(memory_format=expected) and not (
-        expected == torch.contiguous_format and weight.is_contiguous(memory_format=torch.channels_last)
+        expected == torch.contiguous_format
+        and weight.is_contiguous(memory_format=torch.channels_last)
     )
 
 
@@ -57,6 +68,8 @@ def test_training_the_networks_that_reach_the_cpu_convolution_bug_neither_crashe
     P-objective on the ResNet-18 at widths 2-8, trained by ``fit`` with the fast recipe in a
     subprocess. With the rule bypassed (``strided_conv_driver.py unsafe``) this driver died with
     a segfault in each of three tries with torch 2.14.1."""
-    out = subprocess.run([sys.executable, str(DRIVER)], capture_output=True, text=True, timeout=600, check=False)
+    out = subprocess.run(
+        [sys.executable, str(DRIVER)], capture_output=True, text=True, timeout=600, check=False
+    )
     assert out.returncode == 0, f"exit {out.returncode}: {out.stderr[-2000:]}"
     assert out.stdout.strip().endswith("finite"), out.stdout[-2000:]

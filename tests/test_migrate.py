@@ -16,7 +16,9 @@ WHY = "a new argument check that every stored run passed"
 
 
 def _record(store, x):
-    return cached_run(lambda run_dir, x: {"x": x}, name="toy", store=store, runs=store / "runs", x=x).path
+    return cached_run(
+        lambda run_dir, x: {"x": x}, name="toy", store=store, runs=store / "runs", x=x
+    ).path
 
 
 def test_records_current_at_the_base_commit_are_re_stamped_and_say_so(tmp_path, monkeypatch):
@@ -25,9 +27,14 @@ def test_records_current_at_the_base_commit_are_re_stamped_and_say_so(tmp_path, 
     text = json.loads(records.read_record_text(stale))
     text["code"] = "0000000000000000"  # made by code older than the base commit
     records.write_record_text(stale, json.dumps(text))
-    monkeypatch.setattr(migrate, "_fingerprint_at", lambda commit, folder: types.SimpleNamespace(
-        code_digest=lambda functions: stamped))  # the base commit's code: what the records were made with
-    monkeypatch.setattr(migrate, "code_digest", lambda functions: "feedfacefeedface")  # the code since
+    monkeypatch.setattr(
+        migrate,
+        "_fingerprint_at",
+        lambda commit, folder: types.SimpleNamespace(code_digest=lambda functions: stamped),
+    )  # the base commit's code: what the records were made with
+    monkeypatch.setattr(
+        migrate, "code_digest", lambda functions: "feedfacefeedface"
+    )  # the code since
     migrated, left = migrate.migrate_records("HEAD", WHY, store=tmp_path)
     assert (migrated, left) == ([current], [stale])
     after = read_record(current)
@@ -43,8 +50,22 @@ def test_a_migration_needs_a_reason():
 
 
 def test_the_base_commit_code_is_read_from_git(tmp_path):
-    clean = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "pilcro_lib/landscape.py",
-                            "pilcro_lib/runs/fingerprint.py"], cwd=REPO, check=False).returncode == 0
+    clean = (
+        subprocess.run(
+            [
+                "git",
+                "diff",
+                "--quiet",
+                "HEAD",
+                "--",
+                "pilcro_lib/landscape.py",
+                "pilcro_lib/runs/fingerprint.py",
+            ],
+            cwd=REPO,
+            check=False,
+        ).returncode
+        == 0
+    )
     if not clean:
         pytest.skip("landscape.py or fingerprint.py differ from HEAD in this checkout")
     old = migrate._fingerprint_at("HEAD", tmp_path)

@@ -10,7 +10,9 @@ def test_reference_net_parameter_count_closed_form():
     convs = 9 * c * w + 2 * 9 * w * w  # three 3x3 convs without bias (BatchNorm follows)
     bns = 3 * 2 * w
     head = w * k + k
-    assert count_parameters(reference_net(in_channels=c, width=w, num_classes=k)) == convs + bns + head
+    assert (
+        count_parameters(reference_net(in_channels=c, width=w, num_classes=k)) == convs + bns + head
+    )
 
 
 def test_reference_net_flatten_head_and_padding():

@@ -36,7 +36,9 @@ def test_header_parameters_and_provenance(path):
     cells = _cells(path)
     assert cells[0]["cell_type"] == "markdown" and _source(cells[0]).startswith("# ")
     badge = f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}/blob/{BRANCH}/notebooks/{path.name}"
-    assert badge in _source(cells[1]), "the Colab badge must point at this notebook on the book's branch"
+    assert badge in _source(cells[1]), (
+        "the Colab badge must point at this notebook on the book's branch"
+    )
     install = _source(cells[2])
     assert '"google.colab" in sys.modules' in install and f"git+{REPO_URL}@" in install
     code = [c for c in cells if c["cell_type"] == "code"]
@@ -70,8 +72,11 @@ def test_toc_lists_existing_pages_and_every_notebook():
 
 def _images(cell):
     """The PNG images among a code cell's stored outputs, decoded."""
-    return [Image.open(io.BytesIO(base64.b64decode(o["data"]["image/png"])))
-            for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    return [
+        Image.open(io.BytesIO(base64.b64decode(o["data"]["image/png"])))
+        for o in cell.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -83,10 +88,14 @@ def test_figures_have_alt_text_and_an_opaque_background(path):
         if not images:
             continue
         alt = cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", "")
-        assert len(alt) >= 40, f"cell {cell['id']}: a figure needs alt text (metadata mystnb.image.alt)"
+        assert len(alt) >= 40, (
+            f"cell {cell['id']}: a figure needs alt text (metadata mystnb.image.alt)"
+        )
         for image in images:
             rgba = np.asarray(image.convert("RGBA"))
-            assert rgba[..., 3].min() == 255, f"cell {cell['id']}: a figure with a transparent background"
+            assert rgba[..., 3].min() == 255, (
+                f"cell {cell['id']}: a figure with a transparent background"
+            )
 
 
 CHAPTERS = [p for p in NOTEBOOKS if p.name != "99_results.ipynb"]
@@ -114,8 +123,13 @@ MAX_CODE_LINE = 88
 @pytest.mark.parametrize("name", FORMATTED)
 def test_code_lines_fit_the_page(name):
     """No code line longer than 88 characters, so no code cell scrolls sideways in the book."""
-    long = [(cell["id"], line) for cell in _cells(ROOT / "notebooks" / name) if cell["cell_type"] == "code"
-            for line in _source(cell).splitlines() if len(line) > MAX_CODE_LINE]
+    long = [
+        (cell["id"], line)
+        for cell in _cells(ROOT / "notebooks" / name)
+        if cell["cell_type"] == "code"
+        for line in _source(cell).splitlines()
+        if len(line) > MAX_CODE_LINE
+    ]
     assert not long, f"{len(long)} code lines over {MAX_CODE_LINE} characters, e.g. {long[:3]}"
 
 
@@ -129,6 +143,8 @@ def test_set_up_cells_are_collapsed_and_tables_are_html(name):
     set_up += [c for c in code if "print_provenance(" in _source(c)]
     for cell in set_up:
         tags = set(cell["metadata"].get("tags", []))
-        assert tags & {"hide-cell", "hide-input", "remove-cell", "remove-input"}, f"cell {cell['id']} is not collapsed"
+        assert tags & {"hide-cell", "hide-input", "remove-cell", "remove-input"}, (
+            f"cell {cell['id']} is not collapsed"
+        )
     printed = [c["id"] for c in code if ".to_string(" in _source(c)]
     assert not printed, f"tables printed as text in cells {printed}: display the DataFrame"

@@ -9,9 +9,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from pilcro_lib.data import ImageDataset
-from pilcro_lib.landscape import curvature, cv, gradient_energy, normalize, saliency
 from pilcro_lib.cost import ReuseForwardPenalty, cost_arms, step_cost
+from pilcro_lib.data import ImageDataset
 from pilcro_lib.experiments import (
     LandscapeRecorder,
     claim_verdicts,
@@ -21,6 +20,7 @@ from pilcro_lib.experiments import (
     spearman,
     steps_to_reach,
 )
+from pilcro_lib.landscape import curvature, cv, gradient_energy, normalize, saliency
 from pilcro_lib.objective import (
     DEFAULT_EVERY,
     DEFAULT_SUB_BATCH,
@@ -36,7 +36,13 @@ from pilcro_lib.objective import (
 from pilcro_lib.train import fit
 
 
-def conv_net(padding_mode: str = "zeros", act: type[nn.Module] = nn.Tanh, width: int = 3, depth: int = 2, bn: bool = False) -> nn.Sequential:
+def conv_net(
+    padding_mode: str = "zeros",
+    act: type[nn.Module] = nn.Tanh,
+    width: int = 3,
+    depth: int = 2,
+    bn: bool = False,
+) -> nn.Sequential:
     """A small all-conv net: depth x [3x3 conv (same size), (BN), act], global average pool, linear."""
     layers: list[nn.Module] = []
     c = 1
@@ -53,11 +59,18 @@ class TinyResidual(nn.Module):
 
     def __init__(self, width: int = 4) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
-        self.branch = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1)
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()
         )
-        self.head = nn.Sequential(nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 4))
+        self.branch = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+        )
+        self.head = nn.Sequential(
+            nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 4)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)
@@ -66,7 +79,9 @@ class TinyResidual(nn.Module):
 
 def batch(n: int = 6, size: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32):
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 1, size, size, generator=g, dtype=dtype), torch.randint(0, 4, (n,), generator=g)
+    return torch.rand(n, 1, size, size, generator=g, dtype=dtype), torch.randint(
+        0, 4, (n,), generator=g
+    )
 
 
 @pytest.mark.parametrize("measure", MEASURES)
@@ -274,7 +289,12 @@ def test_errors_name_the_argument():
 
 def tiny_dataset(n: int = 48, size: int = 10, seed: int = 0) -> ImageDataset:
     g = torch.Generator().manual_seed(seed)
-    return ImageDataset(torch.rand(n, 1, size, size, generator=g), torch.randint(0, 3, (n,), generator=g), ["a", "b", "c"], "tiny")
+    return ImageDataset(
+        torch.rand(n, 1, size, size, generator=g),
+        torch.randint(0, 3, (n,), generator=g),
+        ["a", "b", "c"],
+        "tiny",
+    )
 
 
 class _Interrupt(Exception):
@@ -301,10 +321,21 @@ def test_fit_with_pobjective_resumes_exactly(tmp_path):
     def train(run_dir, reg):
         torch.manual_seed(0)
         net, _ = make_arm("plain", input_size=10, num_classes=3, width=4)
-        return net, fit(net, data, data, epochs=2, batch_size=16, run_dir=run_dir, regularizer=reg, progress=False)
+        return net, fit(
+            net,
+            data,
+            data,
+            epochs=2,
+            batch_size=16,
+            run_dir=run_dir,
+            regularizer=reg,
+            progress=False,
+        )
 
     net_a, hist_a = train(tmp_path / "a", PObjective(1.0, every=2, sub_batch=8))
-    killed = interrupted(PObjective(1.0, every=2, sub_batch=8), stop_at=4)  # in the second epoch (3 steps per epoch)
+    killed = interrupted(
+        PObjective(1.0, every=2, sub_batch=8), stop_at=4
+    )  # in the second epoch (3 steps per epoch)
     with pytest.raises(_Interrupt):
         train(tmp_path / "b", killed)
     net_b, hist_b = train(tmp_path / "b", PObjective(1.0, every=2, sub_batch=8))
@@ -343,12 +374,35 @@ def test_run_arm_metrics():
     data = tiny_dataset(32, 12)
     grid = [((0, 0), data), ((1, 1), data)]
     corruptions = {"none": ("shift", 0), "corner": ("corner_occlusion", 12)}
-    m = run_arm("p_objective", data, data, data, epochs=1, width=4, probe_size=8, position_sets=grid,
-                corruptions=corruptions, recipe="classic")
-    assert set(m) >= {"history", "test_acc", "corrupt_acc", "landscapes", "flatness", "flatness_init",
-                      "flatness_by_epoch", "spearman_init_final", "position_acc", "val_acc", "steps_per_epoch"}
+    m = run_arm(
+        "p_objective",
+        data,
+        data,
+        data,
+        epochs=1,
+        width=4,
+        probe_size=8,
+        position_sets=grid,
+        corruptions=corruptions,
+        recipe="classic",
+    )
+    assert set(m) >= {
+        "history",
+        "test_acc",
+        "corrupt_acc",
+        "landscapes",
+        "flatness",
+        "flatness_init",
+        "flatness_by_epoch",
+        "spearman_init_final",
+        "position_acc",
+        "val_acc",
+        "steps_per_epoch",
+    }
     assert list(m["landscapes"]) == ["0", "1"] and len(m["landscapes"]["1"]) == 12
-    assert list(m["flatness_by_epoch"]) == ["0", "1"] and m["flatness_by_epoch"]["1"] == m["flatness"]
+    assert (
+        list(m["flatness_by_epoch"]) == ["0", "1"] and m["flatness_by_epoch"]["1"] == m["flatness"]
+    )
     assert list(m["corrupt_acc"]) == ["none", "corner"] and len(m["position_acc"]) == 2
     assert m["corrupt_acc"]["none"] == m["test_acc"] == m["position_acc"][0]
     assert m["steps_per_epoch"] == 1 and m["val_acc"] == m["history"][-1]["val_acc"]
@@ -367,7 +421,11 @@ def test_run_arm_reports_a_diverged_run(monkeypatch):
     data = tiny_dataset(32, 12)
     m = run_arm("p_objective", data, data, data, epochs=1, width=4, probe_size=8, lam=1e6)
     assert m["diverged"].startswith("the training loss is nan") and m["history"] == []
-    assert math.isnan(m["val_acc"]) and math.isnan(m["test_acc"]) and math.isnan(m["flatness"]["curvature"])
+    assert (
+        math.isnan(m["val_acc"])
+        and math.isnan(m["test_acc"])
+        and math.isnan(m["flatness"]["curvature"])
+    )
 
 
 def test_make_arm_padding_and_errors():
@@ -403,7 +461,10 @@ def test_spearman_and_steps_to_reach():
     ref = torch.corrcoef(torch.stack([ra, rb]))[0, 1].item()
     assert spearman(a, b) == pytest.approx(ref)
     assert spearman(a, -a) == pytest.approx(-1.0)
-    hist = [{"epoch": 1, "val_acc": 0.5, "epoch_time_s": 2.0}, {"epoch": 2, "val_acc": 0.8, "epoch_time_s": 3.0}]
+    hist = [
+        {"epoch": 1, "val_acc": 0.5, "epoch_time_s": 2.0},
+        {"epoch": 2, "val_acc": 0.8, "epoch_time_s": 3.0},
+    ]
     assert steps_to_reach(hist, 0.7, steps_per_epoch=10) == (20.0, 5.0)
     assert steps_to_reach(hist, 0.5, steps_per_epoch=10) == (10.0, 2.0)
     assert all(math.isnan(v) for v in steps_to_reach(hist, 0.9, steps_per_epoch=10))
@@ -425,10 +486,21 @@ def test_per_seed_and_claim_verdicts():
 
     from pilcro_lib.stats import compare
 
-    frame = pd.DataFrame({"arm": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2, 0, 1, 3],
-                          "acc": [0.5, 0.7, 0.6, 0.1, 0.2, 0.15], "loss": [1.0, 2.0, 3.0, 1.0, 1.1, 1.2]})
+    frame = pd.DataFrame(
+        {
+            "arm": ["a"] * 3 + ["b"] * 3,
+            "seed": [0, 1, 2, 0, 1, 3],
+            "acc": [0.5, 0.7, 0.6, 0.1, 0.2, 0.15],
+            "loss": [1.0, 2.0, 3.0, 1.0, 1.1, 1.2],
+        }
+    )
     table = per_seed(frame, "acc")
-    assert list(table.index) == ["a", "b"] and list(table.columns[:4]) == ["seed 0", "seed 1", "seed 2", "seed 3"]
+    assert list(table.index) == ["a", "b"] and list(table.columns[:4]) == [
+        "seed 0",
+        "seed 1",
+        "seed 2",
+        "seed 3",
+    ]
     assert table.loc["a", "mean"] == pytest.approx(0.6) and table.loc["b", "n"] == 3
     assert math.isnan(table.loc["a", "seed 3"])
     claims = {"more accurate": ("a", "b", "acc", True), "lower loss": ("a", "b", "loss", False)}
@@ -442,7 +514,9 @@ def test_per_seed_and_claim_verdicts():
         claim_verdicts(frame, {"x": ("c", "b", "acc", True)})
     with pytest.raises(ValueError, match="names column 'nope'"):
         claim_verdicts(frame, {"x": ("a", "b", "nope", True)})
-    with pytest.raises(ValueError, match="must be \\(treated, control, column, higher_is_better\\)"):
+    with pytest.raises(
+        ValueError, match="must be \\(treated, control, column, higher_is_better\\)"
+    ):
         claim_verdicts(frame, {"x": ("a", "b")})
     with pytest.raises(ValueError, match="frame lacks the columns \\['seed'\\]"):
         per_seed(frame.drop(columns="seed"), "acc")

@@ -15,7 +15,6 @@ from torch import nn
 from pilcro_lib import landscape, models, paths
 
 
-
 def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
@@ -106,13 +105,30 @@ def brute_force(module, h, w):
         return _adaptive_matrix(module, h, w)
     if isinstance(module, nn.Flatten):  # every position reaches the one sink
         return 1, 1, np.ones((1, h * w))
-    if isinstance(module, (torchvision.models.resnet.BasicBlock, models.BasicBlock, torchvision.models.resnet.Bottleneck)):
+    if isinstance(
+        module,
+        (
+            torchvision.models.resnet.BasicBlock,
+            models.BasicBlock,
+            torchvision.models.resnet.Bottleneck,
+        ),
+    ):
         convs = [module.conv1, module.conv2] + ([module.conv3] if hasattr(module, "conv3") else [])
         oh, ow, main = brute_force(nn.Sequential(*convs), h, w)
-        short = np.eye(h * w) if module.downsample is None else brute_force(module.downsample, h, w)[2]
+        short = (
+            np.eye(h * w) if module.downsample is None else brute_force(module.downsample, h, w)[2]
+        )
         return oh, ow, main + short
     if isinstance(module, torchvision.models.ResNet):
-        seq = [module.conv1, module.maxpool, module.layer1, module.layer2, module.layer3, module.layer4, module.avgpool]
+        seq = [
+            module.conv1,
+            module.maxpool,
+            module.layer1,
+            module.layer2,
+            module.layer3,
+            module.layer4,
+            module.avgpool,
+        ]
         return brute_force(nn.Sequential(*seq, nn.Flatten()), h, w)
     if isinstance(module, nn.Sequential):
         total = np.eye(h * w)
@@ -120,7 +136,11 @@ def brute_force(module, h, w):
             h, w, m = brute_force(child, h, w)
             total = m @ total
         return h, w, total
-    return h, w, np.eye(h * w)  # ReLU, BatchNorm, Dropout, Identity, Normalize, Linear (after the sink)
+    return (
+        h,
+        w,
+        np.eye(h * w),
+    )  # ReLU, BatchNorm, Dropout, Identity, Normalize, Linear (after the sink)
 
 
 def brute_force_count(model, h, w):
@@ -135,30 +155,63 @@ def seq(*layers):
 CASES = {
     "conv_zeros_stack": seq(*[nn.Conv2d(2, 2, 3, padding=1) for _ in range(3)]),
     "conv_valid": seq(nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 3, padding="valid")),
-    "conv_rect_same": seq(nn.Conv2d(2, 2, (2, 3), padding="same"), nn.Conv2d(2, 2, (4, 1), padding="same")),
-    "conv_stride_dilation_groups": seq(nn.Conv2d(2, 4, 3, stride=(2, 1), dilation=2, padding=2, groups=2),
-                                       nn.Conv2d(4, 2, 5, stride=2, padding=(1, 2))),
+    "conv_rect_same": seq(
+        nn.Conv2d(2, 2, (2, 3), padding="same"), nn.Conv2d(2, 2, (4, 1), padding="same")
+    ),
+    "conv_stride_dilation_groups": seq(
+        nn.Conv2d(2, 4, 3, stride=(2, 1), dilation=2, padding=2, groups=2),
+        nn.Conv2d(4, 2, 5, stride=2, padding=(1, 2)),
+    ),
     "conv_full": seq(nn.Conv2d(2, 2, 3, padding=2), nn.Conv2d(2, 2, 3, padding=2)),
     "maxpool": seq(nn.Conv2d(2, 2, 3, padding=1), nn.MaxPool2d(2), nn.MaxPool2d(3, 1, padding=1)),
-    "maxpool_overlap_ceil_dilation": seq(nn.MaxPool2d(3, 2, padding=1), nn.MaxPool2d(2, 2, ceil_mode=True),
-                                         nn.MaxPool2d(2, 1, dilation=2)),
-    "avgpool": seq(nn.AvgPool2d(3, 2, padding=1), nn.AvgPool2d(2, ceil_mode=True), nn.AvgPool2d((1, 2))),
-    "adaptive": nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.AdaptiveAvgPool2d((3, 2)),
-                              nn.AdaptiveMaxPool2d((2, None)), nn.Flatten(), nn.Linear(2 * 2 * 2, 3)),
-    "elementwise": nn.Sequential(models.Normalize((0.5, 0.5), (0.2, 0.3)), nn.Conv2d(2, 2, 3, padding=1),
-                                 nn.BatchNorm2d(2), nn.ReLU(), nn.Dropout(0.2), nn.Identity(), nn.Dropout2d(),
-                                 nn.Flatten(), nn.Linear(2 * 11 * 9, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 2)),
-    "pilcro_blocks": seq(models.BasicBlock(2, 2), models.BasicBlock(2, 2, stride=2, padding_mode="reflect")),
+    "maxpool_overlap_ceil_dilation": seq(
+        nn.MaxPool2d(3, 2, padding=1),
+        nn.MaxPool2d(2, 2, ceil_mode=True),
+        nn.MaxPool2d(2, 1, dilation=2),
+    ),
+    "avgpool": seq(
+        nn.AvgPool2d(3, 2, padding=1), nn.AvgPool2d(2, ceil_mode=True), nn.AvgPool2d((1, 2))
+    ),
+    "adaptive": nn.Sequential(
+        nn.Conv2d(2, 2, 3, padding=1),
+        nn.AdaptiveAvgPool2d((3, 2)),
+        nn.AdaptiveMaxPool2d((2, None)),
+        nn.Flatten(),
+        nn.Linear(2 * 2 * 2, 3),
+    ),
+    "elementwise": nn.Sequential(
+        models.Normalize((0.5, 0.5), (0.2, 0.3)),
+        nn.Conv2d(2, 2, 3, padding=1),
+        nn.BatchNorm2d(2),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Identity(),
+        nn.Dropout2d(),
+        nn.Flatten(),
+        nn.Linear(2 * 11 * 9, 4),
+        nn.ReLU(),
+        nn.BatchNorm1d(4),
+        nn.Linear(4, 2),
+    ),
+    "pilcro_blocks": seq(
+        models.BasicBlock(2, 2), models.BasicBlock(2, 2, stride=2, padding_mode="reflect")
+    ),
     "torchvision_blocks": nn.Sequential(
         torchvision.models.resnet.BasicBlock(2, 2),
-        torchvision.models.resnet.Bottleneck(2, 1, downsample=nn.Sequential(nn.Conv2d(2, 4, 1, 2), nn.BatchNorm2d(4)),
-                                             stride=2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)),
+        torchvision.models.resnet.Bottleneck(
+            2, 1, downsample=nn.Sequential(nn.Conv2d(2, 4, 1, 2), nn.BatchNorm2d(4)), stride=2
+        ),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    ),
 }
 for mode in ("reflect", "replicate", "circular"):
-    CASES[f"conv_{mode}"] = seq(nn.Conv2d(2, 2, 3, padding=1, padding_mode=mode),
-                                nn.Conv2d(2, 2, 5, padding=2, stride=2, padding_mode=mode),
-                                nn.Conv2d(2, 2, (2, 3), padding="same", padding_mode=mode))
+    CASES[f"conv_{mode}"] = seq(
+        nn.Conv2d(2, 2, 3, padding=1, padding_mode=mode),
+        nn.Conv2d(2, 2, 5, padding=2, stride=2, padding_mode=mode),
+        nn.Conv2d(2, 2, (2, 3), padding="same", padding_mode=mode),
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -179,16 +232,20 @@ def test_vgg_and_cifar_resnet_supported():
     vgg = torchvision.models.vgg11_bn()
     n = paths.path_count(vgg, (3, 32, 32))
     features = nn.Sequential(vgg.features, nn.Flatten())
-    assert torch.equal(n, brute_force_count(features, 32, 32) * 49)  # 1x1 map copied to the 7x7 adaptive pool
+    assert torch.equal(
+        n, brute_force_count(features, 32, 32) * 49
+    )  # 1x1 map copied to the 7x7 adaptive pool
     for mode in models.PADDING_MODES:
-        assert paths.path_count(models.cifar_resnet18(padding_mode=mode, width=4), (3, 16, 16)).shape == (16, 16)
+        assert paths.path_count(
+            models.cifar_resnet18(padding_mode=mode, width=4), (3, 16, 16)
+        ).shape == (16, 16)
 
 
 def test_circular_padding_gives_constant_count():
     model = seq(*[nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular") for _ in range(5)])
     n = paths.path_count(model, (2, 12, 12))
     assert landscape.cv(landscape.normalize(n)).item() < 1e-12
-    assert torch.all(n == 3.0 ** 10)  # 9 windows per layer, 5 layers
+    assert torch.all(n == 3.0**10)  # 9 windows per layer, 5 layers
 
 
 def test_stride2_checkerboard_4_2_2_1():
@@ -209,7 +266,8 @@ def test_uneven_padding_is_asymmetric():
 
 @pytest.mark.parametrize(
     "padding, mode",
-    [(p, "zeros") for p in ("same", "valid", "full", 2)] + [(p, m) for p in ("same", 2) for m in ("reflect", "replicate", "circular")],
+    [(p, "zeros") for p in ("same", "valid", "full", 2)]
+    + [(p, m) for p in ("same", 2) for m in ("reflect", "replicate", "circular")],
 )
 def test_stacked_convs_factorise_into_1d_profiles(padding, mode):
     pad = {"same": 1, "valid": 0, "full": 2}.get(padding, padding)
@@ -221,13 +279,17 @@ def test_stacked_convs_factorise_into_1d_profiles(padding, mode):
 
 def test_valid_closed_form_and_full_padding():
     for k, depth in [(3, 1), (3, 4), (5, 2), (2, 6)]:
-        assert torch.equal(paths.valid_profile_closed_form(20, k, depth),
-                           paths.conv_profile_1d(20, k, depth, padding="valid"))
-    assert torch.all(paths.conv_profile_1d(7, 3, 4, padding="full") == 3.0 ** 4)
+        assert torch.equal(
+            paths.valid_profile_closed_form(20, k, depth),
+            paths.conv_profile_1d(20, k, depth, padding="valid"),
+        )
+    assert torch.all(paths.conv_profile_1d(7, 3, 4, padding="full") == 3.0**4)
 
 
 def test_variance_weighting_is_proportional_for_plain_chains():
-    model = seq(nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1))
+    model = seq(
+        nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1)
+    )
     a = landscape.normalize(paths.path_count(model, (2, 8, 8)))
     b = landscape.normalize(paths.path_count(model, (2, 8, 8), weighting="variance"))
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
@@ -249,12 +311,18 @@ def test_variance_weighting_of_a_fixed_blur_filter():
                     i, j = oi - 1 + a, oj - 1 + b
                     if 0 <= i < 5 and 0 <= j < 5:
                         expected[i, j] += squared[a, b]
-    torch.testing.assert_close(n, expected / 25**2, rtol=1e-12, atol=0)  # global average pool: 1 / 25^2
+    torch.testing.assert_close(
+        n, expected / 25**2, rtol=1e-12, atol=0
+    )  # global average pool: 1 / 25^2
 
 
 def _linear_net(mode="zeros"):
-    return nn.Sequential(*[nn.Conv2d(c, 8, 3, padding=1, padding_mode=mode, bias=False) for c in (1, 8, 8, 8)],
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    return nn.Sequential(
+        *[nn.Conv2d(c, 8, 3, padding=1, padding_mode=mode, bias=False) for c in (1, 8, 8, 8)],
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
 
 
 def test_monte_carlo_squared_gradient_matches_path_count():
@@ -263,19 +331,34 @@ def test_monte_carlo_squared_gradient_matches_path_count():
     assert torch.equal(result.maps["Monte Carlo"], mc)
     analytic = landscape.normalize(paths.path_count(_linear_net(), (1, 12, 12)))
     torch.testing.assert_close(result.maps["path count"], analytic)
-    torch.testing.assert_close(result.maps["second moment"], analytic)  # zero padding: no weight reuse
-    assert result.r["path count"] == landscape.pearson(analytic, mc) and result.r["path count"] >= 0.98
-    assert "second moment" not in paths.compare_with_monte_carlo(_linear_net, (1, 12, 12), n_inits=2,
-                                                                 second_moment=False).maps
+    torch.testing.assert_close(
+        result.maps["second moment"], analytic
+    )  # zero padding: no weight reuse
+    assert (
+        result.r["path count"] == landscape.pearson(analytic, mc) and result.r["path count"] >= 0.98
+    )
+    assert (
+        "second moment"
+        not in paths.compare_with_monte_carlo(
+            _linear_net, (1, 12, 12), n_inits=2, second_moment=False
+        ).maps
+    )
 
 
 def test_monte_carlo_linear_residual_net_matches_variance_weighting():
     def build():
         blocks = [models.BasicBlock(8, 8), models.BasicBlock(8, 8, stride=2)]
         for block in blocks:
-            block.relu = nn.Identity()  # a linear net: the derivation is exact up to Monte-Carlo error
-        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), *blocks,
-                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+            block.relu = (
+                nn.Identity()
+            )  # a linear net: the derivation is exact up to Monte-Carlo error
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1, bias=False),
+            *blocks,
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 4),
+        )
 
     # eval mode: the variance weighting reads BatchNorm's running statistics (identity at init)
     mc = landscape.monte_carlo_landscape(build, (1, 10, 10), n_inits=300, n_inputs=1, mode="eval")
@@ -310,9 +393,18 @@ def test_errors_name_the_problem():
 
 
 def test_second_moment_equals_path_count_without_weight_reuse():
-    model = seq(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, stride=2, padding=1), nn.AvgPool2d(2))
-    torch.testing.assert_close(landscape.normalize(paths.second_moment(model, (2, 12, 12))),
-                               landscape.normalize(paths.path_count(model, (2, 12, 12))), rtol=1e-10, atol=1e-12)
+    model = seq(
+        nn.Conv2d(2, 2, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(2, 2, 3, stride=2, padding=1),
+        nn.AvgPool2d(2),
+    )
+    torch.testing.assert_close(
+        landscape.normalize(paths.second_moment(model, (2, 12, 12))),
+        landscape.normalize(paths.path_count(model, (2, 12, 12))),
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "zeros"])
@@ -330,7 +422,9 @@ def test_second_moment_of_one_conv_counts_reused_taps(mode):
                     if i is not None and j is not None:
                         c[a * 3 + b, i, j] += 1
     expected = torch.from_numpy((c**2).sum(0))
-    torch.testing.assert_close(landscape.normalize(paths.second_moment(model, (2, h, w))), landscape.normalize(expected))
+    torch.testing.assert_close(
+        landscape.normalize(paths.second_moment(model, (2, h, w))), landscape.normalize(expected)
+    )
 
 
 def test_second_moment_matches_monte_carlo_where_path_count_fails():
@@ -350,9 +444,15 @@ def test_second_moment_errors():
 
 
 def test_toy_net_layout():
-    net = paths.toy_net(2, width=4, padding_mode="circular", relu=True, batchnorm=True, pool=lambda: nn.AvgPool2d(2))
+    net = paths.toy_net(
+        2, width=4, padding_mode="circular", relu=True, batchnorm=True, pool=lambda: nn.AvgPool2d(2)
+    )
     kinds = [type(m).__name__ for m in net]
-    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "AvgPool2d"] * 2 + ["AdaptiveAvgPool2d", "Flatten", "Linear"]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "AvgPool2d"] * 2 + [
+        "AdaptiveAvgPool2d",
+        "Flatten",
+        "Linear",
+    ]
     assert net[0].padding_mode == "circular" and net[0].bias is None
     assert net(torch.rand(3, 1, 8, 8)).shape == (3, 10)
     with pytest.raises(ValueError, match="depth"):
@@ -365,8 +465,14 @@ def test_blur_pool_is_a_fixed_binomial_filter():
     x = torch.rand(2, 3, 8, 8)
     y = blur(x)
     assert y.shape == (2, 3, 4, 4)
-    manual = sum(torch.tensor([1.0, 2.0, 1.0])[a] * torch.tensor([1.0, 2.0, 1.0])[b] / 16
-                 * torch.nn.functional.pad(x, (1, 1, 1, 1))[..., a:a + 8:2, b:b + 8:2] for a in range(3) for b in range(3))
+    manual = sum(
+        torch.tensor([1.0, 2.0, 1.0])[a]
+        * torch.tensor([1.0, 2.0, 1.0])[b]
+        / 16
+        * torch.nn.functional.pad(x, (1, 1, 1, 1))[..., a : a + 8 : 2, b : b + 8 : 2]
+        for a in range(3)
+        for b in range(3)
+    )
     torch.testing.assert_close(y, manual)
     # a blur is deterministic, so its taps' cross terms stay: with one blur and global average
     # pooling, E[g_u^2] is proportional to (sum of the taps that read u)^2
@@ -379,8 +485,10 @@ def test_blur_pool_is_a_fixed_binomial_filter():
                     i, j = 2 * oi - 1 + a, 2 * oj - 1 + b
                     if 0 <= i < 8 and 0 <= j < 8:
                         reads[i, j] += taps[a, b]
-    torch.testing.assert_close(landscape.normalize(paths.second_moment(seq(paths.blur_pool(2)), (2, 8, 8))),
-                               landscape.normalize(reads**2))
+    torch.testing.assert_close(
+        landscape.normalize(paths.second_moment(seq(paths.blur_pool(2)), (2, 8, 8))),
+        landscape.normalize(reads**2),
+    )
 
 
 class _SkipFirst(nn.Sequential):
@@ -418,29 +526,54 @@ class _ResNetWithoutMaxpool(torchvision.models.ResNet):
 
 
 def _skip_net():
-    return _SkipFirst(nn.Conv2d(2, 2, 5, padding=2), nn.Conv2d(2, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1),
-                      nn.Flatten(), nn.Linear(2, 3))
+    return _SkipFirst(
+        nn.Conv2d(2, 2, 5, padding=2),
+        nn.Conv2d(2, 2, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(2, 3),
+    )
 
 
-@pytest.mark.parametrize("build, where, base", [
-    (_skip_net, "model is a _SkipFirst", "Sequential"),
-    (lambda: _Reversed(nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)), "model is a _Reversed", "Sequential"),
-    (lambda: seq(nn.Conv2d(2, 2, 3, padding=1), _StridedConv(2, 2, 3, padding=1)), "model.1 is a _StridedConv", "Conv2d"),
-    (lambda: seq(nn.Sequential(nn.ReLU(), _SkipFirst(nn.Conv2d(2, 2, 3), nn.ReLU()))), "model.0.1 is a _SkipFirst",
-     "Sequential"),
-])
+@pytest.mark.parametrize(
+    "build, where, base",
+    [
+        (_skip_net, "model is a _SkipFirst", "Sequential"),
+        (
+            lambda: _Reversed(nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)),
+            "model is a _Reversed",
+            "Sequential",
+        ),
+        (
+            lambda: seq(nn.Conv2d(2, 2, 3, padding=1), _StridedConv(2, 2, 3, padding=1)),
+            "model.1 is a _StridedConv",
+            "Conv2d",
+        ),
+        (
+            lambda: seq(nn.Sequential(nn.ReLU(), _SkipFirst(nn.Conv2d(2, 2, 3), nn.ReLU()))),
+            "model.0.1 is a _SkipFirst",
+            "Sequential",
+        ),
+    ],
+)
 @pytest.mark.parametrize("analytic", [paths.path_count, paths.second_moment])
 def test_a_redefined_forward_is_refused_not_miscounted(build, where, base, analytic):
     model = build()
-    with pytest.raises(TypeError, match=rf"^model must .*{where}, a subclass of {base} that redefines forward: "
-                                        rf"{analytic.__name__} follows .*supported: Conv2d.*Sequential"):
+    with pytest.raises(
+        TypeError,
+        match=rf"^model must .*{where}, a subclass of {base} that redefines forward: "
+        rf"{analytic.__name__} follows .*supported: Conv2d.*Sequential",
+    ):
         analytic(model, (2, 8, 8))
 
 
 def test_a_resnet_with_its_own_forward_impl_is_refused():
     model = _ResNetWithoutMaxpool(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=3)
-    with pytest.raises(TypeError, match=r"model is a _ResNetWithoutMaxpool, a subclass of ResNet that redefines "
-                                        r"_forward_impl"):
+    with pytest.raises(
+        TypeError,
+        match=r"model is a _ResNetWithoutMaxpool, a subclass of ResNet that redefines "
+        r"_forward_impl",
+    ):
         paths.path_count(model, (3, 16, 16))
 
 
@@ -448,5 +581,7 @@ def test_subclasses_that_keep_their_forward_are_counted():
     layers = [nn.Conv2d(2, 2, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3, padding=1)]
     plain = paths.path_count(seq(*layers), (2, 10, 10))
     assert torch.equal(paths.path_count(_Plain(*seq(*layers)), (2, 10, 10)), plain)
-    torch.testing.assert_close(paths.second_moment(_Plain(*seq(*layers)), (2, 10, 10)),
-                               paths.second_moment(seq(*layers), (2, 10, 10)))
+    torch.testing.assert_close(
+        paths.second_moment(_Plain(*seq(*layers)), (2, 10, 10)),
+        paths.second_moment(seq(*layers), (2, 10, 10)),
+    )

@@ -107,32 +107,54 @@ def test_position_net_variants():
     convs = [m for m in position_net(downsampling="stride", width=2) if isinstance(m, nn.Conv2d)]
     assert [c.stride for c in convs] == [(2, 2), (2, 2), (1, 1), (1, 1)]
     assert not [m for m in position_net(downsampling="stride") if isinstance(m, nn.MaxPool2d)]
-    blur = [m for m in position_net(padding="circular", downsampling="blur") if isinstance(m, nn.Conv2d)
-            and m.groups > 1]
+    blur = [
+        m
+        for m in position_net(padding="circular", downsampling="blur")
+        if isinstance(m, nn.Conv2d) and m.groups > 1
+    ]
     assert len(blur) == 2 and all(b.padding_mode == "circular" and b.stride == (2, 2) for b in blur)
     assert isinstance(position_net(first="coordconv")[0], CoordConv2d)
     lrlc = position_net(first="lrlc", rank=3, input_size=12)[0]
     assert isinstance(lrlc, LowRankLocallyConnected2d) and lrlc.rank == 3
     for kw in [dict(padding=p) for p in ("zeros", "reflect", "circular", "valid", "full")] + [
-            dict(downsampling="blur"), dict(first="lrlc"), dict(first="coordconv", padding="full")]:
+        dict(downsampling="blur"),
+        dict(first="lrlc"),
+        dict(first="coordconv", padding="full"),
+    ]:
         assert position_net(1, 5, 28, width=2, **kw)(torch.rand(2, 1, 28, 28)).shape == (2, 5)
-    for name, kw in (("padding", dict(padding="same")), ("downsampling", dict(downsampling="avg")),
-                     ("first", dict(first="lc")), ("rank", dict(rank=0))):
+    for name, kw in (
+        ("padding", dict(padding="same")),
+        ("downsampling", dict(downsampling="avg")),
+        ("first", dict(first="lc")),
+        ("rank", dict(rank=0)),
+    ):
         with pytest.raises(ValueError, match=name):
             position_net(**kw)
 
 
 def test_strided_path_count_is_symmetric_only_on_odd_inputs():
     for size, symmetric in ((28, False), (29, True), (32, False), (33, True)):
-        count = path_count(position_net(1, 10, size, width=2, downsampling="stride"), (1, size, size))
+        count = path_count(
+            position_net(1, 10, size, width=2, downsampling="stride"), (1, size, size)
+        )
         assert (float(asymmetry(count, -1)) < 1e-12) == symmetric
         assert (float(asymmetry(count, -2)) < 1e-12) == symmetric
 
 
 def test_run_position_arm_measures_everything(tmp_path):
     tr, va, te = _toy(24, 12, 2, 0), _toy(8, 12, 2, 1), _toy(8, 12, 2, 2)
-    m = run_position_arm(tr, va, te, epochs=2, width=2, lam=0.1, border_shift=2, probe_size=4,
-                         recipe="classic", downsampling="stride")
+    m = run_position_arm(
+        tr,
+        va,
+        te,
+        epochs=2,
+        width=2,
+        lam=0.1,
+        border_shift=2,
+        probe_size=4,
+        recipe="classic",
+        downsampling="stride",
+    )
     assert len(m["history"]) == 2 and sorted(m["landscapes"]) == ["0", "1", "2"]
     assert set(m["shift_acc"]) == set(DIRECTIONS) and 0 <= m["consistency"] <= 1
     assert m["steps_per_epoch"] == 1 and 0 <= m["test_acc"] <= 1

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from pilcro_lib.protocol import (
-    ladder_epochs,
-    ladder_table,
     choose_on_validation,
     gated_seeds,
+    ladder_epochs,
+    ladder_table,
     log_grid,
     per_seed_table,
     plateau_verdict,
@@ -21,10 +21,18 @@ def test_log_grid_is_geometric_with_both_ends():
     assert log_grid(0.5, 0.5, 1) == [0.5]
 
 
-@pytest.mark.parametrize("args, match", [
-    ((0.0, 1.0, 3), "low"), ((-1.0, 1.0, 3), "low"), ((1.0, 0.5, 3), "high"), ((1e-3, 1.0, 0), "steps"),
-    ((1e-3, 1.0, 1), "steps=1"), ((1e-3, math.nan, 3), "high"), (("a", 1.0, 3), "low"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((0.0, 1.0, 3), "low"),
+        ((-1.0, 1.0, 3), "low"),
+        ((1.0, 0.5, 3), "high"),
+        ((1e-3, 1.0, 0), "steps"),
+        ((1e-3, 1.0, 1), "steps=1"),
+        ((1e-3, math.nan, 3), "high"),
+        (("a", 1.0, 3), "low"),
+    ],
+)
 def test_log_grid_refuses_bad_input(args, match):
     with pytest.raises((ValueError, TypeError), match=match):
         log_grid(*args)
@@ -46,10 +54,17 @@ def test_choose_on_validation_ties_go_to_the_first_and_nan_is_left_out():
     assert math.isnan(choice.table.loc["diverged", "mean"])
 
 
-@pytest.mark.parametrize("scores, match", [
-    ({}, "non-empty"), ([0.1, 0.2], "mapping"), ({"a": "0.5"}, r"scores\['a'\]"), ({"a": [math.inf]}, "infinite"),
-    ({"a": [math.nan]}, "NaN"), ({"a": 0.5}, r"scores\['a'\]"),
-])
+@pytest.mark.parametrize(
+    "scores, match",
+    [
+        ({}, "non-empty"),
+        ([0.1, 0.2], "mapping"),
+        ({"a": "0.5"}, r"scores\['a'\]"),
+        ({"a": [math.inf]}, "infinite"),
+        ({"a": [math.nan]}, "NaN"),
+        ({"a": 0.5}, r"scores\['a'\]"),
+    ],
+)
 def test_choose_on_validation_refuses_bad_input(scores, match):
     with pytest.raises((ValueError, TypeError), match=match):
         choose_on_validation(scores)
@@ -76,10 +91,18 @@ def test_gated_seeds_stops_when_spares_run_out_and_runs_no_spare_when_all_learn(
     assert ran == [5, 6]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(run=None), "run"), (dict(gate=0.5), "gate"), (dict(seeds=[]), "seeds"), (dict(seeds=[1, 1]), "distinct"),
-    (dict(seeds=[-1]), r"seeds\[0\]"), (dict(spares=[0]), "already run"), (dict(gate=lambda r: 1), "True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(run=None), "run"),
+        (dict(gate=0.5), "gate"),
+        (dict(seeds=[]), "seeds"),
+        (dict(seeds=[1, 1]), "distinct"),
+        (dict(seeds=[-1]), r"seeds\[0\]"),
+        (dict(spares=[0]), "already run"),
+        (dict(gate=lambda r: 1), "True or False"),
+    ],
+)
 def test_gated_seeds_refuses_bad_input(kwargs, match):
     args = dict(run=lambda s: s, seeds=[0], gate=lambda r: False, spares=[1]) | kwargs
     with pytest.raises((ValueError, TypeError), match=match):
@@ -96,9 +119,14 @@ def test_per_seed_table_shows_each_seed_beside_mean_and_std():
     assert per_seed_table({"a": {0: 0.123456}}, digits=2).loc["a", "seed 0"] == 0.12
 
 
-@pytest.mark.parametrize("values, match", [
-    ({}, "non-empty"), ({"a": [0.5]}, r"values\['a'\]"), ({"a": {0: "x"}}, r"values\['a'\]"),
-])
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({}, "non-empty"),
+        ({"a": [0.5]}, r"values\['a'\]"),
+        ({"a": {0: "x"}}, r"values\['a'\]"),
+    ],
+)
 def test_per_seed_table_refuses_bad_input(values, match):
     with pytest.raises((ValueError, TypeError), match=match):
         per_seed_table(values)
@@ -129,15 +157,27 @@ def test_plateau_verdict_compares_the_doubling_gain_with_one_standard_error():
     assert plateau_verdict(ladder_table({8: 0.85, 16: 0.9, 32: 0.88}), 16, 900)[0]  # a loss is flat
 
 
-@pytest.mark.parametrize(("call", "match"), [
-    (lambda: ladder_epochs(0), r"epochs must be an integer >= 1, got 0"),
-    (lambda: ladder_table({}), r"accuracies must be a non-empty mapping"),
-    (lambda: ladder_table({0: 0.5}), r"accuracies \(epochs\) must be an integer >= 1, got 0"),
-    (lambda: ladder_table({4: "high"}), r"accuracies must be a sequence of numbers"),
-    (lambda: ladder_table({4: 0.5}, steps_per_epoch=0), r"steps_per_epoch must be an integer >= 1, got 0"),
-    (lambda: plateau_verdict(ladder_table({4: 0.5, 8: 0.6}), 8, 100), r"table has no run of 16 epochs"),
-    (lambda: plateau_verdict(ladder_table({4: 0.5, 8: 0.6}), 4, 0), r"n_val must be an integer >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: ladder_epochs(0), r"epochs must be an integer >= 1, got 0"),
+        (lambda: ladder_table({}), r"accuracies must be a non-empty mapping"),
+        (lambda: ladder_table({0: 0.5}), r"accuracies \(epochs\) must be an integer >= 1, got 0"),
+        (lambda: ladder_table({4: "high"}), r"accuracies must be a sequence of numbers"),
+        (
+            lambda: ladder_table({4: 0.5}, steps_per_epoch=0),
+            r"steps_per_epoch must be an integer >= 1, got 0",
+        ),
+        (
+            lambda: plateau_verdict(ladder_table({4: 0.5, 8: 0.6}), 8, 100),
+            r"table has no run of 16 epochs",
+        ),
+        (
+            lambda: plateau_verdict(ladder_table({4: 0.5, 8: 0.6}), 4, 0),
+            r"n_val must be an integer >= 1, got 0",
+        ),
+    ],
+)
 def test_ladders_refuse_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()

@@ -11,18 +11,29 @@ import textwrap
 import time
 from pathlib import Path
 
+import kill_driver
 import pytest
 import torch
 
-import kill_driver
-from pilcro_lib.runs import records
-from pilcro_lib.runs.checkpoint import MAGIC, CorruptFileError, load_checkpoint, run_dir_lock, write_atomic
 from pilcro_lib.data import ImageDataset, load_dataset
-from pilcro_lib.runs import fingerprint
-from pilcro_lib.runs.fingerprint import code_digest, describe, run_key, traced_code
 from pilcro_lib.models import reference_net
 from pilcro_lib.objective import PObjective
-from pilcro_lib.runs.records import StaleRecordError, cached_run, load_records, provenance_note, read_record
+from pilcro_lib.runs import fingerprint, records
+from pilcro_lib.runs.checkpoint import (
+    MAGIC,
+    CorruptFileError,
+    load_checkpoint,
+    run_dir_lock,
+    write_atomic,
+)
+from pilcro_lib.runs.fingerprint import code_digest, describe, run_key, traced_code
+from pilcro_lib.runs.records import (
+    StaleRecordError,
+    cached_run,
+    load_records,
+    provenance_note,
+    read_record,
+)
 from pilcro_lib.train import TIME_KEYS, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +96,9 @@ def test_plain_function_is_described_by_its_code_not_its_address():
 
 
 def test_undescribable_input_is_refused_naming_it():
-    with pytest.raises(TypeError, match=r"inputs\['thing'\]: cannot describe an object of type object"):
+    with pytest.raises(
+        TypeError, match=r"inputs\['thing'\]: cannot describe an object of type object"
+    ):
         cached_run(lambda run_dir, thing: {}, thing=object())
 
 
@@ -102,17 +115,29 @@ def _run(run_dir, *, data, lr, calls=None):
 
 def test_cached_run_stores_a_valid_record_and_reuses_it(tmp_path):
     calls = tmp_path / "calls"
-    kwargs = dict(name="toy", store=tmp_path / "records", runs=tmp_path / "runs", data=kill_driver.data())
+    kwargs = dict(
+        name="toy", store=tmp_path / "records", runs=tmp_path / "runs", data=kill_driver.data()
+    )
     first = cached_run(_run, lr=0.01, calls=calls, **kwargs)
     second = cached_run(_run, lr=0.01, calls=calls, **kwargs)
     assert calls.read_text() == "call\n" and not first.reused and second.reused
     assert first.metrics == second.metrics
     stored = read_record(first.path)
-    assert first.path.parent == tmp_path / "records" / "toy" and stored["code"] == code_digest(stored["code_functions"])
-    assert "train.py:fit" in stored["code_functions"] and "landscape.py:cv" not in stored["code_functions"]
-    assert not [f for f in stored["code_functions"] if f.startswith("runs/")]  # orchestration decides nothing
+    assert first.path.parent == tmp_path / "records" / "toy" and stored["code"] == code_digest(
+        stored["code_functions"]
+    )
+    assert (
+        "train.py:fit" in stored["code_functions"]
+        and "landscape.py:cv" not in stored["code_functions"]
+    )
+    assert not [
+        f for f in stored["code_functions"] if f.startswith("runs/")
+    ]  # orchestration decides nothing
     assert stored["provenance"]["device"] == "cpu" and stored["provenance"]["wall_time_s"] >= 0
-    assert stored["spec"]["inputs"]["lr"] == 0.01 and stored["spec"]["inputs"]["data"]["name"] == "toy0"
+    assert (
+        stored["spec"]["inputs"]["lr"] == 0.01
+        and stored["spec"]["inputs"]["data"]["name"] == "toy0"
+    )
     assert first.path.name == f"{first.key}.json.gz" and first.path.stat().st_size < 20_000
     assert json.loads(gzip.decompress(first.path.read_bytes())) == stored  # zcat reads it
     assert [r.key for r in load_records("toy", store=tmp_path / "records")] == [first.key]
@@ -124,16 +149,23 @@ def test_records_of_different_data_seeds_never_mix(tmp_path):
     kwargs = dict(store=tmp_path / "records", runs=tmp_path / "runs", lr=0.01)
     cached_run(_run, data=kill_driver.data(seed=1), **kwargs)
     mixed = cached_run(_run, data=kill_driver.data(seed=0), **kwargs)
-    fresh = cached_run(_run, data=kill_driver.data(seed=0), store=tmp_path / "fresh", runs=tmp_path / "r2", lr=0.01)
-    assert not mixed.reused and _strip_times(mixed.metrics["history"]) == _strip_times(fresh.metrics["history"])
+    fresh = cached_run(
+        _run, data=kill_driver.data(seed=0), store=tmp_path / "fresh", runs=tmp_path / "r2", lr=0.01
+    )
+    assert not mixed.reused and _strip_times(mixed.metrics["history"]) == _strip_times(
+        fresh.metrics["history"]
+    )
 
 
 def test_a_global_the_run_reads_is_part_of_its_key(tmp_path):
     namespace = {"n_epochs": 1}
-    exec(textwrap.dedent("""
+    exec(
+        textwrap.dedent("""
         def run(run_dir):
             return {"epochs": n_epochs}
-    """), namespace)
+    """),
+        namespace,
+    )
     a = cached_run(namespace["run"], store=tmp_path)
     namespace["n_epochs"] = 2
     b = cached_run(namespace["run"], store=tmp_path)
@@ -145,7 +177,9 @@ def test_record_of_other_training_code_is_retrained_or_refused(tmp_path, monkeyp
     cached_run(_run, **kwargs)
     monkeypatch.setattr(records, "code_digest", lambda functions: "0123456789abcdef")
     monkeypatch.setenv("PILCRO_STALE_RECORDS", "refuse")
-    with pytest.raises(StaleRecordError, match="made by other training code.*PILCRO_STALE_RECORDS=retrain"):
+    with pytest.raises(
+        StaleRecordError, match="made by other training code.*PILCRO_STALE_RECORDS=retrain"
+    ):
         cached_run(_run, **kwargs)
     monkeypatch.setenv("PILCRO_STALE_RECORDS", "retrain")
     capsys.readouterr()
@@ -194,12 +228,17 @@ def test_traced_code_skips_module_and_class_bodies_and_orchestration(tmp_path):
         exec(code, namespace)
         namespace["Layer"]().forward()
         write_atomic(tmp_path / "x.txt", b"x")
-    assert log.functions == {"fresh_module.py:Layer.forward", "fresh_module.py:Layer.forward.<locals>.<listcomp>"}
+    assert log.functions == {
+        "fresh_module.py:Layer.forward",
+        "fresh_module.py:Layer.forward.<locals>.<listcomp>",
+    }
 
 
 def test_code_digest_follows_the_functions_that_ran(monkeypatch):
     with traced_code() as log:
-        landscape_cv = __import__("pilcro_lib.landscape", fromlist=["cv"]).cv(torch.rand(4, 4) + 0.5)
+        landscape_cv = __import__("pilcro_lib.landscape", fromlist=["cv"]).cv(
+            torch.rand(4, 4) + 0.5
+        )
     used = log.functions
     assert "landscape.py:cv" in used and float(landscape_cv) >= 0
     before = code_digest(used)
@@ -216,11 +255,23 @@ def test_code_digest_follows_the_functions_that_ran(monkeypatch):
     digests = {}
     for what, text in edits.items():
         fingerprint._module_tree.cache_clear()
-        monkeypatch.setattr(fingerprint, "_PACKAGE", _FakePackage(fingerprint._PACKAGE, "landscape.py", text))
+        monkeypatch.setattr(
+            fingerprint, "_PACKAGE", _FakePackage(fingerprint._PACKAGE, "landscape.py", text)
+        )
         digests[what] = code_digest(used)
     fingerprint._module_tree.cache_clear()
-    assert digests["a docstring"] == digests["another function"] == digests["a new constant"] == before
-    changed = [digests[k] for k in ("the function", "a constant it reads, 1", "a constant it reads, 2", "a missing function")]
+    assert (
+        digests["a docstring"] == digests["another function"] == digests["a new constant"] == before
+    )
+    changed = [
+        digests[k]
+        for k in (
+            "the function",
+            "a constant it reads, 1",
+            "a constant it reads, 2",
+            "a missing function",
+        )
+    ]
     assert len({before, *changed}) == 5
 
 
@@ -261,8 +312,17 @@ def _fit(run_dir, model=None, data=None, **kwargs):
 @pytest.mark.parametrize(
     "change, field",
     [
-        (dict(data=ImageDataset(kill_driver.data().images.flip(-1), kill_driver.data().labels, ["bottom", "top"], "toy0")),
-         "train_set"),
+        (
+            dict(
+                data=ImageDataset(
+                    kill_driver.data().images.flip(-1),
+                    kill_driver.data().labels,
+                    ["bottom", "top"],
+                    "toy0",
+                )
+            ),
+            "train_set",
+        ),
         (dict(regularizer=PObjective(1.0, score="logit")), "regularizer"),
         (dict(batch_size=8), "batch_size"),
     ],
@@ -315,7 +375,9 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
     buf = io.BytesIO()
     torch.save({"epoch": 1, "evil": _Payload()}, buf)
     payload = buf.getvalue()
-    (tmp_path / "checkpoint.pt").write_bytes(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    (tmp_path / "checkpoint.pt").write_bytes(
+        MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+    )
     with pytest.raises(CorruptFileError, match="holds more than plain data"):
         load_checkpoint(tmp_path)
     assert not (tmp_path / "PWNED").exists()
@@ -327,28 +389,43 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     model = kill_driver.model()
-    history = fit(model, kill_driver.data(), kill_driver.data(32, seed=1),
-                  run_dir=tmp_path_factory.mktemp("straight"), **kill_driver.FIT)
+    history = fit(
+        model,
+        kill_driver.data(),
+        kill_driver.data(32, seed=1),
+        run_dir=tmp_path_factory.mktemp("straight"),
+        **kill_driver.FIT,
+    )
     return _strip_times(history.records), model.state_dict()
 
 
 def _resume_matches(run_dir, straight):
     model = kill_driver.model()
-    history = fit(model, kill_driver.data(), kill_driver.data(32, seed=1), run_dir=run_dir, **kill_driver.FIT)
+    history = fit(
+        model, kill_driver.data(), kill_driver.data(32, seed=1), run_dir=run_dir, **kill_driver.FIT
+    )
     assert _strip_times(history.records) == straight[0]
     for name, value in straight[1].items():
         assert torch.equal(model.state_dict()[name], value), name
     assert not list(Path(run_dir).glob(".*.tmp"))
 
 
-KILL_POINTS = [(write, stage) for write in (1, 2, 3, 4, 5)
-               for stage in ("torn", "before_replace", "after_replace", "after_write")]
+KILL_POINTS = [
+    (write, stage)
+    for write in (1, 2, 3, 4, 5)
+    for stage in ("torn", "before_replace", "after_replace", "after_write")
+]
 
 
 @pytest.mark.parametrize("write, stage", KILL_POINTS)
 def test_kill_at_every_step_of_a_write_resumes_bit_identically(tmp_path, straight, write, stage):
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "kill_driver.py"), str(tmp_path), str(write), stage],
-                          env=ENV, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "kill_driver.py"), str(tmp_path), str(write), stage],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 9, proc.stderr
     _resume_matches(tmp_path, straight)
 
@@ -357,8 +434,12 @@ def test_sigkill_at_random_instants_resumes_bit_identically(tmp_path, straight):
     rng = random.Random(0)
     for attempt in range(4):
         run_dir = tmp_path / str(attempt)
-        proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "kill_driver.py"), str(run_dir)],
-                                env=ENV, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "kill_driver.py"), str(run_dir)],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout.readline().strip() == "training"
         time.sleep(rng.uniform(0.0, 1.0))
         proc.send_signal(signal.SIGKILL)
@@ -375,16 +456,18 @@ def test_two_processes_asking_for_one_run_compute_it_once(tmp_path):
         from pilcro_lib.runs.records import cached_run
 
         def slow(run_dir, *, x):
-            with open({str(tmp_path / 'calls')!r}, "a") as f:
+            with open({str(tmp_path / "calls")!r}, "a") as f:
                 f.write("call\\n")
             time.sleep(1.5)
             return {{"x": x}}
 
-        record = cached_run(slow, x=3, store={str(tmp_path / 'store')!r}, runs={str(tmp_path / 'runs')!r})
+        record = cached_run(slow, x=3, store={str(tmp_path / "store")!r}, runs={str(tmp_path / "runs")!r})
         print(record.reused, record.metrics["x"])
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script], env=ENV, stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], env=ENV, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
     assert outputs == ["False 3", "True 3"]
     assert (tmp_path / "calls").read_text() == "call\n"
@@ -399,7 +482,9 @@ def test_lock_waits_for_the_holder(tmp_path):
             print("locked", flush=True)
             time.sleep(1.0)
     """)
-    holder = subprocess.Popen([sys.executable, "-c", script], env=ENV, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], env=ENV, stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "locked"
     messages = []
     start = time.perf_counter()
@@ -415,9 +500,13 @@ def test_every_committed_record_is_a_valid_record_named_by_its_key():
     files = sorted(p for p in store.rglob("*") if p.is_file())
     assert files, f"no records under {store}"
     for path in files:
-        assert path.name.endswith(records.SUFFIX), f"{path} is not a record file (<key>{records.SUFFIX})"
+        assert path.name.endswith(records.SUFFIX), (
+            f"{path} is not a record file (<key>{records.SUFFIX})"
+        )
         stored = read_record(path)
-        assert path.name == f"{stored['key']}{records.SUFFIX}" and path.parent.name == stored["name"], path
+        assert (
+            path.name == f"{stored['key']}{records.SUFFIX}" and path.parent.name == stored["name"]
+        ), path
 
 
 # --------------------------------------------------------------------------- what a record says of itself
@@ -426,7 +515,9 @@ def test_every_committed_record_is_a_valid_record_named_by_its_key():
 def test_a_record_rewritten_from_a_finished_checkpoint_still_names_the_training_code(tmp_path):
     """Deleting a record (as the corrupt-file message advises) and asking again rewrites it from the
     finished checkpoint without training an epoch: the functions of the epochs are still named."""
-    kwargs = dict(name="toy", store=tmp_path / "records", runs=tmp_path / "runs", data=kill_driver.data())
+    kwargs = dict(
+        name="toy", store=tmp_path / "records", runs=tmp_path / "runs", data=kill_driver.data()
+    )
     first = cached_run(_run, lr=0.01, **kwargs)
     first.path.unlink()
     again = cached_run(_run, lr=0.01, **kwargs)
@@ -447,10 +538,14 @@ def test_a_record_states_its_precision_and_cpu(tmp_path, monkeypatch, forced, pr
     monkeypatch.setenv("PILCRO_CPU_BF16", forced)
 
     def run(run_dir, data):
-        history = fit(kill_driver.model(), data, data, epochs=1, recipe="fast", batch_size=16, progress=False)
+        history = fit(
+            kill_driver.model(), data, data, epochs=1, recipe="fast", batch_size=16, progress=False
+        )
         return {"acc": history.final["val_acc"]}
 
-    record = cached_run(run, name="toy", store=tmp_path, runs=tmp_path / "runs", data=kill_driver.data())
+    record = cached_run(
+        run, name="toy", store=tmp_path, runs=tmp_path / "runs", data=kill_driver.data()
+    )
     provenance = read_record(record.path)["provenance"]
     assert provenance["precision"] == precision and provenance["cpu"] == records.cpu_name() != ""
     assert f"({records.cpu_name()}, {precision})" in provenance_note([record])
@@ -463,13 +558,22 @@ def test_an_unwritable_store_is_refused_before_training(tmp_path, monkeypatch):
         raise PermissionError(30, "Read-only file system")
 
     monkeypatch.setattr(Path, "write_bytes", refuse)
-    with pytest.raises(OSError, match=r"record store .*toy is not writable \(Read-only file system\)"):
-        cached_run(lambda run_dir: calls.append(1) or {}, name="toy", store=tmp_path, runs=tmp_path / "runs")
+    with pytest.raises(
+        OSError, match=r"record store .*toy is not writable \(Read-only file system\)"
+    ):
+        cached_run(
+            lambda run_dir: calls.append(1) or {},
+            name="toy",
+            store=tmp_path,
+            runs=tmp_path / "runs",
+        )
     assert calls == []
 
 
 def _stored(tmp_path):
-    record = cached_run(lambda run_dir, x: {"x": x}, name="toy", store=tmp_path, runs=tmp_path / "runs", x=1)
+    record = cached_run(
+        lambda run_dir, x: {"x": x}, name="toy", store=tmp_path, runs=tmp_path / "runs", x=1
+    )
     return record.path, json.loads(records.read_record_text(record.path))
 
 
@@ -478,7 +582,10 @@ def _stored(tmp_path):
     [
         (lambda r: r["spec"]["inputs"].update(x=2), "is not the hash of its spec"),
         (lambda r: r.update(name="other"), "is not the folder it is stored in"),
-        (lambda r: r["provenance"].update(wall_time_s="fast"), "provenance entries of the wrong type: wall_time_s"),
+        (
+            lambda r: r["provenance"].update(wall_time_s="fast"),
+            "provenance entries of the wrong type: wall_time_s",
+        ),
         (lambda r: r["provenance"].update(dirty=0), "provenance entries of the wrong type: dirty"),
         (lambda r: r.update(code_functions=[1]), "code_functions must be a list of names"),
     ],
@@ -557,12 +664,19 @@ def test_a_method_is_fingerprinted_with_its_class_statements_not_its_sibling_met
     assert len({digest["before"], digest["a class attribute"], digest["the method"]}) == 3
 
 
-@pytest.mark.parametrize("use", ["from pilcro_lib import data as D\n\n\ndef f():\n    return D.SCALE\n",
-                                 "import pilcro_lib.data as D\n\n\ndef f():\n    return D.SCALE\n",
-                                 "from pilcro_lib.data import SCALE\n\n\ndef f():\n    return SCALE\n",
-                                 "def f():\n    from pilcro_lib import data\n\n    return data.SCALE\n"])
+@pytest.mark.parametrize(
+    "use",
+    [
+        "from pilcro_lib import data as D\n\n\ndef f():\n    return D.SCALE\n",
+        "import pilcro_lib.data as D\n\n\ndef f():\n    return D.SCALE\n",
+        "from pilcro_lib.data import SCALE\n\n\ndef f():\n    return SCALE\n",
+        "def f():\n    from pilcro_lib import data\n\n    return data.SCALE\n",
+    ],
+)
 def test_library_constants_imported_from_another_module_are_fingerprinted(monkeypatch, use):
     one = _digest_with(monkeypatch, ["fake.py:f"], **{"fake.py": use, "data.py": "SCALE = 1\n"})
     two = _digest_with(monkeypatch, ["fake.py:f"], **{"fake.py": use, "data.py": "SCALE = 2\n"})
-    other = _digest_with(monkeypatch, ["fake.py:f"], **{"fake.py": use, "data.py": "SCALE = 1\nOTHER = 5\n"})
+    other = _digest_with(
+        monkeypatch, ["fake.py:f"], **{"fake.py": use, "data.py": "SCALE = 1\nOTHER = 5\n"}
+    )
     assert one != two and one == other

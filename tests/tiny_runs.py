@@ -8,15 +8,15 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from pilcro_lib.runs.records import read_record_text
 
-PARAMETERS = '''import os
+PARAMETERS = """import os
 
 profile = os.environ.get("PILCRO_PROFILE", "book")
 seeds = 3      # runs of the first loop
 pause = 0.0    # seconds each run sleeps
 choose = False # then one more run, chosen on the first runs' scores (a second stage)
-'''
+"""
 
-RUNS = '''import time
+RUNS = """import time
 
 import torch
 
@@ -33,21 +33,31 @@ def run(run_dir, *, seed, scale, pause):
 records = [cached_run(run, name="tiny", seed=s, scale=1.0, pause=pause) for s in range(seeds)]
 scores = [r.metrics["score"] for r in records]  # read after the loop: every run of it is planned at once
 print("reused", sum(r.reused for r in records), "of", len(records))
-'''
+"""
 
-CHOOSE = '''if choose:
+CHOOSE = """if choose:
     best = max(range(seeds), key=lambda s: scores[s])
     final = cached_run(run, name="tiny", seed=best, scale=2.0, pause=pause)
     print("final run reused:", final.reused, final.metrics["score"])
-'''
+"""
 
 
 def write_notebook(path: Path) -> Path:
     """Write the tiny notebook to ``path`` and return it."""
-    nb = new_notebook(cells=[new_markdown_cell("# Tiny runs"), new_code_cell(PARAMETERS), new_code_cell(RUNS),
-                             new_code_cell(CHOOSE)])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# Tiny runs"),
+            new_code_cell(PARAMETERS),
+            new_code_cell(RUNS),
+            new_code_cell(CHOOSE),
+        ]
+    )
     nb.cells[1].metadata["tags"] = ["parameters"]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
     return path
 

@@ -39,7 +39,9 @@ MAGIC = b"PILCRO-CHECKPOINT 1 sha256="
 CHECKPOINT = "checkpoint.pt"
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
-_WRITE_ADVICE = "free space or make the folder writable, or set PILCRO_RECORDS/PILCRO_RUNS to another folder"
+_WRITE_ADVICE = (
+    "free space or make the folder writable, or set PILCRO_RECORDS/PILCRO_RUNS to another folder"
+)
 
 
 class CorruptFileError(ValueError):
@@ -64,7 +66,9 @@ def write_atomic(path: Path, payload: bytes) -> None:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as error:
-        raise OSError(error.errno, f"could not write {path}: {error.strerror or error}; {_WRITE_ADVICE}") from error
+        raise OSError(
+            error.errno, f"could not write {path}: {error.strerror or error}; {_WRITE_ADVICE}"
+        ) from error
     finally:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -118,7 +122,9 @@ def read_json(path: Path, *, what: str) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorruptFileError(f"{what} {path} is not valid JSON ({err}); delete it and run again") from None
+        raise CorruptFileError(
+            f"{what} {path} is not valid JSON ({err}); delete it and run again"
+        ) from None
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
@@ -126,7 +132,10 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
     payload = buf.getvalue()
-    write_atomic(Path(run_dir) / CHECKPOINT, MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    write_atomic(
+        Path(run_dir) / CHECKPOINT,
+        MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload,
+    )
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
@@ -141,12 +150,19 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     raw = path.read_bytes()
     header, _, payload = raw.partition(b"\n")
     advice = "delete it to restart this run from its beginning"
-    if not header.startswith(MAGIC) or hashlib.sha256(payload).hexdigest().encode() != header[len(MAGIC):]:
-        raise CorruptFileError(f"checkpoint {path} is corrupt (checksum mismatch or unknown format); {advice}")
+    if (
+        not header.startswith(MAGIC)
+        or hashlib.sha256(payload).hexdigest().encode() != header[len(MAGIC) :]
+    ):
+        raise CorruptFileError(
+            f"checkpoint {path} is corrupt (checksum mismatch or unknown format); {advice}"
+        )
     try:
         return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as err:  # holds objects that weights_only refuses to build
-        raise CorruptFileError(f"checkpoint {path} holds more than plain data ({err}); {advice}") from None
+        raise CorruptFileError(
+            f"checkpoint {path} holds more than plain data ({err}); {advice}"
+        ) from None
 
 
 def rng_state() -> dict[str, Any]:

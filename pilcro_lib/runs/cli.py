@@ -50,12 +50,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pilcro_lib.runs.execute import (PROFILES, argument_errors, check_notebook, check_parameters, folder_lock,
-                                     parse_assignments, parse_value, sigterm_interrupts)
+from pilcro_lib.runs.execute import (
+    PROFILES,
+    argument_errors,
+    check_notebook,
+    check_parameters,
+    folder_lock,
+    parse_assignments,
+    parse_value,
+    sigterm_interrupts,
+)
 from pilcro_lib.runs.executors import EXECUTORS, Executor, Outcome, make_executor
 from pilcro_lib.runs.plans import RequestFile, list_requests
 
-__all__ = ["Computation", "Plan", "PlansBusy", "compute", "compute_planned", "default_plans", "main", "plan", "summary_table"]
+__all__ = [
+    "Computation",
+    "Plan",
+    "PlansBusy",
+    "compute",
+    "compute_planned",
+    "default_plans",
+    "main",
+    "plan",
+    "summary_table",
+]
 
 MISSING = "MissingRun"  # the exception a read of a planned run's results raises in the notebook
 SHOWN = {"read": "read (computed elsewhere)"}  # an outcome's status as the summary table shows it
@@ -107,11 +125,18 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 
 def _check_profile(profile: str | None) -> None:
     if profile is not None and profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not allowed; choose one of {', '.join(map(repr, PROFILES))}")
+        raise ValueError(
+            f"profile={profile!r} is not allowed; choose one of {', '.join(map(repr, PROFILES))}"
+        )
 
 
-def plan(notebook: str | Path, *, profile: str | None = None, parameters: Mapping[str, Any] | None = None,
-         folder: str | Path | None = None) -> Plan:
+def plan(
+    notebook: str | Path,
+    *,
+    profile: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    folder: str | Path | None = None,
+) -> Plan:
     """Execute ``notebook`` in planning mode and return the runs it needs that have no record.
 
     ``profile`` becomes ``PILCRO_PROFILE`` in the kernel; ``parameters`` are papermill parameters
@@ -135,8 +160,14 @@ def plan(notebook: str | Path, *, profile: str | None = None, parameters: Mappin
     error = ""
     with _environment(env), tempfile.TemporaryDirectory() as tmp:
         try:
-            papermill.execute_notebook(str(notebook), str(Path(tmp) / notebook.name), parameters=parameters,
-                                       cwd=str(notebook.resolve().parent), progress_bar=False, log_output=False)
+            papermill.execute_notebook(
+                str(notebook),
+                str(Path(tmp) / notebook.name),
+                parameters=parameters,
+                cwd=str(notebook.resolve().parent),
+                progress_bar=False,
+                log_output=False,
+            )
         except PapermillExecutionError as failure:
             error = f"{failure.ename}: {failure.evalue} (cell {failure.cell_index})"
     requests = list_requests(folder)
@@ -152,8 +183,13 @@ def _prune_blobs(folder: Path, requests: Sequence[RequestFile]) -> None:
             blob.unlink()
 
 
-def compute_planned(requests: Sequence[RequestFile], executor: Executor, *, desc: str = "runs",
-                    outcomes: list[Outcome] | None = None) -> list[Outcome]:
+def compute_planned(
+    requests: Sequence[RequestFile],
+    executor: Executor,
+    *,
+    desc: str = "runs",
+    outcomes: list[Outcome] | None = None,
+) -> list[Outcome]:
     """Compute ``requests`` through ``executor`` with a progress bar; each computed run's record is
     written to this process's store as it ends. Outcomes are appended to ``outcomes`` (returned)
     as they come, so that an interrupted caller keeps those of the finished runs."""
@@ -162,8 +198,10 @@ def compute_planned(requests: Sequence[RequestFile], executor: Executor, *, desc
     outcomes = [] if outcomes is None else outcomes
     by_key = {request.key: request for request in requests}
     failed = 0
-    with tqdm(total=len(requests), desc=desc, unit="run", file=sys.stderr, ascii=True) as bar, \
-            closing(executor.run([request.path for request in requests])) as results:
+    with (
+        tqdm(total=len(requests), desc=desc, unit="run", file=sys.stderr, ascii=True) as bar,
+        closing(executor.run([request.path for request in requests])) as results,
+    ):
         for outcome in results:
             if outcome.status != "failed":
                 _keep(outcome, by_key[outcome.key])
@@ -179,7 +217,12 @@ def compute_planned(requests: Sequence[RequestFile], executor: Executor, *, desc
 def _keep(outcome: Outcome, request: RequestFile) -> None:
     """Store a computed run's record where this process's ``cached_run`` will look for it
     (a worker on another machine wrote it to its own disk)."""
-    from pilcro_lib.runs.records import read_record, read_record_text, record_path, write_record_text
+    from pilcro_lib.runs.records import (
+        read_record,
+        read_record_text,
+        record_path,
+        write_record_text,
+    )
 
     path = record_path(request.name, request.key, store=request.store)
     if path.is_file() and read_record_text(path) == outcome.record:
@@ -188,9 +231,16 @@ def _keep(outcome: Outcome, request: RequestFile) -> None:
     read_record(path)
 
 
-def compute(notebook: str | Path, executor: Executor, *, profile: str | None = None,
-            parameters: Mapping[str, Any] | None = None, folder: str | Path | None = None, max_stages: int = 10,
-            log: Callable[[str], Any] = print) -> Computation:
+def compute(
+    notebook: str | Path,
+    executor: Executor,
+    *,
+    profile: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    folder: str | Path | None = None,
+    max_stages: int = 10,
+    log: Callable[[str], Any] = print,
+) -> Computation:
     """Plan ``notebook`` and compute its missing runs through ``executor``, stage after stage, until
     it asks for no missing run; at most ``max_stages`` stages. Never raises for a failing run or
     notebook, nor for Ctrl-C: the returned :class:`Computation` says how it ended."""
@@ -204,16 +254,26 @@ def compute(notebook: str | Path, executor: Executor, *, profile: str | None = N
             planned = plan(notebook, profile=profile, parameters=parameters, folder=folder)
             if not planned.requests:
                 if planned.error:
-                    done.status, done.message = "notebook failed", f"the notebook failed: {planned.error}"
+                    done.status, done.message = (
+                        "notebook failed",
+                        f"the notebook failed: {planned.error}",
+                    )
                 else:
                     done.message = "nothing is missing: the notebook renders from its records"
                 return done
             done.requests.update((request.key, request) for request in planned.requests)
-            log(f"stage {stage}: {len(planned.requests)} run(s) to compute with the {executor.name} executor")
-            compute_planned(planned.requests, executor, desc=f"stage {stage}", outcomes=done.outcomes)
+            log(
+                f"stage {stage}: {len(planned.requests)} run(s) to compute with the {executor.name} executor"
+            )
+            compute_planned(
+                planned.requests, executor, desc=f"stage {stage}", outcomes=done.outcomes
+            )
             failed = [o for o in done.outcomes if o.status == "failed"]
             if failed:
-                done.status, done.message = "failed", f"{len(failed)} run(s) failed; fix them and run the same command"
+                done.status, done.message = (
+                    "failed",
+                    f"{len(failed)} run(s) failed; fix them and run the same command",
+                )
                 return done
         done.status = "stage limit"
         done.message = f"runs were still missing after {max_stages} stages; run the same command again to go on"
@@ -223,19 +283,35 @@ def compute(notebook: str | Path, executor: Executor, *, profile: str | None = N
     return done
 
 
-def summary_table(outcomes: Sequence[Outcome], requests: Mapping[str, RequestFile] | None = None) -> str:
+def summary_table(
+    outcomes: Sequence[Outcome], requests: Mapping[str, RequestFile] | None = None
+) -> str:
     """A markdown table of ``outcomes``: run, key, status (as :data:`SHOWN`), wall time, worker, devices, error."""
     requests = requests or {}
-    lines = ["| run | key | status | wall time (s) | worker | devices | error |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | key | status | wall time (s) | worker | devices | error |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for o in outcomes:
         run = requests[o.key].summary if o.key in requests else o.name
-        cells = [f"{o.name}: {run}" if o.key in requests else run, o.key, SHOWN.get(o.status, o.status),
-                 "" if o.wall_time_s is None else f"{o.wall_time_s:.1f}", o.worker, o.devices, o.error]
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+        cells = [
+            f"{o.name}: {run}" if o.key in requests else run,
+            o.key,
+            SHOWN.get(o.status, o.status),
+            "" if o.wall_time_s is None else f"{o.wall_time_s:.1f}",
+            o.worker,
+            o.devices,
+            o.error,
+        ]
+        lines.append(
+            "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+        )
     return "\n".join(lines)
 
 
-def _parameters(pairs: Sequence[Sequence[str]] | None, assignments: Sequence[str] = ()) -> dict[str, Any]:
+def _parameters(
+    pairs: Sequence[Sequence[str]] | None, assignments: Sequence[str] = ()
+) -> dict[str, Any]:
     """The notebook's parameters from ``-p NAME VALUE`` ``pairs`` and ``--params NAME=VALUE`` ``assignments``."""
     parameters = parse_assignments(assignments)
     for name, text in pairs or ():
@@ -261,47 +337,90 @@ def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ValueError(f"{str(folder.parent)!r} cannot hold the plan folder {str(folder)!r} ({error.strerror}); "
-                         "give a folder (it is created if missing)") from None
+        raise ValueError(
+            f"{str(folder.parent)!r} cannot hold the plan folder {str(folder)!r} ({error.strerror}); "
+            "give a folder (it is created if missing)"
+        ) from None
 
 
 def _render_hint(notebook: Path, profile: str | None, parameters: Mapping[str, Any]) -> str:
     params = " ".join(f"{k}={v}" for k, v in parameters.items())
-    return (f"make execute NB={notebook}" + (f" PROFILE={profile}" if profile else "")
-            + (f' PARAMS="{params}"' if params else ""))
+    return (
+        f"make execute NB={notebook}"
+        + (f" PROFILE={profile}" if profile else "")
+        + (f' PARAMS="{params}"' if params else "")
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pilcro_lib.runs",
-                                     description="Plan the runs a notebook needs, and compute them anywhere.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pilcro_lib.runs",
+        description="Plan the runs a notebook needs, and compute them anywhere.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("plan", "list the runs the notebook needs that have no record (trains nothing)"),
-                            ("compute", "compute the missing runs in parallel, stage after stage")):
+    for name, help_text in (
+        ("plan", "list the runs the notebook needs that have no record (trains nothing)"),
+        ("compute", "compute the missing runs in parallel, stage after stage"),
+    ):
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("notebook", help="the notebook (.ipynb)")
         sub.add_argument("--profile", choices=PROFILES, help="PILCRO_PROFILE for the notebook")
-        sub.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                         help="a parameter of the notebook's parameters cell (repeatable)")
-        sub.add_argument("--params", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
-                         help="parameters as NAME=VALUE (repeatable; the value is all after the first '=')")
-        sub.add_argument("--plans", help="folder of the plans (default: runs/plans); the notebook's go in a sub-folder")
+        sub.add_argument(
+            "-p",
+            "--parameter",
+            nargs=2,
+            action="append",
+            metavar=("NAME", "VALUE"),
+            help="a parameter of the notebook's parameters cell (repeatable)",
+        )
+        sub.add_argument(
+            "--params",
+            nargs="+",
+            action="extend",
+            default=[],
+            metavar="NAME=VALUE",
+            help="parameters as NAME=VALUE (repeatable; the value is all after the first '=')",
+        )
+        sub.add_argument(
+            "--plans",
+            help="folder of the plans (default: runs/plans); the notebook's go in a sub-folder",
+        )
     compute_parser = commands.choices["compute"]
-    compute_parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where runs are computed")
-    compute_parser.add_argument("--gpus-per-run", type=_gpus, default=0, help="GPUs each run gets (default 0: CPU)")
-    compute_parser.add_argument("--max-stages", type=int, default=10, help="plan+compute rounds at most (default 10)")
-    compute_parser.add_argument("--workers", type=int, help="local: runs at a time (default: one per GPU slot, else 1)")
-    compute_parser.add_argument("--address", help="ray: address of a running cluster (default: start one here)")
+    compute_parser.add_argument(
+        "--executor", choices=EXECUTORS, default="local", help="where runs are computed"
+    )
+    compute_parser.add_argument(
+        "--gpus-per-run", type=_gpus, default=0, help="GPUs each run gets (default 0: CPU)"
+    )
+    compute_parser.add_argument(
+        "--max-stages", type=int, default=10, help="plan+compute rounds at most (default 10)"
+    )
+    compute_parser.add_argument(
+        "--workers", type=int, help="local: runs at a time (default: one per GPU slot, else 1)"
+    )
+    compute_parser.add_argument(
+        "--address", help="ray: address of a running cluster (default: start one here)"
+    )
     compute_parser.add_argument("--cpus-per-run", type=int, help="ray, slurm: CPUs each run gets")
     compute_parser.add_argument("--partition", help="slurm: the partition")
-    compute_parser.add_argument("--time", type=int, metavar="MINUTES", help="slurm: each job's time limit")
-    compute_parser.add_argument("--parallelism", type=int, help="slurm: jobs of the array running at a time")
+    compute_parser.add_argument(
+        "--time", type=int, metavar="MINUTES", help="slurm: each job's time limit"
+    )
+    compute_parser.add_argument(
+        "--parallelism", type=int, help="slurm: jobs of the array running at a time"
+    )
     return parser
 
 
 # command-line option -> (the executors that take it, their keyword argument)
-_OPTIONS = {"workers": (("local",), "workers"), "address": (("ray",), "address"),
-            "cpus_per_run": (("ray", "slurm"), "cpus_per_run"), "partition": (("slurm",), "partition"),
-            "time": (("slurm",), "time_min"), "parallelism": (("slurm",), "parallelism")}
+_OPTIONS = {
+    "workers": (("local",), "workers"),
+    "address": (("ray",), "address"),
+    "cpus_per_run": (("ray", "slurm"), "cpus_per_run"),
+    "partition": (("slurm",), "partition"),
+    "time": (("slurm",), "time_min"),
+    "parallelism": (("slurm",), "parallelism"),
+}
 
 
 def _executor_options(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -312,8 +431,10 @@ def _executor_options(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         if value is None:
             continue
         if args.executor not in executors:
-            raise ValueError(f"--{attribute.replace('_', '-')} is an option of --executor {' or '.join(executors)}, "
-                             f"not of {args.executor}")
+            raise ValueError(
+                f"--{attribute.replace('_', '-')} is an option of --executor {' or '.join(executors)}, "
+                f"not of {args.executor}"
+            )
         options[keyword] = value
     return options
 
@@ -332,7 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(args.plans) / notebook.stem if args.plans else default_plans(notebook)
     if args.command == "compute":
         with argument_errors(parser, "--executor"):
-            executor = make_executor(args.executor, args.gpus_per_run, **_executor_options(args, folder))
+            executor = make_executor(
+                args.executor, args.gpus_per_run, **_executor_options(args, folder)
+            )
         with argument_errors(parser, "--max-stages"):
             if args.max_stages < 1:
                 raise ValueError(f"must be an integer >= 1, got {args.max_stages!r}")
@@ -341,8 +464,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _only_one(folder):
             if args.command == "plan":
-                return _report_plan(plan(notebook, profile=args.profile, parameters=parameters, folder=folder),
-                                    notebook, args, parameters)
+                return _report_plan(
+                    plan(notebook, profile=args.profile, parameters=parameters, folder=folder),
+                    notebook,
+                    args,
+                    parameters,
+                )
             return _compute_command(notebook, executor, folder, args, parameters)
     except PlansBusy as error:
         parser.error(f"argument --plans: {error}")
@@ -355,20 +482,38 @@ class PlansBusy(RuntimeError):
 def _only_one(folder: Path) -> AbstractContextManager[None]:
     """Hold the plan ``folder`` while inside: one plan or compute of a notebook at a time."""
     folder.mkdir(parents=True, exist_ok=True)
-    return folder_lock(folder, PlansBusy(f"another plan or compute of this notebook holds {folder}; "
-                                         "wait for it to end or give another --plans"))
+    return folder_lock(
+        folder,
+        PlansBusy(
+            f"another plan or compute of this notebook holds {folder}; "
+            "wait for it to end or give another --plans"
+        ),
+    )
 
 
-def _compute_command(notebook: Path, executor: Executor, folder: Path, args: argparse.Namespace,
-                     parameters: Mapping[str, Any]) -> int:
+def _compute_command(
+    notebook: Path,
+    executor: Executor,
+    folder: Path,
+    args: argparse.Namespace,
+    parameters: Mapping[str, Any],
+) -> int:
     """``compute``: run the stages, print and save the table of runs; the exit status."""
     with sigterm_interrupts() as signals, executor:
-        done = compute(notebook, executor, profile=args.profile, parameters=parameters, folder=folder,
-                       max_stages=args.max_stages)
+        done = compute(
+            notebook,
+            executor,
+            profile=args.profile,
+            parameters=parameters,
+            folder=folder,
+            max_stages=args.max_stages,
+        )
     table = summary_table(done.outcomes, done.requests)
     if done.outcomes:
         print(table)
-        (folder / "summary.md").write_text(f"# Runs of {notebook.name} ({done.status})\n\n{table}\n")
+        (folder / "summary.md").write_text(
+            f"# Runs of {notebook.name} ({done.status})\n\n{table}\n"
+        )
     print(done.message)
     if done.status == "complete":
         print("render it with: " + _render_hint(notebook, args.profile, parameters))
@@ -377,21 +522,29 @@ def _compute_command(notebook: Path, executor: Executor, folder: Path, args: arg
     return 0 if done.status == "complete" else 1
 
 
-def _report_plan(planned: Plan, notebook: Path, args: argparse.Namespace, parameters: Mapping[str, Any]) -> int:
+def _report_plan(
+    planned: Plan, notebook: Path, args: argparse.Namespace, parameters: Mapping[str, Any]
+) -> int:
     """Print what ``plan`` found; the exit status."""
     if planned.requests:
-        print(f"{len(planned.requests)} run(s) of {notebook.name} have no record (requests in {planned.folder}):")
+        print(
+            f"{len(planned.requests)} run(s) of {notebook.name} have no record (requests in {planned.folder}):"
+        )
         print("| run | key | what |\n|---|---|---|")
         for request in planned.requests:
             print(f"| {request.name} | {request.key} | {request.summary} |")
         if planned.error and not planned.error.startswith(MISSING):
             print(f"the notebook then failed: {planned.error}")
-        command = f"python -m pilcro_lib.runs compute {notebook}" + (f" --profile {args.profile}" if args.profile else "")
+        command = f"python -m pilcro_lib.runs compute {notebook}" + (
+            f" --profile {args.profile}" if args.profile else ""
+        )
         command += "".join(f" -p {k} {v}" for k, v in parameters.items())
         print(f"compute them with: {command} --executor local|ray|slurm")
         return 0
     if planned.error:
         print(f"no run is missing, but the notebook failed: {planned.error}", file=sys.stderr)
         return 1
-    print(f"nothing is missing: {notebook.name} renders from its records ({_render_hint(notebook, args.profile, parameters)})")
+    print(
+        f"nothing is missing: {notebook.name} renders from its records ({_render_hint(notebook, args.profile, parameters)})"
+    )
     return 0

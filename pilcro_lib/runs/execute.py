@@ -41,11 +41,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROFILES", "argument_errors", "check_notebook", "check_parameters", "execute_in_place",
-           "folder_lock",
-           "main", "parse_assignments", "parse_value", "sigterm_interrupts"]
+__all__ = [
+    "PROFILES",
+    "argument_errors",
+    "check_notebook",
+    "check_parameters",
+    "execute_in_place",
+    "folder_lock",
+    "main",
+    "parse_assignments",
+    "parse_value",
+    "sigterm_interrupts",
+]
 
-PROFILES = ("smoke", "book", "paper")  # the same as pilcro_lib.utils.PROFILES, without importing torch
+PROFILES = (
+    "smoke",
+    "book",
+    "paper",
+)  # the same as pilcro_lib.utils.PROFILES, without importing torch
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
@@ -65,8 +78,9 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def parse_assignments(specs: Iterable[str], what: str = "parameter",
-                      parse: Callable[[str], Any] = parse_value) -> dict[str, Any]:
+def parse_assignments(
+    specs: Iterable[str], what: str = "parameter", parse: Callable[[str], Any] = parse_value
+) -> dict[str, Any]:
     """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``, each text after ``=`` read by ``parse``.
 
     ``what`` names an entry in the error messages (e.g. ``"grid entry"``); a ValueError raised by
@@ -109,9 +123,14 @@ def check_parameters(notebook: Path, names: Iterable[str]) -> list[str]:
     declared = list(papermill.inspect_notebook(str(notebook)))
     unknown = [name for name in names if name not in declared]
     if unknown:
-        allowed = (f"its parameters are {', '.join(map(repr, declared))}" if declared
-                   else "it has no code cell tagged 'parameters'")
-        raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for {notebook.name}; {allowed}")
+        allowed = (
+            f"its parameters are {', '.join(map(repr, declared))}"
+            if declared
+            else "it has no code cell tagged 'parameters'"
+        )
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))} for {notebook.name}; {allowed}"
+        )
     return declared
 
 
@@ -139,7 +158,9 @@ def folder_lock(folder: Path, busy: Exception) -> Iterator[None]:
         yield
 
 
-def execute_in_place(notebook: Path, parameters: dict[str, Any], profile: str | None = None) -> None:
+def execute_in_place(
+    notebook: Path, parameters: dict[str, Any], profile: str | None = None
+) -> None:
     """Execute ``notebook`` with papermill and replace it with the executed copy if every cell ran;
     the kernel runs in its folder.
 
@@ -154,7 +175,9 @@ def execute_in_place(notebook: Path, parameters: dict[str, Any], profile: str | 
     target = notebook.resolve()
     copy = target.with_name(f".{target.stem}.{os.getpid()}.executing.ipynb")
     try:
-        papermill.execute_notebook(str(notebook), str(copy), parameters=parameters, cwd=str(target.parent))
+        papermill.execute_notebook(
+            str(notebook), str(copy), parameters=parameters, cwd=str(target.parent)
+        )
     except Exception:
         _keep_failed(copy, notebook)
         raise
@@ -211,27 +234,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m pilcro_lib.runs.execute",
-        description="Execute notebooks in place (papermill), with parameters they declare.")
-    parser.add_argument("notebooks", nargs="+", metavar="notebook", help="the notebooks (.ipynb) to execute")
+        description="Execute notebooks in place (papermill), with parameters they declare.",
+    )
+    parser.add_argument(
+        "notebooks", nargs="+", metavar="notebook", help="the notebooks (.ipynb) to execute"
+    )
     parser.add_argument("--profile", choices=PROFILES, help="PILCRO_PROFILE for the kernels")
-    parser.add_argument("--params", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="papermill parameters (repeatable); each must be declared by every notebook")
+    parser.add_argument(
+        "--params",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="papermill parameters (repeatable); each must be declared by every notebook",
+    )
     args = parser.parse_args(argv)
     with argument_errors(parser, "notebook"):
         notebooks = [check_notebook(notebook) for notebook in args.notebooks]
     with argument_errors(parser, "--params"):
         parameters = parse_assignments(args.params)
         if args.profile is not None and "profile" in parameters:
-            raise ValueError("give the profile with --profile (PROFILE= for make execute), not as profile=...")
+            raise ValueError(
+                "give the profile with --profile (PROFILE= for make execute), not as profile=..."
+            )
         for notebook in notebooks:
             check_parameters(notebook, parameters)
     with sigterm_interrupts() as terminated:  # SIGTERM, as Ctrl-C, deletes the copy being executed
         for notebook in notebooks:
-            print(f"== {notebook} ({args.profile or os.environ.get('PILCRO_PROFILE', 'default')} profile)", flush=True)
+            print(
+                f"== {notebook} ({args.profile or os.environ.get('PILCRO_PROFILE', 'default')} profile)",
+                flush=True,
+            )
             try:
                 execute_in_place(notebook, parameters, args.profile)
             except PapermillExecutionError as error:
-                print(f"{notebook}: {error.ename}: {error.evalue} (cell {error.cell_index})", file=sys.stderr)
+                print(
+                    f"{notebook}: {error.ename}: {error.evalue} (cell {error.cell_index})",
+                    file=sys.stderr,
+                )
                 return 1
             except KeyboardInterrupt:
                 print(f"{notebook}: interrupted; it is unchanged", file=sys.stderr)

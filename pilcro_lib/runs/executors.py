@@ -46,14 +46,28 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "Outcome", "RayExecutor", "SlurmExecutor", "compute_file",
-           "compute_payload", "die_with_parent", "make_executor", "threads_per_run", "visible_gpus"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "LocalExecutor",
+    "Outcome",
+    "RayExecutor",
+    "SlurmExecutor",
+    "compute_file",
+    "compute_payload",
+    "die_with_parent",
+    "make_executor",
+    "threads_per_run",
+    "visible_gpus",
+]
 
 EXECUTORS = ("local", "ray", "slurm")
 STATUSES = ("computed", "read", "failed")
 SLURM_CLUSTERS = ("slurm", "local")
 _WAIT_S = 1.0  # waits return this often, so that Ctrl-C is seen at once
-_GRACE_S = 10.0  # how long a run's process may take to end once stopped (or once it sent its outcome)
+_GRACE_S = (
+    10.0  # how long a run's process may take to end once stopped (or once it sent its outcome)
+)
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
@@ -97,10 +111,28 @@ def compute_payload(key: str, name: str, payload: bytes, blob: Callable[[str], A
     except Exception as error:  # the run failed: reported, the others go on
         last = traceback.extract_tb(error.__traceback__)[-1:]
         where = f" ({Path(last[0].filename).name}:{last[0].lineno})" if last else ""
-        return Outcome(key, name, "failed", round(time.time() - started, 2), worker, devices, started, time.time(),
-                       f"{type(error).__name__}: {error}{where}")
-    return Outcome(key, name, status, round(time.time() - started, 2), worker, devices, started, time.time(),
-                   record=text)
+        return Outcome(
+            key,
+            name,
+            "failed",
+            round(time.time() - started, 2),
+            worker,
+            devices,
+            started,
+            time.time(),
+            f"{type(error).__name__}: {error}{where}",
+        )
+    return Outcome(
+        key,
+        name,
+        status,
+        round(time.time() - started, 2),
+        worker,
+        devices,
+        started,
+        time.time(),
+        record=text,
+    )
 
 
 def compute_file(path: str, devices: str | None = None, threads: int | None = None) -> Outcome:
@@ -137,14 +169,20 @@ def visible_gpus() -> list[str]:
 
 
 def _check_gpus_per_run(gpus_per_run: Any) -> float:
-    if (isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, (int, float))
-            or not math.isfinite(gpus_per_run) or gpus_per_run < 0):
+    if (
+        isinstance(gpus_per_run, bool)
+        or not isinstance(gpus_per_run, (int, float))
+        or not math.isfinite(gpus_per_run)
+        or gpus_per_run < 0
+    ):
         raise ValueError(f"gpus_per_run must be a finite number >= 0, got {gpus_per_run!r}")
     return gpus_per_run
 
 
 def _check_workers(workers: Any) -> None:
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
         raise ValueError(f"workers must be an integer >= 1 or None, got {workers!r}")
 
 
@@ -159,7 +197,12 @@ class Executor(ABC):
     def __enter__(self) -> "Executor":
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         return None
 
     @abstractmethod
@@ -186,7 +229,9 @@ class LocalExecutor(Executor):
         super().__init__(gpus_per_run)
         _check_workers(workers)
         self.slots: list[str | None] = [None] * (workers or 1)
-        self.threads = threads_per_run(len(self.slots)) if len(self.slots) > 1 and not gpus_per_run else None
+        self.threads = (
+            threads_per_run(len(self.slots)) if len(self.slots) > 1 and not gpus_per_run else None
+        )
         if gpus_per_run:
             self.slots = _gpu_slots(gpus_per_run, workers)
 
@@ -211,20 +256,27 @@ class LocalExecutor(Executor):
             _end([process for _, _, process in running.values()])
 
 
-def _start_run(file: Path, devices: str | None, threads: int | None) -> tuple[Connection, BaseProcess]:
+def _start_run(
+    file: Path, devices: str | None, threads: int | None
+) -> tuple[Connection, BaseProcess]:
     """Start a process that computes the run planned in ``file``; the end its :class:`Outcome` arrives on."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_run_process, name=f"run {Path(file).stem}",
-                              args=(sender, os.getpid(), str(file), devices, threads))
+    process = context.Process(
+        target=_run_process,
+        name=f"run {Path(file).stem}",
+        args=(sender, os.getpid(), str(file), devices, threads),
+    )
     process.start()
     sender.close()  # the run's process holds the only writer: its end shows here as EOF
     return receiver, process
 
 
-def _run_process(sender: Connection, parent: int, path: str, devices: str | None, threads: int | None) -> None:
+def _run_process(
+    sender: Connection, parent: int, path: str, devices: str | None, threads: int | None
+) -> None:
     """A run's own process: compute it and send its :class:`Outcome`. Ctrl-C is left to the
     parent, which stops this process; it dies with the parent (:func:`die_with_parent`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -239,8 +291,10 @@ def die_with_parent(parent: int) -> None:
         return
     import ctypes
 
-    if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 \
-            and os.getppid() != parent:
+    if (
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        and os.getppid() != parent
+    ):
         os._exit(1)
 
 
@@ -250,19 +304,25 @@ def threads_per_run(workers: int) -> int:
     if workers is None:
         raise ValueError("workers must be an integer >= 1, got None")
     _check_workers(workers)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     return max(1, cores // workers)
 
 
 def _gpu_slots(gpus_per_run: float, workers: int | None) -> list[str | None]:
     """``CUDA_VISIBLE_DEVICES`` values of runs that may run at once, ``gpus_per_run`` GPUs each."""
     if gpus_per_run != int(gpus_per_run):
-        raise ValueError(f"gpus_per_run must be a whole number for the local executor, got {gpus_per_run!r}")
+        raise ValueError(
+            f"gpus_per_run must be a whole number for the local executor, got {gpus_per_run!r}"
+        )
     gpus, n = visible_gpus(), int(gpus_per_run)
-    slots: list[str | None] = [",".join(gpus[i:i + n]) for i in range(0, len(gpus) - n + 1, n)]
+    slots: list[str | None] = [",".join(gpus[i : i + n]) for i in range(0, len(gpus) - n + 1, n)]
     if not slots or (workers or 0) > len(slots):
-        raise ValueError(f"gpus_per_run={gpus_per_run!r} with workers={workers!r} needs more GPUs than this "
-                         f"machine's {len(gpus)} ({', '.join(gpus) or 'none'}); use gpus_per_run 0 for the CPU")
+        raise ValueError(
+            f"gpus_per_run={gpus_per_run!r} with workers={workers!r} needs more GPUs than this "
+            f"machine's {len(gpus)} ({', '.join(gpus) or 'none'}); use gpus_per_run 0 for the CPU"
+        )
     return slots[:workers] if workers else slots
 
 
@@ -278,7 +338,11 @@ def _result(receiver: Connection, process: BaseProcess, file: Any) -> Outcome:
     if outcome is not None:
         return outcome
     code = process.exitcode
-    how = f"signal {-code}: {signal.Signals(-code).name}" if code and code < 0 else f"exit status {code}"
+    how = (
+        f"signal {-code}: {signal.Signals(-code).name}"
+        if code and code < 0
+        else f"exit status {code}"
+    )
     return Outcome(file.key, file.name, "failed", error=f"worker process died ({how})")
 
 
@@ -301,7 +365,9 @@ def _require(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"the {extra} executor needs {module}: pip install 'pilcro-lib[{extra}]'") from None
+        raise ImportError(
+            f"the {extra} executor needs {module}: pip install 'pilcro-lib[{extra}]'"
+        ) from None
 
 
 class RayExecutor(Executor):
@@ -314,10 +380,20 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, gpus_per_run: float = 0, *, address: str | None = None, cpus_per_run: float = 1,
-                 **init: Any) -> None:
+    def __init__(
+        self,
+        gpus_per_run: float = 0,
+        *,
+        address: str | None = None,
+        cpus_per_run: float = 1,
+        **init: Any,
+    ) -> None:
         super().__init__(gpus_per_run)
-        if isinstance(cpus_per_run, bool) or not isinstance(cpus_per_run, (int, float)) or cpus_per_run <= 0:
+        if (
+            isinstance(cpus_per_run, bool)
+            or not isinstance(cpus_per_run, (int, float))
+            or cpus_per_run <= 0
+        ):
             raise ValueError(f"cpus_per_run must be a number > 0, got {cpus_per_run!r}")
         self.ray = _require("ray", "ray")
         self.address, self.cpus_per_run, self.init = address, cpus_per_run, init
@@ -329,7 +405,12 @@ class RayExecutor(Executor):
             self.started = True
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self.started:
             self.ray.shutdown()
             self.started = False
@@ -338,7 +419,9 @@ class RayExecutor(Executor):
         from pilcro_lib.runs.plans import BLOBS, read_request_file
 
         ray = self.ray
-        task = ray.remote(num_gpus=self.gpus_per_run, num_cpus=self.cpus_per_run, max_retries=0)(_ray_compute)
+        task = ray.remote(num_gpus=self.gpus_per_run, num_cpus=self.cpus_per_run, max_retries=0)(
+            _ray_compute
+        )
         blobs: dict[str, Any] = {}
         pending = {}
         try:
@@ -346,7 +429,9 @@ class RayExecutor(Executor):
                 file = read_request_file(path)
                 for digest in file.blobs:
                     if digest not in blobs:
-                        blobs[digest] = ray.put((file.path.parent / BLOBS / f"{digest}.pt").read_bytes())
+                        blobs[digest] = ray.put(
+                            (file.path.parent / BLOBS / f"{digest}.pt").read_bytes()
+                        )
                 refs = {digest: blobs[digest] for digest in file.blobs}
                 pending[task.remote(file.key, file.name, file.payload, refs)] = file
             while pending:
@@ -355,7 +440,9 @@ class RayExecutor(Executor):
                     try:
                         yield ray.get(ref)
                     except ray.exceptions.RayError as error:
-                        yield Outcome(file.key, file.name, "failed", error=f"{type(error).__name__}: {error}")
+                        yield Outcome(
+                            file.key, file.name, "failed", error=f"{type(error).__name__}: {error}"
+                        )
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
@@ -368,8 +455,12 @@ def _ray_compute(key: str, name: str, payload: bytes, refs: dict[str, Any]) -> O
     import ray
     import torch
 
-    return compute_payload(key, name, payload, lambda digest: torch.load(io.BytesIO(ray.get(refs[digest])),
-                                                                         weights_only=True))
+    return compute_payload(
+        key,
+        name,
+        payload,
+        lambda digest: torch.load(io.BytesIO(ray.get(refs[digest])), weights_only=True),
+    )
 
 
 class SlurmExecutor(Executor):
@@ -384,25 +475,44 @@ class SlurmExecutor(Executor):
 
     name = "slurm"
 
-    def __init__(self, gpus_per_run: float = 0, *, folder: str | Path = "runs/slurm", partition: str | None = None,
-                 time_min: int = 24 * 60, parallelism: int | None = None, cpus_per_run: int = 4,
-                 cluster: str = "slurm", poll_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        gpus_per_run: float = 0,
+        *,
+        folder: str | Path = "runs/slurm",
+        partition: str | None = None,
+        time_min: int = 24 * 60,
+        parallelism: int | None = None,
+        cpus_per_run: int = 4,
+        cluster: str = "slurm",
+        poll_s: float = 5.0,
+    ) -> None:
         super().__init__(gpus_per_run)
         if gpus_per_run != int(gpus_per_run):
-            raise ValueError(f"gpus_per_run must be a whole number for Slurm jobs, got {gpus_per_run!r}")
+            raise ValueError(
+                f"gpus_per_run must be a whole number for Slurm jobs, got {gpus_per_run!r}"
+            )
         if cluster not in SLURM_CLUSTERS:
-            raise ValueError(f"cluster={cluster!r} is not allowed; choose one of {', '.join(map(repr, SLURM_CLUSTERS))}")
+            raise ValueError(
+                f"cluster={cluster!r} is not allowed; choose one of {', '.join(map(repr, SLURM_CLUSTERS))}"
+            )
         if cluster == "slurm" and shutil.which("sbatch") is None:
-            raise ValueError("the slurm executor submits with Slurm's sbatch, which is not on this machine's PATH; "
-                             "run the command on a Slurm login node")
+            raise ValueError(
+                "the slurm executor submits with Slurm's sbatch, which is not on this machine's PATH; "
+                "run the command on a Slurm login node"
+            )
         for argument, value in (("time_min", time_min), ("cpus_per_run", cpus_per_run)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{argument} must be an integer >= 1, got {value!r}")
         _check_workers(parallelism)
         submitit = _require("submitit", "slurm")
         self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-        parameters: dict[str, Any] = {"timeout_min": time_min, "gpus_per_node": int(gpus_per_run),
-                                      "cpus_per_task": cpus_per_run, "name": "pilcro-run"}
+        parameters: dict[str, Any] = {
+            "timeout_min": time_min,
+            "gpus_per_node": int(gpus_per_run),
+            "cpus_per_task": cpus_per_run,
+            "name": "pilcro-run",
+        }
         if partition is not None:
             parameters["slurm_partition"] = partition
         if parallelism is not None:
@@ -424,7 +534,9 @@ class SlurmExecutor(Executor):
                     try:
                         yield job.result()
                     except Exception as error:  # the job failed or was killed by Slurm
-                        yield Outcome(file.key, file.name, "failed", error=f"{type(error).__name__}: {error}")
+                        yield Outcome(
+                            file.key, file.name, "failed", error=f"{type(error).__name__}: {error}"
+                        )
                 if pending and not finished:
                     time.sleep(self.poll_s)
         finally:
@@ -436,5 +548,7 @@ def make_executor(name: str, gpus_per_run: float = 0, **options: Any) -> Executo
     """The executor called ``name`` (one of :data:`EXECUTORS`) with its ``options``."""
     classes = {"local": LocalExecutor, "ray": RayExecutor, "slurm": SlurmExecutor}
     if name not in classes:
-        raise ValueError(f"executor={name!r} is not allowed; choose one of {', '.join(map(repr, EXECUTORS))}")
+        raise ValueError(
+            f"executor={name!r} is not allowed; choose one of {', '.join(map(repr, EXECUTORS))}"
+        )
     return classes[name](gpus_per_run, **options)

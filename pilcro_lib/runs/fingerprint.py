@@ -35,7 +35,16 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 # The modules whose code decides a trained result. Docstrings, comments and formatting do not count.
-TRAINING_MODULES = ("data", "synthetic", "models", "layers", "objective", "landscape", "train", "experiments")
+TRAINING_MODULES = (
+    "data",
+    "synthetic",
+    "models",
+    "layers",
+    "objective",
+    "landscape",
+    "train",
+    "experiments",
+)
 _PACKAGE = Path(__file__).resolve().parents[1]
 _EMPTY = object()
 
@@ -44,7 +53,11 @@ def sha256_of_tensors(*tensors: torch.Tensor | np.ndarray) -> str:
     """A SHA-256 (hex) of the shapes, dtypes and bytes of ``tensors``."""
     h = hashlib.sha256()
     for t in tensors:
-        array = t.detach().cpu().contiguous().numpy() if isinstance(t, torch.Tensor) else np.ascontiguousarray(t)
+        array = (
+            t.detach().cpu().contiguous().numpy()
+            if isinstance(t, torch.Tensor)
+            else np.ascontiguousarray(t)
+        )
         h.update(f"{array.dtype}{array.shape}".encode())
         h.update(array.tobytes())
     return h.hexdigest()
@@ -68,7 +81,11 @@ def _describe(obj: Any, where: str, seen: set[int]) -> Any:
     if isinstance(obj, np.generic):
         return _describe(obj.item(), where, seen)
     if isinstance(obj, (torch.Tensor, np.ndarray)):
-        return {"tensor": sha256_of_tensors(obj)[:16], "shape": list(obj.shape), "dtype": str(obj.dtype)}
+        return {
+            "tensor": sha256_of_tensors(obj)[:16],
+            "shape": list(obj.shape),
+            "dtype": str(obj.dtype),
+        }
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, torch.device):
@@ -79,21 +96,32 @@ def _describe(obj: Any, where: str, seen: set[int]) -> Any:
         if all(isinstance(k, str) for k in obj):
             return {k: _describe(v, f"{where}[{k!r}]", seen) for k, v in obj.items()}
         # keys of other types are described with their type: {1: x} and {"1": x} differ
-        return {"dict items": [[_describe(k, f"{where} key", seen), _describe(v, f"{where}[{k!r}]", seen)]
-                               for k, v in obj.items()]}
+        return {
+            "dict items": [
+                [_describe(k, f"{where} key", seen), _describe(v, f"{where}[{k!r}]", seen)]
+                for k, v in obj.items()
+            ]
+        }
     if hasattr(obj, "describe") and callable(obj.describe) and not isinstance(obj, type):
         return {"type": type(obj).__qualname__, **_describe(obj.describe(), where, seen)}
     if isinstance(obj, TensorDataset):
         return {"type": "TensorDataset", "tensors": _describe(list(obj.tensors), where, seen)}
     if isinstance(obj, nn.Module):
         state = list(obj.state_dict().values())
-        described = {"module": repr(obj), "state": sha256_of_tensors(*state)[:16] if state else None}
+        described = {
+            "module": repr(obj),
+            "state": sha256_of_tensors(*state)[:16] if state else None,
+        }
         frozen = [name for name, p in obj.named_parameters() if not p.requires_grad]
         return described | ({"frozen": frozen} if frozen else {})
     if isinstance(obj, (types.FunctionType, types.MethodType)):
         return _describe_function(obj, where, seen)
     if isinstance(obj, (type, types.ModuleType, types.BuiltinFunctionType)):
-        return getattr(obj, "__module__", "") + ":" + getattr(obj, "__qualname__", getattr(obj, "__name__", ""))
+        return (
+            getattr(obj, "__module__", "")
+            + ":"
+            + getattr(obj, "__qualname__", getattr(obj, "__name__", ""))
+        )
     raise TypeError(
         f"{where}: cannot describe an object of type {type(obj).__name__} for a run key; pass numbers, "
         "strings, tensors, an ImageDataset or TensorDataset, models, functions, or give the object a "
@@ -134,7 +162,9 @@ def _library_constants_read(code: types.CodeType, scope: dict[str, Any]) -> dict
     reads = {}
     for alias, attribute in sorted(_attributes_loaded(code)):
         module = scope.get(alias)
-        if not (isinstance(module, types.ModuleType) and module.__name__.split(".")[0] == "pilcro_lib"):
+        if not (
+            isinstance(module, types.ModuleType) and module.__name__.split(".")[0] == "pilcro_lib"
+        ):
             continue
         value = getattr(module, attribute, None)
         if value is not None and not callable(value) and not isinstance(value, types.ModuleType):
@@ -149,7 +179,9 @@ def _attributes_loaded(code: types.CodeType) -> set[tuple[str, str]]:
     for instruction in dis.get_instructions(code):
         if previous is not None and instruction.opname in ("LOAD_ATTR", "LOAD_METHOD"):
             found.add((previous, instruction.argval))
-        previous = instruction.argval if instruction.opname in ("LOAD_GLOBAL", "LOAD_DEREF") else None
+        previous = (
+            instruction.argval if instruction.opname in ("LOAD_GLOBAL", "LOAD_DEREF") else None
+        )
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             found |= _attributes_loaded(const)
@@ -210,8 +242,13 @@ def run_key(description: Any) -> str:
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return tree
 
@@ -268,8 +305,11 @@ def start_segment(log: RunLog, first_epoch: int) -> dict[str, Any]:
         commit = git_commit()
     finally:
         sys.setprofile(previous)
-    segment = {"commit": commit, "started_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-               "epochs": [first_epoch, first_epoch]}
+    segment = {
+        "commit": commit,
+        "started_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "epochs": [first_epoch, first_epoch],
+    }
     log.segments.append(segment)
     return segment
 
@@ -288,9 +328,13 @@ def traced_code() -> Iterator[RunLog]:
 
     def profile(frame: types.FrameType, event: str, arg: Any) -> None:
         code = frame.f_code
-        if (event == "call" and code.co_flags & inspect.CO_NEWLOCALS and code.co_filename.startswith(prefix)
-                and not code.co_filename.startswith(orchestration)):
-            log.functions.add(f"{code.co_filename[len(prefix):]}:{code.co_qualname}")
+        if (
+            event == "call"
+            and code.co_flags & inspect.CO_NEWLOCALS
+            and code.co_filename.startswith(prefix)
+            and not code.co_filename.startswith(orchestration)
+        ):
+            log.functions.add(f"{code.co_filename[len(prefix) :]}:{code.co_qualname}")
 
     previous = sys.getprofile()
     sys.setprofile(profile)
@@ -308,7 +352,9 @@ def _names(node: ast.AST) -> set[str]:
 
 def _constants_read(tree: ast.Module, definitions: list[ast.AST]) -> list[ast.AST]:
     """The module-level assignments that ``definitions`` read, directly or through each other."""
-    assignments = [n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign))]
+    assignments = [
+        n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+    ]
     wanted = set().union(*(_names(d) for d in definitions)) if definitions else set()
     chosen: list[ast.AST] = []
     while True:
@@ -345,7 +391,9 @@ def code_digest(functions: Iterable[str]) -> str:
             continue
         definitions = {path: _definition(tree, path) for path in sorted(paths)}
         found = [node for nodes in definitions.values() if nodes for node in nodes]
-        h.update(module.encode() + "".join(ast.dump(n) for n in _constants_read(tree, found)).encode())
+        h.update(
+            module.encode() + "".join(ast.dump(n) for n in _constants_read(tree, found)).encode()
+        )
         h.update(_imported_constants(tree, found).encode())
         for path, nodes in definitions.items():
             text = "".join(ast.dump(n) for n in nodes) if nodes else "missing"
@@ -374,8 +422,15 @@ def _definition(tree: ast.Module, path: tuple[str, ...]) -> list[ast.AST] | None
         if not isinstance(node, ast.ClassDef):
             return nodes + [node]  # a function defined inside a function: the outer one holds it
         own = [n for n in node.body if not isinstance(n, _DEFINITIONS)]
-        nodes.append(ast.ClassDef(name=node.name, bases=node.bases, keywords=node.keywords, body=own,
-                                  decorator_list=node.decorator_list))
+        nodes.append(
+            ast.ClassDef(
+                name=node.name,
+                bases=node.bases,
+                keywords=node.keywords,
+                body=own,
+                decorator_list=node.decorator_list,
+            )
+        )
         body = node.body
     return nodes
 
@@ -386,28 +441,48 @@ _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 def _imported_constants(tree: ast.Module, definitions: list[ast.AST]) -> str:
     """The library's module-level constants that ``definitions`` read through an import (as AST text)."""
     imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    imports += [n for d in definitions for n in ast.walk(d) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    imports += [
+        n for d in definitions for n in ast.walk(d) if isinstance(n, (ast.Import, ast.ImportFrom))
+    ]
     used = set().union(*(_names(d) for d in definitions)) if definitions else set()
-    attributes = {(n.value.id, n.attr) for d in definitions for n in ast.walk(d)
-                  if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+    attributes = {
+        (n.value.id, n.attr)
+        for d in definitions
+        for n in ast.walk(d)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+    }
     wanted: set[tuple[str, str]] = set()  # (module file, constant)
     for node in imports:
         for alias in node.names:
             bound = alias.asname or alias.name.split(".")[0]
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pilcro_lib."):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("pilcro_lib.")
+            ):
                 if bound in used:  # from pilcro_lib.data import NORMALIZATION
                     wanted.add((_module_file(node.module), alias.name))
             else:  # from pilcro_lib import data as D; import pilcro_lib.data as D
-                full = f"{node.module}.{alias.name}" if isinstance(node, ast.ImportFrom) else alias.name
-                if full.startswith("pilcro_lib.") and (alias.asname or isinstance(node, ast.ImportFrom)):
-                    wanted |= {(_module_file(full), attr) for name, attr in attributes if name == bound}
+                full = (
+                    f"{node.module}.{alias.name}"
+                    if isinstance(node, ast.ImportFrom)
+                    else alias.name
+                )
+                if full.startswith("pilcro_lib.") and (
+                    alias.asname or isinstance(node, ast.ImportFrom)
+                ):
+                    wanted |= {
+                        (_module_file(full), attr) for name, attr in attributes if name == bound
+                    }
     text = []
     for file_name, constant in sorted(wanted):
         try:
             source = _module_tree(file_name)
         except (OSError, SyntaxError):
             continue
-        text += [f"{file_name}:" + ast.dump(n) for n in _constants_read(source, [ast.Name(id=constant)])]
+        text += [
+            f"{file_name}:" + ast.dump(n) for n in _constants_read(source, [ast.Name(id=constant)])
+        ]
     return "".join(text)
 
 

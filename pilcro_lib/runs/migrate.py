@@ -52,13 +52,17 @@ def _fingerprint_at(commit: str, folder: Path) -> ModuleType:
     library sources (extracted into ``folder``)."""
     with tarfile.open(fileobj=io.BytesIO(_git("archive", commit, "pilcro_lib"))) as archive:
         archive.extractall(folder, filter="data")
-    spec = importlib.util.spec_from_file_location(f"_fingerprint_{commit}", folder / "pilcro_lib/runs/fingerprint.py")
+    spec = importlib.util.spec_from_file_location(
+        f"_fingerprint_{commit}", folder / "pilcro_lib/runs/fingerprint.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def migrate_records(base: str, why: str, *, store: str | Path | None = None) -> tuple[list[Path], list[Path]]:
+def migrate_records(
+    base: str, why: str, *, store: str | Path | None = None
+) -> tuple[list[Path], list[Path]]:
     """Re-stamp the records of ``store`` (default: :func:`~pilcro_lib.runs.records.default_store`)
     that were current at git commit ``base`` and are stale now; returns ``(migrated, left)``, the
     records re-stamped and the stale ones left alone (stale at ``base`` already)."""
@@ -69,7 +73,9 @@ def migrate_records(base: str, why: str, *, store: str | Path | None = None) -> 
     migrated, left = [], []
     with tempfile.TemporaryDirectory() as tmp:
         old = _fingerprint_at(base, Path(tmp))
-        for path in sorted(Path(store if store is not None else default_store()).glob(f"*/*{SUFFIX}")):
+        for path in sorted(
+            Path(store if store is not None else default_store()).glob(f"*/*{SUFFIX}")
+        ):
             stored = read_record(path)
             now = code_digest(stored["code_functions"])
             if stored["code"] == now:
@@ -77,24 +83,43 @@ def migrate_records(base: str, why: str, *, store: str | Path | None = None) -> 
             if old.code_digest(stored["code_functions"]) != stored["code"]:
                 left.append(path)
                 continue
-            entry = {"from_commit": base, "to_commit": commit, "why": why.strip(),
-                     "utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
-            stored["provenance"]["migrations"] = [*stored["provenance"].get("migrations", []), entry]
+            entry = {
+                "from_commit": base,
+                "to_commit": commit,
+                "why": why.strip(),
+                "utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            stored["provenance"]["migrations"] = [
+                *stored["provenance"].get("migrations", []),
+                entry,
+            ]
             stored["code"] = now
-            write_record_text(path, json.dumps(stored, sort_keys=True, separators=(",", ":")) + "\n")
+            write_record_text(
+                path, json.dumps(stored, sort_keys=True, separators=(",", ":")) + "\n"
+            )
             migrated.append(path)
     return migrated, left
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pilcro_lib.runs.migrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--from", dest="base", required=True, help="the commit at which the records were current")
-    parser.add_argument("--why", required=True, help="why the code change leaves the stored results unchanged")
-    parser.add_argument("--store", default=None, help="the record store (default: $PILCRO_RECORDS or records/)")
+    parser = argparse.ArgumentParser(
+        prog="python -m pilcro_lib.runs.migrate", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--from", dest="base", required=True, help="the commit at which the records were current"
+    )
+    parser.add_argument(
+        "--why", required=True, help="why the code change leaves the stored results unchanged"
+    )
+    parser.add_argument(
+        "--store", default=None, help="the record store (default: $PILCRO_RECORDS or records/)"
+    )
     args = parser.parse_args(argv)
     if _git("status", "--porcelain", "--untracked-files=no", "--", *_TRAINING_CODE):
-        parser.error("the training code has uncommitted changes: commit the code change first, so that "
-                     "the records name the commit whose code they are stamped with")
+        parser.error(
+            "the training code has uncommitted changes: commit the code change first, so that "
+            "the records name the commit whose code they are stamped with"
+        )
     try:
         migrated, left = migrate_records(args.base, args.why, store=args.store)
     except ValueError as err:

@@ -30,8 +30,17 @@ import torch
 from pilcro_lib.runs.checkpoint import CorruptFileError, write_atomic
 from pilcro_lib.runs.fingerprint import sha256_of_tensors
 
-__all__ = ["BLOB_BYTES", "FORMAT", "RequestFile", "list_requests", "load_request", "loads_request",
-           "read_request_file", "save_request", "summary"]
+__all__ = [
+    "BLOB_BYTES",
+    "FORMAT",
+    "RequestFile",
+    "list_requests",
+    "load_request",
+    "loads_request",
+    "read_request_file",
+    "save_request",
+    "summary",
+]
 
 FORMAT = "pilcro-run-request/1"
 BLOB_BYTES = 1 << 20  # tensors at least this large are stored once per plan folder
@@ -55,8 +64,10 @@ def _cloudpickle() -> Any:
     try:
         import cloudpickle
     except ImportError:
-        raise ImportError("planning runs needs cloudpickle: pip install cloudpickle "
-                          "(or pip install 'pilcro-lib[book]')") from None
+        raise ImportError(
+            "planning runs needs cloudpickle: pip install cloudpickle "
+            "(or pip install 'pilcro-lib[book]')"
+        ) from None
     return cloudpickle
 
 
@@ -64,12 +75,21 @@ def save_request(request: Any, folder: str | Path) -> Path:
     """Write ``request`` (a :class:`pilcro_lib.runs.records.RunRequest`) to ``folder/<key>.pkl``; return its path."""
     folder = Path(folder)
     (folder / BLOBS).mkdir(parents=True, exist_ok=True)
-    request = replace(request, store=_absolute(request.store), runs=_absolute(request.runs))  # for any working directory
+    request = replace(
+        request, store=_absolute(request.store), runs=_absolute(request.runs)
+    )  # for any working directory
     buffer = io.BytesIO()
     pickler = _blob_pickler(_cloudpickle(), buffer, folder / BLOBS)
     pickler.dump(request)
-    header = {"format": FORMAT, "key": request.key, "name": request.name, "store": request.store,
-              "summary": summary(request.spec), "blobs": sorted(set(pickler.used)), "payload": buffer.getvalue()}
+    header = {
+        "format": FORMAT,
+        "key": request.key,
+        "name": request.name,
+        "store": request.store,
+        "summary": summary(request.spec),
+        "blobs": sorted(set(pickler.used)),
+        "payload": buffer.getvalue(),
+    }
     path = folder / f"{request.key}.pkl"
     write_atomic(path, pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
     return path
@@ -95,7 +115,12 @@ def _blob_pickler(cloudpickle: Any, file: io.BytesIO, blobs: Path) -> Any:
             path = blobs / f"{digest}.pt"
             if not path.exists():
                 data = io.BytesIO()
-                torch.save(tensor.clone() if tensor.untyped_storage().nbytes() != tensor.nbytes else tensor, data)
+                torch.save(
+                    tensor.clone()
+                    if tensor.untyped_storage().nbytes() != tensor.nbytes
+                    else tensor,
+                    data,
+                )
                 write_atomic(path, data.getvalue())
             self.used.append(digest)
             return ("tensor", digest)
@@ -109,11 +134,22 @@ def read_request_file(path: str | Path) -> RequestFile:
     try:
         header = pickle.loads(path.read_bytes())
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
-        raise CorruptFileError(f"run request {path} cannot be read ({error}); plan again to rewrite it") from None
+        raise CorruptFileError(
+            f"run request {path} cannot be read ({error}); plan again to rewrite it"
+        ) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CorruptFileError(f"run request {path} is not a {FORMAT} file; plan again to rewrite it")
-    return RequestFile(path, header["key"], header["name"], header["store"], header["summary"],
-                       header["blobs"], header["payload"])
+        raise CorruptFileError(
+            f"run request {path} is not a {FORMAT} file; plan again to rewrite it"
+        )
+    return RequestFile(
+        path,
+        header["key"],
+        header["name"],
+        header["store"],
+        header["summary"],
+        header["blobs"],
+        header["payload"],
+    )
 
 
 def list_requests(folder: str | Path) -> list[RequestFile]:
@@ -147,7 +183,9 @@ def load_request(path: str | Path) -> Any:
     def blob(digest: str) -> torch.Tensor:
         source = blobs / f"{digest}.pt"
         if not source.is_file():
-            raise CorruptFileError(f"run request {file.path} needs {source}, which is missing; plan again")
+            raise CorruptFileError(
+                f"run request {file.path} needs {source}, which is missing; plan again"
+            )
         return torch.load(source, weights_only=True)
 
     return loads_request(file.payload, blob)
@@ -157,7 +195,9 @@ def summary(spec: dict[str, Any], width: int = 100) -> str:
     """One line for a run's description: its function and its scalar inputs (else those its function reads)."""
     function = spec.get("function")
     name = function if isinstance(function, str) else str(function.get("function", "?"))
-    scalars = _scalars(spec.get("inputs", {})) or _scalars(function.get("reads", {}) if isinstance(function, dict) else {})
+    scalars = _scalars(spec.get("inputs", {})) or _scalars(
+        function.get("reads", {}) if isinstance(function, dict) else {}
+    )
     text = f"{name.rpartition(':')[2]}({', '.join(f'{k}={v}' for k, v in scalars)})"
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -167,7 +207,11 @@ def _scalars(described: dict[str, Any]) -> list[tuple[str, Any]]:
     items: list[tuple[str, Any]] = []
     for key, value in described.items():
         if isinstance(value, dict) and "tensor" not in value and "content" not in value:
-            items += [(k, v) for k, v in value.items() if isinstance(v, (bool, int, float, str)) and v != "device"]
+            items += [
+                (k, v)
+                for k, v in value.items()
+                if isinstance(v, (bool, int, float, str)) and v != "device"
+            ]
         elif isinstance(value, (bool, int, float, str)) and value != "device":
             items.append((key, value))
     return items

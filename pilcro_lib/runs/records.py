@@ -44,7 +44,14 @@ from typing import Any
 import torch
 
 from pilcro_lib.runs.checkpoint import CorruptFileError, run_dir_lock, temp_path, write_atomic
-from pilcro_lib.runs.fingerprint import RunLog, code_digest, code_fingerprint, describe, run_key, traced_code
+from pilcro_lib.runs.fingerprint import (
+    RunLog,
+    code_digest,
+    code_fingerprint,
+    describe,
+    run_key,
+    traced_code,
+)
 from pilcro_lib.utils import check_choice, get_device, git_commit
 
 SCHEMA = "pilcro-run-record/1"
@@ -53,11 +60,26 @@ DIGITS = 6  # significant digits of the floats a record stores
 STALE_POLICIES = ("retrain", "refuse")
 PLAN_ENV = "PILCRO_PLAN"  # a folder: plan missing runs there instead of training them
 _REPO = Path(__file__).resolve().parents[2]
-_FIELDS = {"schema": str, "key": str, "name": str, "spec": dict, "code": str, "code_functions": list, "metrics": dict,
-           "provenance": dict}
+_FIELDS = {
+    "schema": str,
+    "key": str,
+    "name": str,
+    "spec": dict,
+    "code": str,
+    "code_functions": list,
+    "metrics": dict,
+    "provenance": dict,
+}
 _ADVICE = "delete it to recompute the run, or restore it with git"
-_PROVENANCE = {"commit": str, "dirty": bool, "pilcro_lib": str, "torch": str, "device": str,
-               "wall_time_s": (int, float), "finished_utc": str}
+_PROVENANCE = {
+    "commit": str,
+    "dirty": bool,
+    "pilcro_lib": str,
+    "torch": str,
+    "device": str,
+    "wall_time_s": (int, float),
+    "finished_utc": str,
+}
 
 
 class StaleRecordError(RuntimeError):
@@ -68,8 +90,10 @@ class MissingRun(Exception):
     """The results of a run that has no record yet were read while planning (``$PILCRO_PLAN``)."""
 
     def __init__(self, name: str, key: str) -> None:
-        super().__init__(f"run {name}/{key} has no record yet: it is planned, not computed "
-                         "(compute it with python -m pilcro_lib.runs compute)")
+        super().__init__(
+            f"run {name}/{key} has no record yet: it is planned, not computed "
+            "(compute it with python -m pilcro_lib.runs compute)"
+        )
         self.name, self.key = name, key
 
 
@@ -157,7 +181,9 @@ def default_runs() -> Path:
 
 def stale_policy() -> str:
     """``$PILCRO_STALE_RECORDS``: ``retrain`` (default) or ``refuse``."""
-    return check_choice("PILCRO_STALE_RECORDS", os.environ.get("PILCRO_STALE_RECORDS", "retrain"), STALE_POLICIES)
+    return check_choice(
+        "PILCRO_STALE_RECORDS", os.environ.get("PILCRO_STALE_RECORDS", "retrain"), STALE_POLICIES
+    )
 
 
 def cached_run(
@@ -178,12 +204,22 @@ def cached_run(
     current record is planned instead of computed (see the module's docstring).
     """
     if not callable(run_fn):
-        raise TypeError(f"run_fn must be a function run_fn(*, run_dir, **inputs), got {type(run_fn).__name__}")
+        raise TypeError(
+            f"run_fn must be a function run_fn(*, run_dir, **inputs), got {type(run_fn).__name__}"
+        )
     name = name if name is not None else run_fn.__name__
     policy = stale_policy()
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
+    if (
+        not isinstance(name, str)
+        or not name
+        or any(c in name for c in "/\\")
+        or name.startswith(".")
+    ):
         raise ValueError(f"name must be a non-empty folder name without slashes, got {name!r}")
-    spec = {"function": describe(run_fn, where="run_fn"), "inputs": describe(inputs, where="inputs")}
+    spec = {
+        "function": describe(run_fn, where="run_fn"),
+        "inputs": describe(inputs, where="inputs"),
+    }
     request = RunRequest(run_fn, inputs, name, store, runs, spec, run_key(spec))
     plan = os.environ.get(PLAN_ENV)
     if plan:
@@ -199,9 +235,14 @@ def _cached(request: RunRequest) -> Record:
     record = _current(path, key, policy, say=False)  # said, if stale, by the check under the lock
     if record is not None:
         return record
-    run_dir = Path(request.runs if request.runs is not None else default_runs()) / f"{key}-{code_fingerprint()}"
+    run_dir = (
+        Path(request.runs if request.runs is not None else default_runs())
+        / f"{key}-{code_fingerprint()}"
+    )
     with run_dir_lock(run_dir, name=".record.lock"):
-        record = _current(path, key, policy)  # another process may have finished it while this one waited
+        record = _current(
+            path, key, policy
+        )  # another process may have finished it while this one waited
         if record is not None:
             return record
         start = time.perf_counter()
@@ -211,10 +252,22 @@ def _cached(request: RunRequest) -> Record:
         functions = log.functions
         metrics = _rounded(_checked(metrics))
         device = inputs.get("device")
-        provenance = run_provenance(time.perf_counter() - start, get_device(device) if device is not None else None,
-                                    modules={f.partition(":")[0] for f in functions}, log=log)
-        stored = {"schema": SCHEMA, "key": key, "name": name, "spec": request.spec, "code": code_digest(functions),
-                  "code_functions": sorted(functions), "metrics": metrics, "provenance": provenance}
+        provenance = run_provenance(
+            time.perf_counter() - start,
+            get_device(device) if device is not None else None,
+            modules={f.partition(":")[0] for f in functions},
+            log=log,
+        )
+        stored = {
+            "schema": SCHEMA,
+            "key": key,
+            "name": name,
+            "spec": request.spec,
+            "code": code_digest(functions),
+            "code_functions": sorted(functions),
+            "metrics": metrics,
+            "provenance": provenance,
+        }
         write_record_text(path, json.dumps(stored, sort_keys=True, separators=(",", ":")) + "\n")
     return Record(key, name, metrics, provenance, path, reused=False)
 
@@ -227,8 +280,11 @@ def _check_writable(path: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise OSError(err.errno, f"the record store {path.parent} is not writable ({err.strerror}); set "
-                                 "PILCRO_RECORDS to a writable folder, or pass store=") from None
+        raise OSError(
+            err.errno,
+            f"the record store {path.parent} is not writable ({err.strerror}); set "
+            "PILCRO_RECORDS to a writable folder, or pass store=",
+        ) from None
 
 
 def _planned(request: RunRequest, folder: Path) -> Record:
@@ -246,7 +302,9 @@ def _checked(metrics: Any) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(metrics))
     except (TypeError, ValueError) as err:
-        raise TypeError(f"run_fn's metrics must be plain JSON (numbers, strings, lists, dicts): {err}") from None
+        raise TypeError(
+            f"run_fn's metrics must be plain JSON (numbers, strings, lists, dicts): {err}"
+        ) from None
 
 
 def _rounded(obj: Any) -> Any:
@@ -261,8 +319,12 @@ def _rounded(obj: Any) -> Any:
     return obj
 
 
-def run_provenance(wall_time_s: float, device: torch.device | None = None,
-                   modules: Iterable[str] | None = None, log: RunLog | None = None) -> dict[str, Any]:
+def run_provenance(
+    wall_time_s: float,
+    device: torch.device | None = None,
+    modules: Iterable[str] | None = None,
+    log: RunLog | None = None,
+) -> dict[str, Any]:
     """What produced a run: commit, dirty flag, versions, device and CPU, wall time and date. With
     ``modules`` (the library files the run executed, e.g. ``"train.py"``) the dirty flag says
     whether those differ from the commit; without, whether any file but a notebook does. With
@@ -314,7 +376,9 @@ def read_record_text(path: str | Path) -> str:
     try:
         return gzip.decompress(Path(path).read_bytes()).decode()
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as err:
-        raise CorruptFileError(f"run record {path} is not gzip-compressed text ({err}); {_ADVICE}") from None
+        raise CorruptFileError(
+            f"run record {path} is not gzip-compressed text ({err}); {_ADVICE}"
+        ) from None
 
 
 def read_record(path: str | Path) -> dict[str, Any]:
@@ -325,29 +389,49 @@ def read_record(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise CorruptFileError(f"run record {path} is not valid JSON ({err}); {_ADVICE}") from None
     except RecursionError:
-        raise CorruptFileError(f"run record {path} is nested too deeply to be a record; {_ADVICE}") from None
+        raise CorruptFileError(
+            f"run record {path} is nested too deeply to be a record; {_ADVICE}"
+        ) from None
     if not isinstance(stored, dict):
         raise CorruptFileError(f"run record {path} is not a JSON object; {_ADVICE}")
     for field, kind in _FIELDS.items():
         if not isinstance(stored.get(field), kind):
-            raise CorruptFileError(f"run record {path}: field {field!r} is missing or not a {kind.__name__}; {_ADVICE}")
+            raise CorruptFileError(
+                f"run record {path}: field {field!r} is missing or not a {kind.__name__}; {_ADVICE}"
+            )
     if stored["schema"] != SCHEMA:
-        raise CorruptFileError(f"run record {path} has schema {stored['schema']!r}, expected {SCHEMA!r}; {_ADVICE}")
+        raise CorruptFileError(
+            f"run record {path} has schema {stored['schema']!r}, expected {SCHEMA!r}; {_ADVICE}"
+        )
     missing = [k for k in _PROVENANCE if k not in stored["provenance"]]
     if missing:
-        raise CorruptFileError(f"run record {path}: provenance lacks {', '.join(missing)}; {_ADVICE}")
-    wrong = [k for k, kind in _PROVENANCE.items() if not isinstance(stored["provenance"][k], kind)
-             or (kind is not bool and isinstance(stored["provenance"][k], bool))]
+        raise CorruptFileError(
+            f"run record {path}: provenance lacks {', '.join(missing)}; {_ADVICE}"
+        )
+    wrong = [
+        k
+        for k, kind in _PROVENANCE.items()
+        if not isinstance(stored["provenance"][k], kind)
+        or (kind is not bool and isinstance(stored["provenance"][k], bool))
+    ]
     if wrong:
-        raise CorruptFileError(f"run record {path}: provenance entries of the wrong type: {', '.join(wrong)}; {_ADVICE}")
+        raise CorruptFileError(
+            f"run record {path}: provenance entries of the wrong type: {', '.join(wrong)}; {_ADVICE}"
+        )
     if not all(isinstance(f, str) for f in stored["code_functions"]):
-        raise CorruptFileError(f"run record {path}: code_functions must be a list of names; {_ADVICE}")
+        raise CorruptFileError(
+            f"run record {path}: code_functions must be a list of names; {_ADVICE}"
+        )
     if run_key(stored["spec"]) != stored["key"]:
-        raise CorruptFileError(f"run record {path}: its key {stored['key']!r} is not the hash of its spec "
-                               f"({run_key(stored['spec'])!r}): the spec was edited; {_ADVICE}")
+        raise CorruptFileError(
+            f"run record {path}: its key {stored['key']!r} is not the hash of its spec "
+            f"({run_key(stored['spec'])!r}): the spec was edited; {_ADVICE}"
+        )
     if stored["name"] != path.parent.name:
-        raise CorruptFileError(f"run record {path}: its name {stored['name']!r} is not the folder it is "
-                               f"stored in ({path.parent.name!r}); {_ADVICE}")
+        raise CorruptFileError(
+            f"run record {path}: its name {stored['name']!r} is not the folder it is "
+            f"stored in ({path.parent.name!r}); {_ADVICE}"
+        )
     return stored
 
 
@@ -358,15 +442,21 @@ def _current(path: Path, key: str, policy: str, *, say: bool = True) -> Record |
         return None
     stored = read_record(path)
     if stored["key"] != key:
-        raise CorruptFileError(f"run record {path} holds key {stored['key']!r}, not {key!r} as its name says; "
-                               "delete it to recompute the run")
+        raise CorruptFileError(
+            f"run record {path} holds key {stored['key']!r}, not {key!r} as its name says; "
+            "delete it to recompute the run"
+        )
     current = code_digest(stored["code_functions"])
     if stored["code"] != current:
         made = stored["provenance"]["commit"]
-        message = (f"run record {path} was made by other training code (code {stored['code']}, commit {made}; "
-                   f"the same functions' code is now {current})")
+        message = (
+            f"run record {path} was made by other training code (code {stored['code']}, commit {made}; "
+            f"the same functions' code is now {current})"
+        )
         if policy == "refuse":
-            raise StaleRecordError(message + "; run with PILCRO_STALE_RECORDS=retrain to recompute it")
+            raise StaleRecordError(
+                message + "; run with PILCRO_STALE_RECORDS=retrain to recompute it"
+            )
         if say:
             print(message + "; recomputing it", file=sys.stderr, flush=True)
         return None
@@ -379,7 +469,11 @@ def load_records(name: str, *, store: str | Path | None = None) -> list[Record]:
     records = []
     for path in sorted(folder.glob(f"*{SUFFIX}")):
         stored = read_record(path)
-        records.append(Record(stored["key"], stored["name"], stored["metrics"], stored["provenance"], path, True))
+        records.append(
+            Record(
+                stored["key"], stored["name"], stored["metrics"], stored["provenance"], path, True
+            )
+        )
     return records
 
 
@@ -398,14 +492,19 @@ def provenance_note(records: Iterable[Record]) -> str:
     made = "; ".join(f"{n} at commit {c} on {d}" for (c, d), n in sorted(groups.items()))
     reused = sum(r.reused for r in records)
     hours = sum(r.provenance["wall_time_s"] for r in records) / 3600
-    return (f"{len(records)} run records ({reused} read from the store, {len(records) - reused} computed now; "
-            f"{hours:.2f} h of training): {made}.")
+    return (
+        f"{len(records)} run records ({reused} read from the store, {len(records) - reused} computed now; "
+        f"{hours:.2f} h of training): {made}."
+    )
 
 
 def _commits(provenance: Mapping[str, Any]) -> str:
     finished = provenance["commit"] + ("+dirty" if provenance["dirty"] else "")
     started = provenance.get("started_commit", provenance["commit"])
-    same = started.removesuffix("+dirty") == provenance["commit"] and started.endswith("+dirty") == provenance["dirty"]
+    same = (
+        started.removesuffix("+dirty") == provenance["commit"]
+        and started.endswith("+dirty") == provenance["dirty"]
+    )
     return f"`{finished}`" if same else f"`{started}` to `{finished}`"
 
 

@@ -91,18 +91,44 @@ from pathlib import Path
 from typing import Any
 
 from pilcro_lib.results import read_metrics
-from pilcro_lib.runs.execute import (PROFILES, argument_errors, check_notebook, check_parameters, folder_lock,
-                                parse_assignments, parse_value)
+from pilcro_lib.runs.execute import (
+    PROFILES,
+    argument_errors,
+    check_notebook,
+    check_parameters,
+    folder_lock,
+    parse_assignments,
+    parse_value,
+)
 from pilcro_lib.runs.executors import die_with_parent
 
-__all__ = ["Interrupted", "PointResult", "grid_points", "main", "merge_results", "notebook_digest",
-           "parse_grid", "point_slug", "read_summary", "run_sweep", "summary_rows", "write_summary"]
+__all__ = [
+    "Interrupted",
+    "PointResult",
+    "grid_points",
+    "main",
+    "merge_results",
+    "notebook_digest",
+    "parse_grid",
+    "point_slug",
+    "read_summary",
+    "run_sweep",
+    "summary_rows",
+    "write_summary",
+]
 
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 _FIXED_COLUMNS = ("status", "wall_time_s", "error", "failed_cell", "notebook")
 STATUSES = ("ran", "done before", "failed", "not run")
-_FIELDS = {"point": dict, "status": str, "notebook": str, "wall_time_s": (int, float, type(None)), "metrics": dict,
-           "error": str, "failed_cell": str}  # a PointResult's fields in summary.json, and their JSON types
+_FIELDS = {
+    "point": dict,
+    "status": str,
+    "notebook": str,
+    "wall_time_s": (int, float, type(None)),
+    "metrics": dict,
+    "error": str,
+    "failed_cell": str,
+}  # a PointResult's fields in summary.json, and their JSON types
 _STAMP = "pilcro_sweep"  # the executed notebook's metadata key for the code it ran
 _GRACE_S = 10.0  # how long a point stopped by SIGTERM may take to shut its kernel down
 
@@ -147,7 +173,9 @@ def point_slug(point: Mapping[str, Any]) -> str:
     texts = {key: str(point[key]) for key in sorted(point)}
     slug = "__".join(f"{key}={_SLUG_UNSAFE.sub('-', text)}" for key, text in texts.items())
     if not all(_plain(point[key], text) for key, text in texts.items()):
-        slug += "__" + hashlib.sha1(json.dumps(dict(point), sort_keys=True).encode()).hexdigest()[:8]
+        slug += (
+            "__" + hashlib.sha1(json.dumps(dict(point), sort_keys=True).encode()).hexdigest()[:8]
+        )
     return slug
 
 
@@ -162,8 +190,11 @@ def notebook_digest(notebook: Any) -> str:
 
     ``notebook`` is an ``nbformat`` node or its JSON dict; markdown and outputs do not count.
     """
-    sources = ["".join(cell.get("source", "")) for cell in notebook.get("cells", [])
-               if cell.get("cell_type") == "code"]
+    sources = [
+        "".join(cell.get("source", ""))
+        for cell in notebook.get("cells", [])
+        if cell.get("cell_type") == "code"
+    ]
     return hashlib.sha256(json.dumps(sources).encode()).hexdigest()
 
 
@@ -205,8 +236,9 @@ def _duration(notebook: Any) -> float | None:
     return round(float(duration), 2) if duration is not None else None
 
 
-def _point_process(sender: Connection, parent: int, notebook: str, point: dict[str, Any], folder: str,
-                   cwd: str) -> None:
+def _point_process(
+    sender: Connection, parent: int, notebook: str, point: dict[str, Any], folder: str, cwd: str
+) -> None:
     """A point's own process: run it and send its :class:`PointResult` to the sweep (process ``parent``).
 
     SIGTERM interrupts the point as Ctrl-C does, so that papermill shuts its kernel down. On
@@ -230,8 +262,9 @@ def _execute_point(notebook: str, point: dict[str, Any], folder: str, cwd: str) 
     start = time.perf_counter()
     result = PointResult(point=point, status="ran", notebook=final.name)
     try:
-        papermill.execute_notebook(notebook, str(partial), parameters=point, cwd=cwd,
-                                   progress_bar=False, log_output=False)
+        papermill.execute_notebook(
+            notebook, str(partial), parameters=point, cwd=cwd, progress_bar=False, log_output=False
+        )
     except PapermillExecutionError as error:
         first_line = next((line for line in error.source.splitlines() if line.strip()), "")
         result.status, result.notebook = "failed", failed.name
@@ -240,7 +273,9 @@ def _execute_point(notebook: str, point: dict[str, Any], folder: str, cwd: str) 
     except KeyboardInterrupt:
         partial.unlink(missing_ok=True)
         return PointResult(point=point, status="not run", error="interrupted")
-    except Exception as error:  # the kernel died or did not start, the notebook could not be written, ...
+    except (
+        Exception
+    ) as error:  # the kernel died or did not start, the notebook could not be written, ...
         result.status, result.notebook = "failed", failed.name
         result.error = f"{type(error).__name__}: {error}"
     result.wall_time_s = round(time.perf_counter() - start, 2)
@@ -259,7 +294,11 @@ def _execute_point(notebook: str, point: dict[str, Any], folder: str, cwd: str) 
 def _point_paths(folder: Path, point: Mapping[str, Any]) -> tuple[Path, Path, Path]:
     """Where a point's notebook goes: (completed, failed, being run)."""
     slug = point_slug(point)
-    return folder / f"{slug}.ipynb", folder / f"{slug}.failed.ipynb", folder / ".partial" / f"{slug}.ipynb"
+    return (
+        folder / f"{slug}.ipynb",
+        folder / f"{slug}.failed.ipynb",
+        folder / ".partial" / f"{slug}.ipynb",
+    )
 
 
 def _file_as(partial: Path, final: Path, failed: Path, completed: bool) -> None:
@@ -272,7 +311,11 @@ def _file_as(partial: Path, final: Path, failed: Path, completed: bool) -> None:
 def _died(point: dict[str, Any], folder: Path, exitcode: int | None) -> PointResult:
     """The result of a point whose process ended without one (killed, out of memory, ...)."""
     final, failed, partial = _point_paths(folder, point)
-    how = f"killed by {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exit status {exitcode}"
+    how = (
+        f"killed by {signal.Signals(-exitcode).name}"
+        if exitcode and exitcode < 0
+        else f"exit status {exitcode}"
+    )
     result = PointResult(point, "failed", error=f"the point's process died ({how})")
     if partial.is_file():  # saved by papermill up to the cell that was running
         _file_as(partial, final, failed, completed=False)
@@ -292,16 +335,33 @@ def summary_rows(results: Iterable[PointResult]) -> tuple[list[str], list[dict[s
     """
     results = list(results)
     params = list(dict.fromkeys(k for r in results for k in r.point))
-    echoes = {k for r in results for k in r.metrics  # a metric that only repeats its point's parameter
-              if k in params and all(q.metrics.get(k, q.point.get(k)) == q.point.get(k) for q in results)}
-    metric_names = [k for k in dict.fromkeys(k for r in results for k in r.metrics) if k not in echoes]
+    echoes = {
+        k
+        for r in results
+        for k in r.metrics  # a metric that only repeats its point's parameter
+        if k in params and all(q.metrics.get(k, q.point.get(k)) == q.point.get(k) for q in results)
+    }
+    metric_names = [
+        k for k in dict.fromkeys(k for r in results for k in r.metrics) if k not in echoes
+    ]
     taken = set(params) | set(_FIXED_COLUMNS)
     metric_columns = {m: f"metric_{m}" if m in taken else m for m in metric_names}
-    columns = params + ["status", "wall_time_s"] + list(metric_columns.values()) + list(_FIXED_COLUMNS[2:])
+    columns = (
+        params
+        + ["status", "wall_time_s"]
+        + list(metric_columns.values())
+        + list(_FIXED_COLUMNS[2:])
+    )
     rows = []
     for r in results:
-        row = {**r.point, "status": r.status, "wall_time_s": r.wall_time_s, "error": r.error,
-               "failed_cell": r.failed_cell, "notebook": r.notebook}
+        row = {
+            **r.point,
+            "status": r.status,
+            "wall_time_s": r.wall_time_s,
+            "error": r.error,
+            "failed_cell": r.failed_cell,
+            "notebook": r.notebook,
+        }
         row.update({metric_columns[m]: v for m, v in r.metrics.items() if m not in echoes})
         rows.append(row)
     return columns, rows
@@ -322,10 +382,13 @@ def write_summary(results: Sequence[PointResult], folder: Path) -> tuple[Path, P
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({c: ("" if row.get(c) is None else row.get(c)) for c in columns} for row in rows)
+    writer.writerows(
+        {c: ("" if row.get(c) is None else row.get(c)) for c in columns} for row in rows
+    )
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     lines = [
-        f"# Sweep summary: {len(results)} points; " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+        f"# Sweep summary: {len(results)} points; "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "|".join("---" for _ in columns) + "|",
@@ -354,7 +417,9 @@ def read_summary(folder: Path) -> list[PointResult]:
             raise TypeError(f"it holds a JSON {type(records).__name__}, not a list")
         return [_point_result(record) for record in records]
     except (ValueError, TypeError) as error:
-        raise ValueError(f"{path} is not a sweep summary ({error}); delete it to start the summary afresh") from None
+        raise ValueError(
+            f"{path} is not a sweep summary ({error}); delete it to start the summary afresh"
+        ) from None
 
 
 def _point_result(record: Any) -> PointResult:
@@ -367,11 +432,15 @@ def _point_result(record: Any) -> PointResult:
         if not isinstance(value, _FIELDS[name]) or isinstance(value, bool):
             raise TypeError(f"entry {record!r}: field {name!r} is {value!r}")
     if record["status"] not in STATUSES:
-        raise ValueError(f"entry {record!r}: status {record['status']!r} is not one of {', '.join(map(repr, STATUSES))}")
+        raise ValueError(
+            f"entry {record!r}: status {record['status']!r} is not one of {', '.join(map(repr, STATUSES))}"
+        )
     return PointResult(**record)
 
 
-def merge_results(earlier: Iterable[PointResult], current: Iterable[PointResult]) -> list[PointResult]:
+def merge_results(
+    earlier: Iterable[PointResult], current: Iterable[PointResult]
+) -> list[PointResult]:
     """``earlier`` with every point that ``current`` also has replaced by its new result, followed by
     ``current``'s other points (points are the same when their :func:`point_slug` is)."""
     new = {point_slug(r.point): r for r in current}
@@ -390,9 +459,16 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]], *, workers: int = 1,
-              out: str | Path = "runs/sweeps", profile: str | None = None,
-              cwd: str | Path | None = None, log: Callable[[str], Any] = print) -> list[PointResult]:
+def run_sweep(
+    notebook: str | Path,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    workers: int = 1,
+    out: str | Path = "runs/sweeps",
+    profile: str | None = None,
+    cwd: str | Path | None = None,
+    log: Callable[[str], Any] = print,
+) -> list[PointResult]:
     """Run ``notebook`` at every point of ``grid``; return one :class:`PointResult` per point.
 
     Each point runs in a process of its own, at most ``workers`` at a time. Points already
@@ -427,12 +503,16 @@ def _check_cwd(cwd: str | Path) -> Path:
     return Path(cwd)
 
 
-def _with_profile(grid: Mapping[str, Sequence[Any]], profile: str | None) -> dict[str, Sequence[Any]]:
+def _with_profile(
+    grid: Mapping[str, Sequence[Any]], profile: str | None
+) -> dict[str, Sequence[Any]]:
     """``grid`` with ``profile`` (one of :data:`PROFILES`, or None for none) as one more parameter."""
     if profile is None:
         return dict(grid)
     if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not allowed; choose one of {', '.join(map(repr, PROFILES))}")
+        raise ValueError(
+            f"profile={profile!r} is not allowed; choose one of {', '.join(map(repr, PROFILES))}"
+        )
     if "profile" in grid:
         raise ValueError("give the profile either with --profile or in the grid, not both")
     return {**grid, "profile": [profile]}
@@ -444,19 +524,32 @@ def _output_folder(out: str | Path, notebook: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ValueError(f"out {str(out)!r} cannot hold the sweep's folder {str(folder)!r} ({error.strerror}); "
-                         "give a folder (it is created if missing)") from None
+        raise ValueError(
+            f"out {str(out)!r} cannot hold the sweep's folder {str(folder)!r} ({error.strerror}); "
+            "give a folder (it is created if missing)"
+        ) from None
     return folder
 
 
 def _only_sweep_on(folder: Path) -> AbstractContextManager[None]:
     """Hold ``folder`` while inside, so that two sweeps never share it."""
-    return folder_lock(folder, RuntimeError(f"out: another sweep is running on {folder}; wait for it to finish "
-                                            "or give another --out"))
+    return folder_lock(
+        folder,
+        RuntimeError(
+            f"out: another sweep is running on {folder}; wait for it to finish "
+            "or give another --out"
+        ),
+    )
 
 
-def _sweep(notebook: Path, points: list[dict[str, Any]], folder: Path, workers: int, cwd: str,
-           log: Callable[[str], Any]) -> list[PointResult]:
+def _sweep(
+    notebook: Path,
+    points: list[dict[str, Any]],
+    folder: Path,
+    workers: int,
+    cwd: str,
+    log: Callable[[str], Any],
+) -> list[PointResult]:
     """:func:`run_sweep` once its arguments are checked and it holds ``folder``."""
     import nbformat
 
@@ -468,14 +561,22 @@ def _sweep(notebook: Path, points: list[dict[str, Any]], folder: Path, workers: 
         path = _point_paths(folder, point)[0]
         done = _completed(path, point)
         if done is not None and done.metadata.get(_STAMP, {}).get("code_sha256") == digest:
-            results.append(PointResult(point, "done before", path.name, _duration(done), read_metrics(done)))
+            results.append(
+                PointResult(point, "done before", path.name, _duration(done), read_metrics(done))
+            )
             continue
         changed += done is not None
         results.append(PointResult(point, "not run"))
         todo.append(index)
-    log(f"{notebook.name}: {len(points)} points, {len(points) - len(todo)} done before, {len(todo)} to run"
-        + (f" ({changed} again because the notebook's code changed since they ran)" if changed else "")
-        + f" with {min(workers, max(len(todo), 1))} worker(s) -> {folder}")
+    log(
+        f"{notebook.name}: {len(points)} points, {len(points) - len(todo)} done before, {len(todo)} to run"
+        + (
+            f" ({changed} again because the notebook's code changed since they ran)"
+            if changed
+            else ""
+        )
+        + f" with {min(workers, max(len(todo), 1))} worker(s) -> {folder}"
+    )
     earlier = read_summary(folder)
 
     def save() -> None:
@@ -490,8 +591,17 @@ def _sweep(notebook: Path, points: list[dict[str, Any]], folder: Path, workers: 
     return results
 
 
-def _run_points(notebook: Path, points: list[dict[str, Any]], todo: list[int], folder: Path, workers: int,
-                cwd: str, results: list[PointResult], log: Callable[[str], Any], save: Callable[[], None]) -> int:
+def _run_points(
+    notebook: Path,
+    points: list[dict[str, Any]],
+    todo: list[int],
+    folder: Path,
+    workers: int,
+    cwd: str,
+    results: list[PointResult],
+    log: Callable[[str], Any],
+    save: Callable[[], None],
+) -> int:
     """Run ``points[i]`` for each ``i`` in ``todo`` into ``results`` (``save`` after each); return the
     signal that stopped the sweep (0 if none). At most ``workers`` points' processes run at a time."""
     context = multiprocessing.get_context("spawn")
@@ -503,9 +613,18 @@ def _run_points(notebook: Path, points: list[dict[str, Any]], todo: list[int], f
             while waiting and len(running) < workers and not stop.signum:
                 index = waiting.popleft()
                 receiver, sender = context.Pipe(duplex=False)
-                process = context.Process(target=_point_process, name=f"sweep {point_slug(points[index])}",
-                                          args=(sender, os.getpid(), str(notebook.resolve()), points[index],
-                                                str(folder), cwd))
+                process = context.Process(
+                    target=_point_process,
+                    name=f"sweep {point_slug(points[index])}",
+                    args=(
+                        sender,
+                        os.getpid(),
+                        str(notebook.resolve()),
+                        points[index],
+                        str(folder),
+                        cwd,
+                    ),
+                )
                 process.start()
                 sender.close()  # the point's process holds the only writer: its end shows here as EOF
                 running[receiver] = index, process
@@ -514,14 +633,18 @@ def _run_points(notebook: Path, points: list[dict[str, Any]], todo: list[int], f
             for receiver in wait(list(running), timeout=0.5):
                 index, process = running.pop(receiver)
                 results[index] = r = _receive(receiver, process, points[index], folder, stop.signum)
-                log(f"  [{r.status}] {point_slug(r.point)}" + (f" ({r.wall_time_s} s)" if r.wall_time_s is not None else "")
-                    + (f": {r.error}" if r.error else ""))
+                log(
+                    f"  [{r.status}] {point_slug(r.point)}"
+                    + (f" ({r.wall_time_s} s)" if r.wall_time_s is not None else "")
+                    + (f": {r.error}" if r.error else "")
+                )
                 save()
     return stop.signum
 
 
-def _receive(receiver: Connection, process: BaseProcess, point: dict[str, Any], folder: Path,
-             signum: int) -> PointResult:
+def _receive(
+    receiver: Connection, process: BaseProcess, point: dict[str, Any], folder: Path, signum: int
+) -> PointResult:
     """The result a point's process sent, once it ended; if it sent none, the point was not run
     (the sweep was stopped by ``signum``) or failed (its process died)."""
     try:
@@ -567,7 +690,9 @@ class _Stop:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {signum: signal.signal(signum, self._set) for signum in (signal.SIGINT, signal.SIGTERM)}
+        previous = {
+            signum: signal.signal(signum, self._set) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             yield
         finally:
@@ -586,14 +711,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
         prog="python -m pilcro_lib.runs.sweep",
-        description="Run a notebook once per point of a parameter grid (papermill), in parallel.")
+        description="Run a notebook once per point of a parameter grid (papermill), in parallel.",
+    )
     parser.add_argument("notebook", help="the notebook (.ipynb) to run")
-    parser.add_argument("--grid", nargs="+", action="extend", required=True, metavar="KEY=V1,V2",
-                        help="parameter values to sweep (repeatable); the points are the cartesian product")
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="parameter values to sweep (repeatable); the points are the cartesian product",
+    )
     parser.add_argument("--workers", type=int, default=1, help="points run at a time (default 1)")
     parser.add_argument("--out", default="runs/sweeps", help="output folder (default runs/sweeps)")
-    parser.add_argument("--profile", choices=PROFILES, help="the notebooks' profile for every point")
-    parser.add_argument("--cwd", help="the kernels' working directory (default: the notebook's folder)")
+    parser.add_argument(
+        "--profile", choices=PROFILES, help="the notebooks' profile for every point"
+    )
+    parser.add_argument(
+        "--cwd", help="the kernels' working directory (default: the notebook's folder)"
+    )
     args = parser.parse_args(argv)
     with argument_errors(parser, "notebook"):
         notebook = check_notebook(args.notebook)
@@ -610,7 +746,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with argument_errors(parser, "--out"):
         read_summary(_output_folder(args.out, notebook))
     try:
-        results = run_sweep(notebook, grid, workers=args.workers, out=args.out, profile=args.profile, cwd=args.cwd)
+        results = run_sweep(
+            notebook, grid, workers=args.workers, out=args.out, profile=args.profile, cwd=args.cwd
+        )
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
         parser.error(str(error))
     except Interrupted as stop:
@@ -619,7 +757,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     folder = Path(args.out) / notebook.stem
     failed = sum(r.status == "failed" for r in results)
-    print(f"summary: {folder / 'summary.md'} and {folder / 'summary.csv'}" + (f"; {failed} failed" if failed else ""))
+    print(
+        f"summary: {folder / 'summary.md'} and {folder / 'summary.csv'}"
+        + (f"; {failed} failed" if failed else "")
+    )
     return 1 if failed else 0
 
 
