@@ -29,6 +29,7 @@ and the names set in it, and :func:`argument_errors` turns their errors into arg
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -191,10 +192,34 @@ def _replace(copy: Path, target: Path, notebook: Path) -> None:
     """Move the executed ``copy`` over ``target``, recording ``notebook`` as papermill's output path."""
     import nbformat
 
-    executed = nbformat.read(copy, as_version=4)
+    executed = stable_outputs(nbformat.read(copy, as_version=4))
     executed.metadata.get("papermill", {})["output_path"] = str(notebook)
     nbformat.write(executed, copy)
     os.replace(copy, target)
+
+
+_STYLER_ID = re.compile(r"\bT_[0-9a-f]{5}(?![0-9a-f])")  # pandas Styler's random 5-digit table id
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")  # an object's address in its repr
+
+
+def stable_outputs(executed: Any) -> Any:
+    """``executed`` (an nbformat notebook) without what changes from one execution of unchanged
+    code to the next: papermill's per-cell times, pandas Styler's random table ids (each
+    replaced by a hash of its table) and object addresses (``<... at 0x7f...>``)."""
+    for key in ("start_time", "end_time", "duration"):
+        executed.metadata.get("papermill", {}).pop(key, None)
+    for cell in executed.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/html" in data:
+                html = "".join(data["text/html"])
+                stable = "T_" + hashlib.sha256(_STYLER_ID.sub("T_", html).encode()).hexdigest()[:5]
+                data["text/html"] = _STYLER_ID.sub(stable, html)
+            if "text/plain" in data:
+                data["text/plain"] = _ADDRESS.sub(">", "".join(data["text/plain"]))
+    return executed
 
 
 def _keep_failed(copy: Path, notebook: Path) -> None:
