@@ -11,7 +11,8 @@ reference net in eval mode) and the same score (the target logit):
 The three alternate round by round, so drift on a shared machine hits each alike. Prints the
 median images per second and the ratios (targets: vs plain >= 0.8, vs Captum >= 1.0).
 
-    .venv/bin/python benchmarks/landscape.py [--images 1024] [--batch-size 256] [--rounds 3] [--width 32]
+    .venv/bin/python benchmarks/landscape.py [--images 1024] [--batch-size 256] [--rounds 3]
+        [--width 32]
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def main() -> None:
     for name, r in rate.items():
         print(f"{name:<24} {r:>10.0f} {rate['importance_landscape'] / r:>14.2f}")
     print(
-        f"ratio vs plain forward+backward: {rate['importance_landscape'] / rate['plain forward+backward']:.2f} "
-        f"(target >= 0.8); vs Captum: {rate['importance_landscape'] / rate['captum Saliency']:.2f} (target >= 1.0)"
+        "ratio vs plain forward+backward: "
+        f"{rate['importance_landscape'] / rate['plain forward+backward']:.2f} (target >= 0.8); vs "
+        f"Captum: {rate['importance_landscape'] / rate['captum Saliency']:.2f} (target >= 1.0)"
     )
 
 

@@ -6,7 +6,8 @@ by itself, ``auto``); LC's peak memory is at most twice its unfold buffer plus i
 For each rank it also prints both routes and the slowdown per multiply-add of the kernel route
 that the layer's route rule assumes (``KERNEL_ROUTE_SLOWDOWN``).
 
-    .venv/bin/python benchmarks/layers.py            # batch 32, 64 channels, 28x28 and 32x32, CPU, 1 thread
+    # batch 32, 64 channels, 28x28 and 32x32, CPU, 1 thread
+    .venv/bin/python benchmarks/layers.py
     .venv/bin/python benchmarks/layers.py --sizes 28 --repeats 3 --channels-last
     .venv/bin/python benchmarks/layers.py --device cuda --threads 16
 """
@@ -27,9 +28,15 @@ from pilcro_lib.utils import get_device
 def _why(conv: float, kernel: float, rank: int, batch: int) -> str:
     """Why the better route misses ``1.25 * rank``, from its measured ratio to a conv."""
     if conv <= kernel:
-        return f"conv route: {conv / rank:.2f} convs' time per rank (K convs in one, plus the combine over K)"
+        return (
+            f"conv route: {conv / rank:.2f} convs' time per rank (K convs in one, plus the "
+            "combine over K)"
+        )
     units = (batch + rank) / batch
-    return f"kernel route: {units:.2f} convs' multiply-adds at {kernel / units:.1f}x a conv's time per multiply-add"
+    return (
+        f"kernel route: {units:.2f} convs' multiply-adds at {kernel / units:.1f}x a conv's "
+        "time per multiply-add"
+    )
 
 
 def check_targets(table: pd.DataFrame, batch: int) -> pd.DataFrame:
@@ -104,9 +111,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = get_device(args.device)
     print(
-        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, "
-        f"{args.channels} channels, {'channels_last' if args.channels_last else 'contiguous'}; "
-        f"KERNEL_ROUTE_SLOWDOWN {KERNEL_ROUTE_SLOWDOWN}; load average before {os.getloadavg()[0]:.2f}"
+        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch "
+        f"{args.batch}, {args.channels} channels, "
+        f"{'channels_last' if args.channels_last else 'contiguous'}; KERNEL_ROUTE_SLOWDOWN "
+        f"{KERNEL_ROUTE_SLOWDOWN}; load average before {os.getloadavg()[0]:.2f}"
     )
     table = benchmark_layers(
         batch=args.batch,

@@ -42,8 +42,9 @@ def main() -> None:
         width=args.width, batch=args.batch, steps=args.steps, rounds=args.rounds, clock=args.clock
     )
     print(
-        f"reference net width {args.width}, 28x28, batch {args.batch}, {args.threads} thread(s), {args.clock} time, "
-        f"median of {args.rounds} rounds x {args.steps} steps, torch {torch.__version__}"
+        f"reference net width {args.width}, 28x28, batch {args.batch}, {args.threads} thread(s), "
+        f"{args.clock} time, median of {args.rounds} rounds x {args.steps} steps, torch "
+        f"{torch.__version__}"
     )
     print(f"{'arm':<42} {'ms/step':>9} {'x plain':>8}")
     for name, t in times.items():

@@ -10,10 +10,11 @@ machine's matmul peak (measured here: fp32, or bf16 for runs under bf16 autocast
 and setting: the time until the first evaluation that reaches each target accuracy, and the best
 accuracy of any evaluation within each time budget. Then the floors, met or not.
 
-    .venv/bin/python benchmarks/time_to_accuracy.py                  # everything (about 65 min on 2 cores)
-    .venv/bin/python benchmarks/time_to_accuracy.py --quick          # smoke check (under a minute)
+    .venv/bin/python benchmarks/time_to_accuracy.py          # everything (about 65 min on 2 cores)
+    .venv/bin/python benchmarks/time_to_accuracy.py --quick  # smoke check (under a minute)
     .venv/bin/python benchmarks/time_to_accuracy.py --nets fast_cnn --ladder 2,4,8 --set flip=True
-    .venv/bin/python benchmarks/time_to_accuracy.py --nets reference --settings fast --ladder 16,32,64
+    .venv/bin/python benchmarks/time_to_accuracy.py --nets reference --settings fast \\
+        --ladder 16,32,64
 
 What the fast recipe's settings rest on (this script, 2 cores, one seed; test accuracy):
 batches of 256 at lr 0.2: the reference net after 4 epochs reaches 85.4% with batch 512 at lr
@@ -27,7 +28,7 @@ script prints first (bf16 plus channels_last trains the reference net 3.2x and t
 2.3x faster than fp32 at batch 256). torch.compile (``--compile``): 16% faster for the reference
 net, slower for the fast CNN, and 10 s to 2.5 min to compile: not used. Warm-up, label smoothing
 and weight decay follow the CIFAR-10 speed-runs; they were not varied here.
-"""
+"""  # noqa: E501 (the first line is the command's --help description, __doc__.splitlines()[0])
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ PLATEAU_NET, PLATEAU_BUDGET_S, PLATEAU_SPREAD = "reference", 600.0, 0.005
 
 @dataclass(frozen=True)
 class Net:
-    """A network of the book, how its chapter trains it today, and the fast recipe's ladder of run lengths."""
+    """A network of the book, how its chapter trains it today, and the fast recipe's ladder of run
+    lengths."""
 
     title: str
     build: Callable[[], nn.Module]
@@ -99,7 +101,8 @@ QUICK_NETS = ("reference", "fast_cnn")
 
 
 class AccuracyProbe:
-    """A hook for :func:`fit` that adds nothing to the loss and logs the test accuracy after each epoch."""
+    """A hook for :func:`fit` that adds nothing to the loss and logs the test accuracy after each
+    epoch."""
 
     def __init__(self, model: nn.Module, test_set: ImageDataset):
         self.model, self.test_set = model, test_set
@@ -140,7 +143,8 @@ def step_throughput(
     steps: int = 6,
 ) -> tuple[float, float]:
     """Images/s of training steps (forward, cross-entropy, backward, SGD step) on random
-    ``[batch_size, 1, 28, 28]`` batches, and the seconds of the first two steps (compilation included)."""
+    ``[batch_size, 1, 28, 28]`` batches, and the seconds of the first two steps (compilation
+    included)."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = build().to(device, memory_format=fmt)
@@ -171,7 +175,8 @@ def step_throughput(
 def arithmetic(
     names: list[str], batch_size: int, device: torch.device, compiled: bool, steps: int
 ) -> None:
-    """Print the training throughput of each net in fp32 / bf16 autocast, contiguous / channels_last (and compiled)."""
+    """Print the training throughput of each net in fp32 / bf16 autocast, contiguous / channels_last
+    (and compiled)."""
     modes = {
         "fp32": (False, False),
         "fp32+CL": (False, True),
@@ -179,7 +184,8 @@ def arithmetic(
         "bf16+CL": (True, True),
     }
     print(
-        f"\ntraining steps, images/s at batch {batch_size} (CL: channels_last; ratio to fp32 in brackets)"
+        f"\ntraining steps, images/s at batch {batch_size} (CL: channels_last; ratio to fp32 in "
+        "brackets)"
     )
     print(
         f"{'net':<15} "
@@ -211,8 +217,8 @@ def arithmetic(
 
 
 def load(quick: bool, device: torch.device) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
-    """Fashion-MNIST train (55,000) / validation (5,000, the seeded split of chapter 0) / test (10,000),
-    on ``device``; ``quick``: the first 2,000 / 500 / 1,000 of them."""
+    """Fashion-MNIST train (55,000) / validation (5,000, the seeded split of chapter 0) / test
+    (10,000), on ``device``; ``quick``: the first 2,000 / 500 / 1,000 of them."""
     full = load_dataset("fashion_mnist", "train")
     train, val = train_val_split(full, VALIDATION / len(full), seed=0)
     test = load_dataset("fashion_mnist", "test")
@@ -277,13 +283,15 @@ def time_to(points: list[tuple[float, float]], target: float) -> float | None:
 
 
 def best_within(points: list[tuple[float, float]], budget_s: float) -> float | None:
-    """The best test accuracy of any evaluation within ``budget_s`` (``None``: no evaluation yet)."""
+    """The best test accuracy of any evaluation within ``budget_s`` (``None``: no evaluation
+    yet)."""
     accs = [acc for t, acc in points if t <= budget_s]
     return max(accs) if accs else None
 
 
 def plateau(runs: list[dict]) -> dict | None:
-    """The shortest run B of a ladder whose 2x and 4x runs end within ``PLATEAU_SPREAD`` of it (all three)."""
+    """The shortest run B of a ladder whose 2x and 4x runs end within ``PLATEAU_SPREAD`` of it (all
+    three)."""
     by_epochs = {r["epochs"]: r for r in runs}
     for epochs in sorted(by_epochs):
         trio = [by_epochs.get(epochs * k) for k in (1, 2, 4)]
@@ -305,14 +313,14 @@ def fmt_acc(a: float | None) -> str:
 
 def report(runs: list[dict], targets: list[float], budgets_s: list[float]) -> None:
     print(
-        f"\n{'net':<15} {'setting':<7} {'epochs':>6} {'time (s)':>9} {'test acc':>9} {'val acc':>8} "
-        f"{'images/s':>9} {'GFLOP/s':>8} {'of peak':>8} precision"
+        f"\n{'net':<15} {'setting':<7} {'epochs':>6} {'time (s)':>9} {'test acc':>9} "
+        f"{'val acc':>8} {'images/s':>9} {'GFLOP/s':>8} {'of peak':>8} precision"
     )
     for r in runs:
         print(
-            f"{r['net']:<15} {r['setting']:<7} {r['epochs']:>6} {r['time_s']:>9.1f} {fmt_acc(r['test_acc']):>9} "
-            f"{fmt_acc(r['val_acc']):>8} {r['images_per_s']:>9.0f} {r['gflops']:>8.1f} {100 * r['peak_fraction']:>7.1f}% "
-            f"{r['precision']}"
+            f"{r['net']:<15} {r['setting']:<7} {r['epochs']:>6} {r['time_s']:>9.1f} "
+            f"{fmt_acc(r['test_acc']):>9} {fmt_acc(r['val_acc']):>8} {r['images_per_s']:>9.0f} "
+            f"{r['gflops']:>8.1f} {100 * r['peak_fraction']:>7.1f}% {r['precision']}"
         )
     groups = {}
     for r in runs:
@@ -351,8 +359,8 @@ def speedups(runs: list[dict]) -> list[str]:
             else "never reaches it"
         )
         lines.append(
-            f"  {name}: today's {last['epochs']}-epoch run ends at {fmt_acc(last['test_acc'])} after "
-            f"{last['time_s']:.0f} s; the fast recipe {fast_text}"
+            f"  {name}: today's {last['epochs']}-epoch run ends at {fmt_acc(last['test_acc'])} "
+            f"after {last['time_s']:.0f} s; the fast recipe {fast_text}"
         )
     return lines
 
@@ -367,8 +375,9 @@ def floors(runs: list[dict]) -> list[str]:
         met = t is not None and t <= FAST_CNN_BUDGET_S
         best = max(acc for _, acc in points)
         lines.append(
-            f"  [{'MET' if met else 'NOT MET'}] fast_cnn reaches {fmt_acc(FAST_CNN_TARGET)} test accuracy within "
-            f"{FAST_CNN_BUDGET_S:.0f} s: {'after ' if t is not None else ''}{fmt_time(t)} (best {fmt_acc(best)}, "
+            f"  [{'MET' if met else 'NOT MET'}] fast_cnn reaches {fmt_acc(FAST_CNN_TARGET)} test "
+            f"accuracy within {FAST_CNN_BUDGET_S:.0f} s: "
+            f"{'after ' if t is not None else ''}{fmt_time(t)} (best {fmt_acc(best)}, "
             f"{fmt_acc(best_within(points, FAST_CNN_BUDGET_S))} within the budget)"
         )
     ladder = [r for r in runs if r["net"] == PLATEAU_NET and r["setting"] == "fast"]
@@ -377,23 +386,27 @@ def floors(runs: list[dict]) -> list[str]:
         if found is None:
             ends = ", ".join(f"{r['epochs']} ep: {fmt_acc(r['test_acc'])}" for r in ladder)
             lines.append(
-                f"  [NOT MET] {PLATEAU_NET} reaches its plateau within {PLATEAU_BUDGET_S:.0f} s: no run B of the "
-                f"ladder has its 2x and 4x runs within {100 * PLATEAU_SPREAD:.1f} points ({ends})"
+                f"  [NOT MET] {PLATEAU_NET} reaches its plateau within {PLATEAU_BUDGET_S:.0f} s: "
+                f"no run B of the ladder has its 2x and 4x runs within {100 * PLATEAU_SPREAD:.1f} "
+                f"points ({ends})"
             )
         else:
             b, b2, b4 = found["runs"]
             met = b["time_s"] <= PLATEAU_BUDGET_S
             lines.append(
-                f"  [{'MET' if met else 'NOT MET'}] {PLATEAU_NET} reaches its plateau within {PLATEAU_BUDGET_S:.0f} s: "
-                f"B = {b['epochs']} epochs, {b['time_s']:.0f} s: {fmt_acc(b['test_acc'])}; 2B ({b2['time_s']:.0f} s): "
-                f"{fmt_acc(b2['test_acc'])}; 4B ({b4['time_s']:.0f} s): {fmt_acc(b4['test_acc'])}; spread "
-                f"{100 * found['spread']:.2f} points < {100 * PLATEAU_SPREAD:.1f}; plateau {fmt_acc(b4['test_acc'])}"
+                f"  [{'MET' if met else 'NOT MET'}] {PLATEAU_NET} reaches its plateau within "
+                f"{PLATEAU_BUDGET_S:.0f} s: B = {b['epochs']} epochs, {b['time_s']:.0f} s: "
+                f"{fmt_acc(b['test_acc'])}; 2B ({b2['time_s']:.0f} s): {fmt_acc(b2['test_acc'])}; "
+                f"4B ({b4['time_s']:.0f} s): {fmt_acc(b4['test_acc'])}; spread "
+                f"{100 * found['spread']:.2f} points < {100 * PLATEAU_SPREAD:.1f}; plateau "
+                f"{fmt_acc(b4['test_acc'])}"
             )
     return lines
 
 
 def parse_settings(text: str) -> dict:
-    """``"flip=True,lr=0.1"`` -> ``{"flip": True, "lr": 0.1}`` (values as Python literals, else strings)."""
+    """``"flip=True,lr=0.1"`` -> ``{"flip": True, "lr": 0.1}`` (values as Python literals, else
+    strings)."""
     import ast
 
     out = {}
@@ -411,7 +424,10 @@ def main() -> None:
     parser.add_argument(
         "--nets",
         default=None,
-        help=f"comma-separated, from {', '.join(NETS)} (default: all; --quick: {','.join(QUICK_NETS)})",
+        help=(
+            f"comma-separated, from {', '.join(NETS)} (default: all; --quick: "
+            f"{','.join(QUICK_NETS)})"
+        ),
     )
     parser.add_argument("--settings", default="today,fast", help="today, fast or both")
     parser.add_argument(
@@ -452,8 +468,9 @@ def main() -> None:
 
     started = time.perf_counter()
     print(
-        f"load average at start: {os.getloadavg()}; {torch.get_num_threads()} threads; torch {torch.__version__}; "
-        f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}; "
+        f"load average at start: {os.getloadavg()}; {torch.get_num_threads()} threads; torch "
+        f"{torch.__version__}; device {device}"
+        f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}; "
         f"{cpu_name()}"
     )
     peaks = {
@@ -486,15 +503,17 @@ def main() -> None:
             run = train_run(name, setting, recipe, epochs, data, device, flops, peaks)
             runs.append(run)
             print(
-                f"  {setting:<5} {epochs:>2} epochs: {run['time_s']:6.1f} s, test {fmt_acc(run['test_acc'])}, "
-                f"{run['images_per_s']:.0f} images/s, load {os.getloadavg()[0]:.2f}",
+                f"  {setting:<5} {epochs:>2} epochs: {run['time_s']:6.1f} s, test "
+                f"{fmt_acc(run['test_acc'])}, {run['images_per_s']:.0f} images/s, load "
+                f"{os.getloadavg()[0]:.2f}",
                 flush=True,
             )
     report(runs, targets, budgets_s)
     print("\nspeed-up of the fast recipe over today's settings")
     print("\n".join(speedups(runs)) or "  (needs both settings)")
     print(
-        f"\nfloors ({'smoke check: not meaningful' if args.quick else 'book profile'}; device {device})"
+        f"\nfloors ({'smoke check: not meaningful' if args.quick else 'book profile'}; device "
+        f"{device})"
     )
     print(
         "\n".join(floors(runs)) or "  (needs the fast_cnn and reference nets with the fast recipe)"

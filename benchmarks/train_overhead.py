@@ -87,7 +87,8 @@ def main() -> None:
         )
     base = statistics.median(results["bare loop"])
     print(
-        f"{len(train)} training images, {len(val)} validation, batch 128, {torch.get_num_threads()} threads, device cpu"
+        f"{len(train)} training images, {len(val)} validation, batch 128, "
+        f"{torch.get_num_threads()} threads, device cpu"
     )
     print(f"{'variant':<20} {'median epoch (s)':>17} {'ratio to bare':>14}")
     for name, times in results.items():

@@ -7,7 +7,8 @@ The shared library behind the PILCRO book. Modules, one idea each:
 - ``synthetic``: generated, seeded tasks (position tasks, pasted objects, translated variants)
 - ``models``: the reference small net and a CIFAR-style ResNet-18
 - ``train``: ``fit`` / ``evaluate`` with checkpoints and bit-exact resume
-- ``results``: the chapters' headline numbers, printed by each chapter, gathered for the results page
+- ``results``: the chapters' headline numbers, printed by each chapter, gathered for the results
+  page
 - ``landscape``: importance landscapes and flatness figures
 - ``paths``: the analytic path-count map of a network's skeleton
 - ``objective``: the P-objective regulariser (our formulation)

@@ -96,7 +96,8 @@ def corrupt(images: Tensor, kind: str, severity: float, *, seed: int = 0) -> Ten
 
 
 def corrupted(dataset: ImageDataset, kind: str, severity: float, *, seed: int = 0) -> ImageDataset:
-    """A copy of ``dataset`` whose images have corruption ``kind`` of ``severity`` (float images)."""
+    """A copy of ``dataset`` whose images have corruption ``kind`` of ``severity`` (float
+    images)."""
     check_type("dataset", dataset, ImageDataset)
     images = corrupt(dataset.float_images(), kind, severity, seed=seed)
     return ImageDataset(

@@ -48,8 +48,9 @@ class ReuseForwardPenalty:
 def cost_arms(lam: float = 1.0) -> dict[str, Regularizer | None]:
     """The arms of the cost benchmark: name -> regulariser (``None`` = plain step)."""
     settings = {
-        "full batch": (None, 1), "sub_batch 32": (32, 1), "sub_batch 16": (16, 1), "sub_batch 8": (8, 1),
-        "every 2": (None, 2), "every 4": (None, 4), "sub_batch 16, every 2": (16, 2), "sub_batch 32, every 4": (32, 4),
+        "full batch": (None, 1), "sub_batch 32": (32, 1), "sub_batch 16": (16, 1),
+        "sub_batch 8": (8, 1), "every 2": (None, 2), "every 4": (None, 4),
+        "sub_batch 16, every 2": (16, 2), "sub_batch 32, every 4": (32, 4),
     }  # fmt: skip
     arms: dict[str, Regularizer | None] = {"plain": None}
     arms.update(

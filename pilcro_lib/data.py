@@ -117,7 +117,8 @@ class ImageDataset(Dataset):
         return to_float(self.images)
 
     def describe(self) -> dict:
-        """Name, size, shape, classes and a SHA-256 of the exact images and labels (for run keys)."""
+        """Name, size, shape, classes and a SHA-256 of the exact images and labels (for run
+        keys)."""
         from pilcro_lib.runs.fingerprint import sha256_of_tensors
 
         return {
@@ -136,7 +137,10 @@ class ImageDataset(Dataset):
         return ImageDataset(self.images[indices], self.labels[indices], self.classes, self.name)
 
     def __repr__(self) -> str:
-        return f"ImageDataset({self.name!r}, n={len(self)}, shape={self.image_shape}, classes={self.num_classes})"
+        return (
+            f"ImageDataset({self.name!r}, n={len(self)}, shape={self.image_shape}, "
+            f"classes={self.num_classes})"
+        )
 
 
 def _check_image_dtype(images: Tensor) -> None:
@@ -155,8 +159,8 @@ def _check_pixels(images: Tensor) -> None:
     low, high = torch.aminmax(images)
     if low < 0 or high > 1:
         raise ValueError(
-            f"images must lie in [0, 1] when floating point, got values from {low.item():.4g} to {high.item():.4g}; "
-            "pass 8-bit images as uint8 or divide them by 255"
+            f"images must lie in [0, 1] when floating point, got values from {low.item():.4g} to "
+            f"{high.item():.4g}; pass 8-bit images as uint8 or divide them by 255"
         )
 
 
@@ -217,7 +221,8 @@ def load_dataset(
     data = ImageDataset(images, labels, CLASSES[name], name)
     if subset is not None and subset > len(data):
         raise ValueError(
-            f"subset={subset} is larger than the {name} {split} split ({len(data)} images); use subset=None for all"
+            f"subset={subset} is larger than the {name} {split} split ({len(data)} images); use "
+            "subset=None for all"
         )
     if subset is not None and subset < len(data):
         g = torch.Generator().manual_seed(seed)
@@ -235,7 +240,8 @@ def train_val_split(
     n_val = max(1, round(len(dataset) * val_fraction))
     if n_val >= len(dataset):
         raise ValueError(
-            f"val_fraction={val_fraction!r} leaves no training images in a dataset of {len(dataset)}"
+            f"val_fraction={val_fraction!r} leaves no training images in a dataset of "
+            f"{len(dataset)}"
         )
     perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     return dataset.subset(perm[n_val:].sort().values), dataset.subset(perm[:n_val].sort().values)
@@ -263,11 +269,13 @@ def read_idx(path: str | Path) -> np.ndarray:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as err:
         raise ValueError(
-            f"path={str(path)!r} is damaged or truncated ({type(err).__name__}: {err}). {IDX_REPAIR}"
+            f"path={str(path)!r} is damaged or truncated ({type(err).__name__}: {err}). "
+            f"{IDX_REPAIR}"
         ) from err
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
         raise ValueError(
-            f"path={str(path)!r} is not an IDX file of unsigned bytes (header {raw[:4]!r}). {IDX_REPAIR}"
+            f"path={str(path)!r} is not an IDX file of unsigned bytes (header {raw[:4]!r}). "
+            f"{IDX_REPAIR}"
         )
     ndim = raw[3]
     if len(raw) < 4 + 4 * ndim:
@@ -278,14 +286,15 @@ def read_idx(path: str | Path) -> np.ndarray:
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise ValueError(
-            f"path={str(path)!r} is truncated or corrupt: its header states shape {shape} but it holds "
-            f"{data.size} values. {IDX_REPAIR}"
+            f"path={str(path)!r} is truncated or corrupt: its header states shape {shape} but it "
+            f"holds {data.size} values. {IDX_REPAIR}"
         )
     return data.reshape(shape)
 
 
 def _idx_file(folder: Path, stem: str) -> Path | None:
-    """``folder/stem`` as torchvision leaves it (uncompressed), else ``folder/stem.gz``; None if neither."""
+    """``folder/stem`` as torchvision leaves it (uncompressed), else ``folder/stem.gz``; None if
+    neither."""
     for path in (folder / stem, folder / f"{stem}.gz"):
         if path.is_file():
             return path
@@ -310,8 +319,8 @@ def _idx_pair(folder: Path, split: str, what: str, how: str) -> tuple[Tensor, Te
     images, labels = (read_idx(path) for path in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
-            f"{paths[0]} and {paths[1]} do not match: images of shape {images.shape}, labels of shape "
-            f"{labels.shape}. {IDX_REPAIR}"
+            f"{paths[0]} and {paths[1]} do not match: images of shape {images.shape}, labels of "
+            f"shape {labels.shape}. {IDX_REPAIR}"
         )
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
@@ -339,7 +348,8 @@ def _network_timeout(seconds: float = 30.0):
 
 
 def _download(cls_name: str, root: Path, how: str, **kwargs) -> None:
-    """Download a dataset into ``root`` through ``torchvision.datasets.<cls_name>`` (the only use of torchvision)."""
+    """Download a dataset into ``root`` through ``torchvision.datasets.<cls_name>`` (the only use of
+    torchvision)."""
     import torchvision.datasets as tvd
 
     try:
@@ -354,7 +364,8 @@ def _download(cls_name: str, root: Path, how: str, **kwargs) -> None:
 def _load_idx_dataset(
     name: str, split: str, root: Path, download: bool, how: str
 ) -> tuple[Tensor, Tensor]:
-    """MNIST or Fashion-MNIST from ``root/<name>/raw`` (torchvision's layout), downloaded there first if asked."""
+    """MNIST or Fashion-MNIST from ``root/<name>/raw`` (torchvision's layout), downloaded there
+    first if asked."""
     folder = root / name / "raw"
     if download and not _has_idx(folder, split):
         _download(name, root, how, train=split == "train")
@@ -362,7 +373,8 @@ def _load_idx_dataset(
 
 
 def _load_fashion_mnist(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
-    """From ``root/FashionMNIST/raw`` when it holds the split's files, else Debian's folder, else a download.
+    """From ``root/FashionMNIST/raw`` when it holds the split's files, else Debian's folder, else a
+    download.
 
     Debian's folder holding only part of a split (its images file without its labels file, say)
     fails naming the missing file, unless ``root`` holds the split or ``download=True``.
@@ -378,9 +390,9 @@ def _load_fashion_mnist(split: str, root: Path, download: bool) -> tuple[Tensor,
         raise _missing(
             f"Fashion-MNIST file {absent} (or {absent}.gz)",
             debian,
-            f"That folder holds {_idx_file(debian, present[0]).name} but not this file of the {split} split. "
-            "Reinstall Debian's package (apt-get install --reinstall dataset-fashion-mnist) "
-            "or pass download=True (needs the internet).",
+            f"That folder holds {_idx_file(debian, present[0]).name} but not this file of the "
+            f"{split} split. Reinstall Debian's package (apt-get install --reinstall "
+            "dataset-fashion-mnist) or pass download=True (needs the internet).",
         )
     how = (
         "Install Debian's package (apt-get install dataset-fashion-mnist, files in "
@@ -436,17 +448,20 @@ def _read_cifar10_pickle(path: Path, keys: tuple[str, ...]) -> dict:
             content = _ArrayUnpickler(f, encoding="latin1").load()
     except Exception as err:  # a damaged pickle can raise almost anything
         raise ValueError(
-            f"path={str(path)!r} is damaged or truncated ({type(err).__name__}: {err}). {CIFAR10_REPAIR}"
+            f"path={str(path)!r} is damaged or truncated ({type(err).__name__}: {err}). "
+            f"{CIFAR10_REPAIR}"
         ) from err
     if not isinstance(content, dict):
         raise ValueError(
-            f"path={str(path)!r} is not a CIFAR-10 file: it holds a {type(content).__name__}, not a dict. {CIFAR10_REPAIR}"
+            f"path={str(path)!r} is not a CIFAR-10 file: it holds a {type(content).__name__}, not "
+            f"a dict. {CIFAR10_REPAIR}"
         )
     content = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in content.items()}
     absent = [k for k in keys if k not in content]
     if absent:
         raise ValueError(
-            f"path={str(path)!r} is not a CIFAR-10 file: it lacks {', '.join(absent)}. {CIFAR10_REPAIR}"
+            f"path={str(path)!r} is not a CIFAR-10 file: it lacks {', '.join(absent)}. "
+            f"{CIFAR10_REPAIR}"
         )
     return content
 
@@ -463,8 +478,8 @@ def _cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     ):
         shape = getattr(data, "shape", type(data).__name__)
         raise ValueError(
-            f"path={str(path)!r} is not a CIFAR-10 batch: its data must be uint8 rows of 3072 values, "
-            f"got {shape}. {CIFAR10_REPAIR}"
+            f"path={str(path)!r} is not a CIFAR-10 batch: its data must be uint8 rows of 3072 "
+            f"values, got {shape}. {CIFAR10_REPAIR}"
         )
     if (
         labels.shape != (len(data),)
@@ -479,7 +494,8 @@ def _cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_cifar10(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
-    """The python pickles of ``root/cifar-10-batches-py``: ``data_batch_1..5`` or ``test_batch``, and ``batches.meta``."""
+    """The python pickles of ``root/cifar-10-batches-py``: ``data_batch_1..5`` or ``test_batch``,
+    and ``batches.meta``."""
     folder = root / CIFAR10_FOLDER
     names = [*CIFAR10_BATCHES[split], "batches.meta"]
     if download and not all((folder / name).is_file() for name in names):
@@ -488,8 +504,8 @@ def _load_cifar10(split: str, root: Path, download: bool) -> tuple[Tensor, Tenso
     label_names = [n.decode("latin1") if isinstance(n, bytes) else n for n in meta["label_names"]]
     if label_names != CLASSES["cifar10"]:
         raise ValueError(
-            f"path={str(folder / 'batches.meta')!r} names the classes {label_names}, not CIFAR-10's "
-            f"{CLASSES['cifar10']}. {CIFAR10_REPAIR}"
+            f"path={str(folder / 'batches.meta')!r} names the classes {label_names}, not "
+            f"CIFAR-10's {CLASSES['cifar10']}. {CIFAR10_REPAIR}"
         )
     batches = [_cifar10_batch(folder / name) for name in CIFAR10_BATCHES[split]]
     images, labels = (
@@ -505,9 +521,10 @@ CELEBA_PARTITION = {
     "test": "2",
 }  # list_eval_partition.txt's codes (1: validation, unused)
 CELEBA_HOW = (
-    "Pass download=True (needs the internet; Google Drive limits may require a manual download: put "
-    "img_align_celeba/ (from img_align_celeba.zip), list_attr_celeba.txt and list_eval_partition.txt from "
-    "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html into the data folder's celeba/)."
+    "Pass download=True (needs the internet; Google Drive limits may require a manual download: "
+    "put img_align_celeba/ (from img_align_celeba.zip), list_attr_celeba.txt and "
+    "list_eval_partition.txt from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html into the data "
+    "folder's celeba/)."
 )
 CELEBA_REPAIR = "Delete it and download CelebA again (download=True)."
 
@@ -569,7 +586,8 @@ def _celeba_male(path: Path) -> dict[str, int]:
 
 
 def _celeba_image(path: Path) -> np.ndarray:
-    """One aligned CelebA image, its face crop resized to 32x32 (bilinear, as torchvision), ``[32, 32, 3]`` uint8."""
+    """One aligned CelebA image, its face crop resized to 32x32 (bilinear, as torchvision),
+    ``[32, 32, 3]`` uint8."""
     from PIL import Image, UnidentifiedImageError
 
     top, left, size = CELEBA_CROP
@@ -581,12 +599,14 @@ def _celeba_image(path: Path) -> np.ndarray:
             return np.asarray(face.resize((32, 32), Image.BILINEAR))
     except (OSError, UnidentifiedImageError, SyntaxError) as err:
         raise ValueError(
-            f"path={str(path)!r} is damaged or not a JPEG ({type(err).__name__}: {err}). {CELEBA_REPAIR}"
+            f"path={str(path)!r} is damaged or not a JPEG ({type(err).__name__}: {err}). "
+            f"{CELEBA_REPAIR}"
         ) from err
 
 
 def _load_celeba(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
-    """``root/celeba``: the JPEGs of ``img_align_celeba/``, ``list_eval_partition.txt`` and ``list_attr_celeba.txt``."""
+    """``root/celeba``: the JPEGs of ``img_align_celeba/``, ``list_eval_partition.txt`` and
+    ``list_attr_celeba.txt``."""
     from concurrent.futures import ThreadPoolExecutor
 
     folder = root / "celeba"
@@ -600,8 +620,8 @@ def _load_celeba(split: str, root: Path, download: bool) -> tuple[Tensor, Tensor
     unlabelled = [name for name in names if name not in male]
     if unlabelled:
         raise ValueError(
-            f"path={str(lists[1])!r} has no attributes for {len(unlabelled)} image(s) of the {split} "
-            f"split, e.g. {unlabelled[0]}. {CELEBA_REPAIR}"
+            f"path={str(lists[1])!r} has no attributes for {len(unlabelled)} image(s) of the "
+            f"{split} split, e.g. {unlabelled[0]}. {CELEBA_REPAIR}"
         )
     with ThreadPoolExecutor(
         max_workers=min(4, os.cpu_count() or 1)

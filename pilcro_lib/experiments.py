@@ -73,12 +73,13 @@ class LandscapeRecorder:
         self._model: nn.Module | None = None
 
     def record(self, model: nn.Module, epoch: int) -> Tensor:
-        """Store and return the landscape ``[H, W]`` (float64) of the probe batch under ``epoch``."""
+        """Store and return the landscape ``[H, W]`` (float64) of the probe batch under
+        ``epoch``."""
         check_type("model", model, nn.Module, "a torch.nn.Module")
         epoch = check_positive_int("epoch", epoch, minimum=0)
         self.landscapes[epoch] = importance_landscape(
-            model, self.probe_inputs, self.probe_targets, batch_size=len(self.probe_inputs), normalize=False,
-            mode=self.mode,
+            model, self.probe_inputs, self.probe_targets, batch_size=len(self.probe_inputs),
+            normalize=False, mode=self.mode,
         )  # fmt: skip
         return self.landscapes[epoch]
 
@@ -210,7 +211,8 @@ def steps_to_reach(
         if not isinstance(record, dict) or not {key, "epoch", "epoch_time_s"} <= record.keys():
             found = sorted(record) if isinstance(record, dict) else type(record).__name__
             raise ValueError(
-                f"history must be fit's records, each with 'epoch', 'epoch_time_s' and key={key!r}; got {found}"
+                "history must be fit's records, each with 'epoch', 'epoch_time_s' and "
+                f"key={key!r}; got {found}"
             )
     elapsed = 0.0
     for record in history:
@@ -262,7 +264,8 @@ def run_arm(
     progress: bool = False,
     **arm_kwargs,
 ) -> dict:
-    """Train one arm (:func:`make_arm`; ``arm_kwargs`` go there) with :func:`pilcro_lib.train.fit`, then measure it.
+    """Train one arm (:func:`make_arm`; ``arm_kwargs`` go there) with :func:`pilcro_lib.train.fit`,
+    then measure it.
 
     Datasets are :class:`~pilcro_lib.data.ImageDataset`; ``recipe``: a name in
     :data:`pilcro_lib.train.RECIPES`. ``corruptions``: name -> ``(kind, severity)`` of
@@ -406,7 +409,8 @@ def claim_verdicts(frame, claims: Mapping[str, tuple[str, str, str, bool]], *, b
     for claim, entry in claims.items():
         if not (isinstance(entry, (list, tuple)) and len(entry) == 4):
             raise ValueError(
-                f"claims[{claim!r}] must be (treated, control, column, higher_is_better), got {entry!r}"
+                f"claims[{claim!r}] must be (treated, control, column, higher_is_better), got "
+                f"{entry!r}"
             )
         treated, control, column, higher = entry
         if column not in frame.columns:
@@ -414,7 +418,8 @@ def claim_verdicts(frame, claims: Mapping[str, tuple[str, str, str, bool]], *, b
         for arm in (treated, control):
             if arm not in set(frame[by]):
                 raise ValueError(
-                    f"claims[{claim!r}] names arm {arm!r}; frame's arms are {list(frame[by].unique())}"
+                    f"claims[{claim!r}] names arm {arm!r}; frame's arms are "
+                    f"{list(frame[by].unique())}"
                 )
         family[claim] = compare(
             frame.loc[frame[by] == treated, column],

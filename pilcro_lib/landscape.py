@@ -110,7 +110,8 @@ _normalize = normalize  # functions below take a ``normalize`` flag that shadows
 
 
 def cv(lam: Tensor) -> Tensor:
-    """Coefficient of variation of a normalised landscape: ``std_u(Lambda)``. ``[..., H, W]`` -> ``[...]``."""
+    """Coefficient of variation of a normalised landscape: ``std_u(Lambda)``. ``[..., H, W]`` ->
+    ``[...]``."""
     return check_map("lam", lam).flatten(-2).std(dim=-1, unbiased=False)
 
 
@@ -129,7 +130,8 @@ def curvature(lam: Tensor) -> Tensor:
 
 
 def gradient_energy(lam: Tensor) -> Tensor:
-    """``mean_u |grad Lambda|^2`` with forward differences (replicate edge). ``[..., H, W]`` -> ``[...]``."""
+    """``mean_u |grad Lambda|^2`` with forward differences (replicate edge). ``[..., H, W]`` ->
+    ``[...]``."""
     check_map("lam", lam)
     dy = torch.diff(lam, dim=-2, append=lam[..., -1:, :])
     dx = torch.diff(lam, dim=-1, append=lam[..., :, -1:])
@@ -187,7 +189,8 @@ def _check_ring(name: str, width: int, h: int, w: int) -> int:
     width = check_positive_int(name, width)
     if not width < min(h, w) / 2:
         raise ValueError(
-            f"{name}={width} leaves no interior in a {h}x{w} map; it must be in [1, {(min(h, w) - 1) // 2}]"
+            f"{name}={width} leaves no interior in a {h}x{w} map; it must be in [1, "
+            f"{(min(h, w) - 1) // 2}]"
         )
     return width
 
@@ -217,7 +220,8 @@ def flatness(landscape: Tensor, *, border: int = 2, stride: int = 2) -> dict[str
     mean = landscape.detach().double().mean().item()
     if mean <= 0:
         raise ValueError(
-            f"landscape must have a positive mean (it is normalised by its mean), got a mean of {mean:.4g}"
+            "landscape must have a positive mean (it is normalised by its mean), got a mean of "
+            f"{mean:.4g}"
         )
     lam = normalize(landscape.detach().double())
     return {
@@ -299,12 +303,14 @@ def _check_inputs(model: nn.Module, shape: tuple[int, ...], name: str = "inputs"
     expected = _expected_channels(model)
     if expected is not None and shape[1] != expected:
         raise ValueError(
-            f"{name} have {shape[1]} channels but the model's first spatial layer expects {expected}"
+            f"{name} have {shape[1]} channels but the model's first spatial layer expects "
+            f"{expected}"
         )
 
 
 def _batches(inputs, targets, batch_size: int):
-    """Yield ``(x [B,C,H,W], y [B] or None)`` from a tensor (+ targets) or a Dataset of (image, label)."""
+    """Yield ``(x [B,C,H,W], y [B] or None)`` from a tensor (+ targets) or a Dataset of (image,
+    label)."""
     from pilcro_lib.data import ImageDataset, to_float
 
     if isinstance(inputs, (Tensor, ImageDataset)):
@@ -369,7 +375,8 @@ def measurement_mode(model: nn.Module, mode: str | None) -> Iterator[nn.Module]:
 def _saliency_checked(
     model: nn.Module, x: Tensor, y: Tensor | None, score: str, squared: bool
 ) -> Tensor:
-    """:func:`saliency`, turning PyTorch's size errors into a ``ValueError`` that names ``inputs``."""
+    """:func:`saliency`, turning PyTorch's size errors into a ``ValueError`` that names
+    ``inputs``."""
     try:
         return saliency(model, x, y, score=score, squared=squared)
     except RuntimeError as err:
@@ -542,7 +549,8 @@ def monte_carlo_landscape(
 
 
 def running_cv(per_init: Tensor) -> Tensor:
-    """``cv`` of the normalised running mean of per-init maps ``[n, H, W]`` after 1..n inits: ``[n]``."""
+    """``cv`` of the normalised running mean of per-init maps ``[n, H, W]`` after 1..n inits:
+    ``[n]``."""
     check_tensor(
         "per_init",
         per_init,
@@ -556,7 +564,7 @@ def running_cv(per_init: Tensor) -> Tensor:
     return cv(normalize(per_init.cumsum(0) / counts))
 
 
-# --- how sure a Monte-Carlo map is, and the period-s grid of strided shortcuts ---------------------
+# --- how sure a Monte-Carlo map is, and the period-s grid of strided shortcuts --------------------
 
 
 def _check_per_init(per_init: Tensor, minimum: int = 2) -> Tensor:
@@ -572,7 +580,8 @@ def _check_per_init(per_init: Tensor, minimum: int = 2) -> Tensor:
 
 
 def standard_error(per_init: Tensor) -> Tensor:
-    """Monte-Carlo standard error of the normalised mean map, per pixel: ``[n, H, W]`` -> ``[H, W]``.
+    """Monte-Carlo standard error of the normalised mean map, per pixel: ``[n, H, W]`` ->
+    ``[H, W]``.
 
     ``per_init``: the raw per-init maps of :func:`monte_carlo_landscape`
     (``return_per_init=True``). The mean map is ``m(u) = mean_i m_i(u)``; its standard error
@@ -636,7 +645,7 @@ def grid_ratio(lam: Tensor, period: int = 8, offset: int = 0) -> Tensor:
     return lam[..., grid].mean(-1) / lam[..., ~grid].mean(-1)
 
 
-# --- the network as it trains, for the analytic maps; how a landscape scales with a path count -----
+# --- the network as it trains, for the analytic maps; how a landscape scales with a path count ----
 
 
 def with_batch_statistics(model: nn.Module, inputs: Tensor) -> nn.Module:
@@ -670,7 +679,8 @@ def with_batch_statistics(model: nn.Module, inputs: Tensor) -> nn.Module:
 
 
 def power_law_fit(count: Tensor, landscape: Tensor) -> tuple[float, float]:
-    """Exponent ``p`` of ``landscape ~ count^p``: least squares of ``log landscape`` on ``log count``.
+    """Exponent ``p`` of ``landscape ~ count^p``: least squares of ``log landscape`` on
+    ``log count``.
 
     ``count``, ``landscape``: positive maps of the same shape (e.g. ``[H, W]``). Returns
     ``(p, r)``, ``r`` the Pearson correlation of the two logarithms (how straight the log-log

@@ -47,8 +47,11 @@ RESIZE_MODES = ("aligned", "half_pixel")
 COMBINING_INITS = ("default", "zeros")
 ROUTES = ("auto", "conv", "kernel")
 KERNEL_ROUTE_SLOWDOWN = 5.0
-"""Time per multiply-add of the kernel route's per-position matrix products over a convolution's
-(the rule of :meth:`LowRankLocallyConnected2d.route_for`; measured on CPU by ``benchmarks/layers.py``)."""
+(
+    """Time per multiply-add of the kernel route's per-position matrix products over a convolution's
+(the rule of :meth:`LowRankLocallyConnected2d.route_for`; measured on CPU by """
+    """``benchmarks/layers.py``)."""
+)
 COMBINE_COST = 64.0
 """Time of the conv route's combine per combined number (its passes over the ``N*K*F*H_out*W_out``
 conv outputs, forward and backward) in a convolution's multiply-adds (the same rule, the same
@@ -66,7 +69,8 @@ Padding = int | tuple[int, int] | str
 
 
 def _pair(name: str, value: Size2) -> tuple[int, int]:
-    """``value`` as a pair of positive ints (an int is used for both), else an error naming ``name``."""
+    """``value`` as a pair of positive ints (an int is used for both), else an error naming
+    ``name``."""
     if isinstance(value, Sequence) and not isinstance(value, str):
         return check_int_tuple(name, value, 2)
     v = check_positive_int(name, value)
@@ -85,7 +89,8 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
     The output has ``ceil(size / stride)`` positions; the total padding
     ``max((ceil(size / stride) - 1) * stride + kernel - size, 0)`` is split with the odd pixel
-    after (bottom or right). E.g. ``same_padding(28, 3, 2) == (0, 1)``, ``same_padding(7, 4, 2) == (1, 2)``.
+    after (bottom or right). E.g. ``same_padding(28, 3, 2) == (0, 1)``,
+    ``same_padding(7, 4, 2) == (1, 2)``.
     """
     for name, value in (("size", size), ("kernel", kernel), ("stride", stride)):
         check_positive_int(name, value)
@@ -94,7 +99,8 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def _check_padding(padding: Padding) -> str | tuple[int, int]:
-    """``padding`` as ``'valid'``, ``'same'`` or ``(rows, cols)`` pixels per side, else an error naming it."""
+    """``padding`` as ``'valid'``, ``'same'`` or ``(rows, cols)`` pixels per side, else an error
+    naming it."""
     if isinstance(padding, str):
         return check_choice("padding", padding, ("valid", "same"))
     if isinstance(padding, Sequence):
@@ -125,7 +131,8 @@ def _padding_amounts(
 def _tap_slices(
     kernel: tuple[int, int], stride: tuple[int, int], output_size: tuple[int, int]
 ) -> list[tuple[slice, slice]]:
-    """For each tap ``(i, j)`` of the kernel, row-major: the rows and columns of the padded input it reads."""
+    """For each tap ``(i, j)`` of the kernel, row-major: the rows and columns of the padded input it
+    reads."""
     (kh, kw), (sh, sw), (ho, wo) = kernel, stride, output_size
     return [
         (slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
@@ -135,8 +142,9 @@ def _tap_slices(
 
 
 class _Patches(torch.autograd.Function):
-    """The input patch of every output position: padded ``x`` ``[N, C, H, W]`` -> ``[L, N, kh*kw*C]``,
-    positions ``L = H_out * W_out`` row-major, each patch ordered ``(i, j, c)``.
+    """The input patch of every output position: padded ``x`` ``[N, C, H, W]`` ->
+    ``[L, N, kh*kw*C]``, positions ``L = H_out * W_out`` row-major, each patch ordered
+    ``(i, j, c)``.
 
     One strided slice per tap. The backward adds each tap's gradient into one buffer (autograd of
     the slices would make a zero input-sized tensor per tap); it is written in differentiable
@@ -234,7 +242,8 @@ class _SpatialLayer(nn.Module):
             limit = min(self.input_size) - (padding_mode == "reflect")
             if max(self.pad) > limit:
                 raise ValueError(
-                    f"padding={padding!r} is too large for padding_mode={padding_mode!r} on input_size={self.input_size}"
+                    f"padding={padding!r} is too large for padding_mode={padding_mode!r} on "
+                    f"input_size={self.input_size}"
                 )
         self.output_size = (
             (padded[0] - self.kernel_size[0]) // self.stride[0] + 1,
@@ -255,13 +264,15 @@ class _SpatialLayer(nn.Module):
         return F.pad(x, self.pad, mode=_TORCH_PAD_MODE[self.padding_mode])
 
     def _positionwise(self, x: Tensor, weight: Tensor) -> Tensor:
-        """:func:`_positionwise` of ``x`` ``[N, C, H, W]``, padded here, with ``weight`` ``[L, kh*kw*C, F]``."""
+        """:func:`_positionwise` of ``x`` ``[N, C, H, W]``, padded here, with ``weight``
+        ``[L, kh*kw*C, F]``."""
         return _positionwise(self._pad(x), weight, self.kernel_size, self.stride, self.output_size)
 
     def extra_repr(self) -> str:
         return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, input_size={self.input_size}, "
-            f"output_size={self.output_size}, stride={self.stride}, padding={self.padding!r}, padding_mode={self.padding_mode!r}"
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"input_size={self.input_size}, output_size={self.output_size}, stride={self.stride}, "
+            f"padding={self.padding!r}, padding_mode={self.padding_mode!r}"
         )
 
 
@@ -326,7 +337,8 @@ class LocallyConnected2d(_SpatialLayer):
         return on_input.expand(-1, -1, self.in_channels).reshape(-1)
 
     def position_weights(self) -> Tensor:
-        """The weights as ``[L, kh*kw*C, F]``, zero at absent taps (a view of ``weight`` when none is absent)."""
+        """The weights as ``[L, kh*kw*C, F]``, zero at absent taps (a view of ``weight`` when none
+        is absent)."""
         positions = self.output_size[0] * self.output_size[1]
         if self.taps is None:
             return self.weight.view(positions, -1, self.out_channels)
@@ -351,8 +363,9 @@ class LocallyConnected2d(_SpatialLayer):
 
     @torch.no_grad()
     def load_kernel(self, kernel: Tensor, bias: Tensor | None = None) -> None:
-        """Set the weights from ``[H_out, W_out, F, C, kh, kw]`` kernels (and bias ``[F, H_out, W_out]``);
-        the entries of absent taps are dropped (they multiply zero padding)."""
+        """Set the weights from ``[H_out, W_out, F, C, kh, kw]`` kernels (and bias
+        ``[F, H_out, W_out]``); the entries of absent taps are dropped (they multiply zero
+        padding)."""
         expected = (*self.output_size, self.out_channels, self.in_channels, *self.kernel_size)
         check_tensor("kernel", kernel, dims="[H_out, W_out, F, C, kh, kw]", finite=True)
         if tuple(kernel.shape) != expected:
@@ -373,7 +386,8 @@ class LocallyConnected2d(_SpatialLayer):
 
 
 class InputCombiningHead(nn.Module):
-    """Input-dependent combining logits, the authors' head: ``[N, C, H, W]`` -> ``[N, K, H_out, W_out]``.
+    """Input-dependent combining logits, the authors' head: ``[N, C, H, W]`` ->
+    ``[N, K, H_out, W_out]``.
 
     A 1x1 conv to ``K`` channels; its spatial mean; 3x3 depthwise convs of it at dilations 1,
     2, 4, 8 without padding (``[H - 2d, W - 2d]``; those that fit, ``2d + 1 <= min(H, W)``);
@@ -495,7 +509,8 @@ class LowRankLocallyConnected2d(_SpatialLayer):
     spatial_bias: shared across channels, structured like the combining weights
     (``row_bias[h] + col_bias[w]``, one axis for ``row``/``col``, a free ``[H_out, W_out]`` for
     ``free``/``input``); bias: per channel ``[F]``. Both start at zero.
-    padding: an int, a pair, ``valid`` or ``same`` (TensorFlow's for any stride: :func:`same_padding`).
+    padding: an int, a pair, ``valid`` or ``same`` (TensorFlow's for any stride:
+    :func:`same_padding`).
     route: ``auto`` (:meth:`route_for` picks per batch), ``conv`` or ``kernel`` (not for ``input``);
     the routes give the same numbers to rounding.
     Parameters: ``weight`` ``[K*F, C, kh, kw]`` (bank ``k`` is ``weight[k*F:(k+1)*F]``).
@@ -538,11 +553,13 @@ class LowRankLocallyConnected2d(_SpatialLayer):
             ):
                 if value != default:
                     raise ValueError(
-                        f"{name}={value!r} applies to combining='input' only, got combining={combining!r}"
+                        f"{name}={value!r} applies to combining='input' only, got "
+                        f"combining={combining!r}"
                     )
         elif route == "kernel":
             raise ValueError(
-                "route='kernel' needs combining weights shared by the batch; combining='input' allows route='auto' or 'conv'"
+                "route='kernel' needs combining weights shared by the batch; combining='input' "
+                "allows route='auto' or 'conv'"
             )
         kh, kw = self.kernel_size
         h, w = self.output_size
@@ -674,7 +691,8 @@ class LowRankLocallyConnected2d(_SpatialLayer):
         return (alpha @ banks).view(alpha.shape[0], -1, self.out_channels)
 
     def _combined_convs(self, x: Tensor) -> Tensor:
-        """The conv route: one conv with ``K*F`` outputs ``[N, K*F, H_out, W_out]``, then the weighted sum over ``K``."""
+        """The conv route: one conv with ``K*F`` outputs ``[N, K*F, H_out, W_out]``, then the
+        weighted sum over ``K``."""
         n = x.shape[0]
         y = F.conv2d(self._pad(x), self.weight, stride=self.stride)
         y = y.view(n, self.rank, self.out_channels, *self.output_size)
@@ -699,7 +717,10 @@ class LowRankLocallyConnected2d(_SpatialLayer):
         return out if b is None else out + b
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, rank={self.rank}, combining={self.combining!r}, normalize={self.normalize!r}, route={self.route!r}"
+        return (
+            f"{super().extra_repr()}, rank={self.rank}, combining={self.combining!r}, "
+            f"normalize={self.normalize!r}, route={self.route!r}"
+        )
 
 
 class CoordConv2d(nn.Module):
@@ -781,5 +802,6 @@ def layer_combining_weights(model: nn.Module, inputs: Tensor, index: int = 0) ->
 
 def mean_combining_weights(model: nn.Module, inputs: Tensor, index: int = 0) -> Tensor:
     """Combining weights ``[H_out, W_out, K]`` of the ``index``-th LRLC layer of ``model``: the
-    mean over ``inputs`` of :func:`layer_combining_weights` (the layer's weights in the shared modes)."""
+    mean over ``inputs`` of :func:`layer_combining_weights` (the layer's weights in the shared
+    modes)."""
     return layer_combining_weights(model, inputs, index).mean(0)

@@ -531,8 +531,8 @@ def check_ledger_against_chapters(ledger, notebooks_dir: str | Path) -> None:
         )
         fresh = _ledger_row(entry, notebook, read_verdicts(notebook))
         name = (
-            f"ledger row {i} ({row.get('claim', '')!r}: {row['chapter']}, family {row['family']!r}, "
-            f"claim {row['primary endpoint']!r})"
+            f"ledger row {i} ({row.get('claim', '')!r}: {row['chapter']}, family "
+            f"{row['family']!r}, claim {row['primary endpoint']!r})"
         )
         for column in ("verdict", *COMPARED[:-1]):  # the verdict first: the most telling difference
             if not _same(row[column], fresh[column]):
@@ -568,7 +568,8 @@ def ledger_table(ledger, *, caption: str | None = None):
         unit = row["unit"]
         target = f"{row['chapter'].removesuffix('.ipynb')}.html#{row['anchor']}"
         link = (
-            f'<a href="{html.escape(target)}">{html.escape(row["chapter"].removesuffix(".ipynb"))}: '
+            f'<a href="{html.escape(target)}">'
+            f"{html.escape(row['chapter'].removesuffix('.ipynb'))}: "
             f"{html.escape(row['section'])}</a>"
         )
         rows.append(
@@ -669,7 +670,8 @@ def ledger_forest(ledger):
 
 def ledger_summary(ledger) -> str:
     """An HTML list that counts the ledger's verdicts per source (a paper, or the book), e.g. for
-    the first page: ``<li><b>PILCRO paper (abstract)</b>: 4 claims: 1 supported, 3 not resolved.</li>``."""
+    the first page:
+    ``<li><b>PILCRO paper (abstract)</b>: 4 claims: 1 supported, 3 not resolved.</li>``."""
     from html import escape
 
     items = []
@@ -678,6 +680,7 @@ def ledger_summary(ledger) -> str:
             f"{n} {escape(str(verdict))}" for verdict, n in rows["verdict"].value_counts().items()
         )
         items.append(
-            f"<li><b>{escape(str(source))}</b>: {len(rows)} claim{'s' if len(rows) != 1 else ''}: {said}.</li>"
+            f"<li><b>{escape(str(source))}</b>: {len(rows)} claim{'s' if len(rows) != 1 else ''}: "
+            f"{said}.</li>"
         )
     return "<ul>" + "".join(items) + "</ul>"

@@ -58,7 +58,8 @@ _KIND = {
 
 def downsample(dataset: ImageDataset, factor: int) -> ImageDataset:
     """``dataset`` with its images average-pooled over ``factor x factor`` blocks:
-    ``[N, C, H, W]`` -> ``[N, C, H // factor, W // factor]`` float in [0, 1] (``factor=1``: as is)."""
+    ``[N, C, H, W]`` -> ``[N, C, H // factor, W // factor]`` float in [0, 1] (``factor=1``: as
+    is)."""
     check_type("dataset", dataset, ImageDataset)
     factor = check_positive_int("factor", factor)
     if factor == 1:
@@ -130,7 +131,8 @@ def arm_net(
     """The reference net with ``arm`` as its first layer (``rank``: of the LRLC arms, and the
     LRLC net whose parameter count ``wide_conv`` matches), every spatial layer He-uniform.
 
-    Input ``[B, in_channels, input_size, input_size]`` in [0, 1]; output logits ``[B, num_classes]``.
+    Input ``[B, in_channels, input_size, input_size]`` in [0, 1]; output logits
+    ``[B, num_classes]``.
     """
     check_choice("arm", arm, ARMS)
     kind = _KIND.get(arm, arm)
@@ -234,8 +236,8 @@ def train_arm(
     run_dir: str | Path | None = None,
     device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Train :func:`arm_net` (``width`` channels) on ``train`` with the ``fast`` recipe for ``epochs``
-    (``batch_size`` and peak ``lr``, when given, replace the recipe's).
+    """Train :func:`arm_net` (``width`` channels) on ``train`` with the ``fast`` recipe for
+    ``epochs`` (``batch_size`` and peak ``lr``, when given, replace the recipe's).
 
     Returns ``history`` (per epoch: ``epoch``, ``train_loss``, ``train_acc``, ``val_loss``,
     ``val_acc``, ``epoch_time_s`` and, for LRLC arms, ``entropy`` on the first ``probe_size``

@@ -284,7 +284,8 @@ def training_step_times(
     lr: float = 1e-3,
     clock: str = "wall",
 ) -> dict[str, float]:
-    """Median seconds per training step (forward, loss + regulariser, backward, Adam step) of each arm.
+    """Median seconds per training step (forward, loss + regulariser, backward, Adam step) of each
+    arm.
 
     Every arm trains its own copy of ``model`` on the same batch ``inputs [B, C, H, W]``,
     ``targets [B]``; arms are timed in turn within each of ``rounds`` rounds (after one warm-up

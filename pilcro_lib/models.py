@@ -1,4 +1,5 @@
-"""The networks of the book: the reference small net of the LRLC experiments, a CIFAR-style ResNet-18 and the fast CNN of Part II."""
+"""The networks of the book: the reference small net of the LRLC experiments, a CIFAR-style
+ResNet-18 and the fast CNN of Part II."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ HEADS = ("gap", "flatten")
 
 
 class Normalize(nn.Module):
-    """Per-channel ``(x - mean) / std``, so models take images in [0, 1]. ``[B, C, H, W]`` -> same."""
+    """Per-channel ``(x - mean) / std``, so models take images in [0, 1]. ``[B, C, H, W]`` ->
+    same."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
@@ -36,7 +38,8 @@ class Normalize(nn.Module):
                 check_number(name, v, minimum=0 if name == "std" else None, strict=True)
         if len(mean) != len(std):
             raise ValueError(
-                f"mean and std must have one number per channel each, got {len(mean)} and {len(std)}"
+                f"mean and std must have one number per channel each, got {len(mean)} and "
+                f"{len(std)}"
             )
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
@@ -44,7 +47,8 @@ class Normalize(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.mean.shape[1]:
             raise ValueError(
-                f"x must be [B, {self.mean.shape[1]}, H, W] for this Normalize, got shape {tuple(x.shape)}"
+                f"x must be [B, {self.mean.shape[1]}, H, W] for this Normalize, got shape "
+                f"{tuple(x.shape)}"
             )
         return (x - self.mean) / self.std
 
@@ -52,7 +56,8 @@ class Normalize(nn.Module):
 def _normalization_layers(
     normalization: tuple[Sequence[float], Sequence[float]] | None, in_channels: int
 ) -> list[nn.Module]:
-    """``[Normalize(mean, std)]`` for ``normalization=(mean, std)`` of ``in_channels`` entries each; ``[]`` for ``None``."""
+    """``[Normalize(mean, std)]`` for ``normalization=(mean, std)`` of ``in_channels`` entries each;
+    ``[]`` for ``None``."""
     if normalization is None:
         return []
     if not (
@@ -61,7 +66,8 @@ def _normalization_layers(
         and all(isinstance(v, Sequence) for v in normalization)
     ):
         raise ValueError(
-            f"normalization must be (mean, std), each with one number per channel, or None; got {normalization!r}"
+            "normalization must be (mean, std), each with one number per channel, or None; got "
+            f"{normalization!r}"
         )
     norm = Normalize(*normalization)
     if norm.mean.shape[1] != in_channels:
@@ -72,7 +78,8 @@ def _normalization_layers(
 
 
 def padding_amount(padding: str, kernel_size: int) -> int:
-    """Pixels of padding per side for a stride-1 ``kernel_size`` conv: valid 0, same (k-1)/2, full k-1."""
+    """Pixels of padding per side for a stride-1 ``kernel_size`` conv: valid 0, same (k-1)/2, full
+    k-1."""
     check_choice("padding", padding, PADDINGS)
     check_positive_int("kernel_size", kernel_size)
     if padding == "same" and kernel_size % 2 == 0:
@@ -91,7 +98,8 @@ def output_size(input_size: int, kernel_size: int, padding: int, stride: int = 1
     check_positive_int("padding", padding, minimum=0)
     if kernel_size > input_size + 2 * padding:
         raise ValueError(
-            f"input_size={input_size} is too small for kernel_size={kernel_size} with padding={padding}"
+            f"input_size={input_size} is too small for kernel_size={kernel_size} with "
+            f"padding={padding}"
         )
     return (input_size + 2 * padding - kernel_size) // stride + 1
 
@@ -135,7 +143,8 @@ def make_layer(
     ``lrlc_input`` (input-dependent combining; ``combining_init`` and ``resize`` as in
     :class:`~pilcro_lib.layers.LowRankLocallyConnected2d`) of ``rank``; ``wide_conv`` (a conv with
     :func:`wide_conv_channels` outputs, so as many parameters as the ``lrlc`` layer; note that
-    :func:`reference_net` instead widens its ``wide_conv`` layers together); ``coordconv``. ``bias``: the per-channel bias of all but ``lc``.
+    :func:`reference_net` instead widens its ``wide_conv`` layers together); ``coordconv``.
+    ``bias``: the per-channel bias of all but ``lc``.
     """
     check_choice("kind", kind, LAYER_TYPES)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
@@ -197,7 +206,8 @@ def _reference_layers(
     combining_init: str,
     resize: str,
 ) -> list[nn.Module]:
-    """The reference net's modules with ``widths[i]`` output channels at layer ``i`` (``wide_conv`` built as a conv)."""
+    """The reference net's modules with ``widths[i]`` output channels at layer ``i`` (``wide_conv``
+    built as a conv)."""
     layers: list[nn.Module] = []
     channels, size = in_channels, input_size
     for kind, out in zip(layer_types, widths):
@@ -259,7 +269,8 @@ def reference_net(
     combining_init: str = "default",
     resize: str = "aligned",
 ) -> nn.Sequential:
-    """The 3-layer net of the LRLC reference experiments: ``[layer, BatchNorm, ReLU] x 3``, pooling, linear.
+    """The 3-layer net of the LRLC reference experiments: ``[layer, BatchNorm, ReLU] x 3``, pooling,
+    linear.
 
     Input ``[B, in_channels, input_size, input_size]`` in [0, 1] (normalised inside when
     ``normalization=(mean, std)``); output logits ``[B, num_classes]``. Each entry of
@@ -290,7 +301,8 @@ def reference_net(
             size = output_size(size, 3, pad)
     except ValueError as err:
         raise ValueError(
-            f"input_size={input_size} is too small for {len(layer_types)} layers with padding={padding!r}"
+            f"input_size={input_size} is too small for {len(layer_types)} layers with "
+            f"padding={padding!r}"
         ) from err
     kwargs = dict(
         in_channels=in_channels,
@@ -339,7 +351,8 @@ def remove_spatial_bias_(model: nn.Module) -> nn.Module:
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block: two 3x3 convs with BatchNorm, plus an identity or 1x1 projection shortcut."""
+    """ResNet basic block: two 3x3 convs with BatchNorm, plus an identity or 1x1 projection
+    shortcut."""
 
     expansion = 1
 
@@ -426,9 +439,9 @@ def fast_cnn(
     padding_mode: str = "zeros",
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> nn.Sequential:
-    """A plain CNN that trains to its plateau in minutes on a CPU: four ``[3x3 conv, BatchNorm, ReLU]``
-    blocks of ``width * (1, 2, 2, 4)`` channels, a 2x2 max-pool after each of the first two,
-    global average pooling, linear.
+    """A plain CNN that trains to its plateau in minutes on a CPU: four
+    ``[3x3 conv, BatchNorm, ReLU]`` blocks of ``width * (1, 2, 2, 4)`` channels, a 2x2 max-pool
+    after each of the first two, global average pooling, linear.
 
     Input ``[B, in_channels, H, W]`` in [0, 1] (normalised inside when ``normalization=(mean,
     std)``); output logits ``[B, num_classes]``. ``padding`` (``valid``, ``same``, ``full``) and

@@ -227,7 +227,8 @@ class _InputGradientRegularizer:
         return self.lam * p
 
     def epoch_log(self) -> dict[str, float]:
-        """``penalty`` (mean raw penalty this epoch) and ``landscape_<figure>`` of the epoch's mean landscape.
+        """``penalty`` (mean raw penalty this epoch) and ``landscape_<figure>`` of the epoch's mean
+        landscape.
 
         NaN when no penalised step happened this epoch (warm-up, ``lam = 0``).
         """

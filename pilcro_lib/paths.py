@@ -15,8 +15,8 @@ after the spatial part (global pooling's output, ``Flatten``, ``Linear``) is one
 Where channel factors do matter (residual sums add branches of different depth), use
 ``weighting="variance"``: every step is weighted by its factor in ``E[g^2]`` for i.i.d. weights
 read off the model itself (a conv: ``mean(w^2) * out_channels / groups``; a fixed conv, whose
-weight does not require grad (a blur filter), weights each tap by its squared weights; ReLU: 1/2; BatchNorm:
-``mean(gamma^2 / (running_var + eps))``; average pooling: ``1 / divisor^2``; max pooling:
+weight does not require grad (a blur filter), weights each tap by its squared weights; ReLU: 1/2;
+BatchNorm: ``mean(gamma^2 / (running_var + eps))``; average pooling: ``1 / divisor^2``; max pooling:
 ``1 / window``). This is exact for linear nets whose paths never reuse a weight at two spatial
 positions, and an approximation otherwise (ReLU, reflect/replicate padding, overlapping pooling:
 the notebooks measure how good it is).
@@ -46,7 +46,8 @@ from pilcro_lib.utils import (
 WEIGHTINGS = ("count", "variance")
 PADDINGS_1D = ("valid", "same", "full")
 SUPPORTED = (
-    "Conv2d (any kernel, stride, dilation, groups; int/'same'/'valid' padding; zeros/reflect/replicate/circular)",
+    "Conv2d (any kernel, stride, dilation, groups; int/'same'/'valid' padding; "
+    "zeros/reflect/replicate/circular)",
     "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d",
     "ReLU, BatchNorm2d, Dropout, Dropout2d, Identity, pilcro_lib.models.Normalize",
     "Flatten, Linear, BatchNorm1d (after the spatial part)",
@@ -111,11 +112,12 @@ def _check_forward(module: nn.Module, name: str, who: str) -> None:
         if changed:
             where = f"model.{name}" if name else "model"
             raise TypeError(
-                f"model must compute what its supported classes compute, but {where} is a {cls.__name__}, a "
-                f"subclass of {base.__name__} that redefines {', '.join(changed)}: {who} follows "
-                f"{base.__name__}'s own computation and would count the paths of another network. Build the "
-                f"model from modules that keep their forward (e.g. an nn.Sequential of supported layers); "
-                f"supported: {'; '.join(SUPPORTED)}"
+                f"model must compute what its supported classes compute, but {where} is a "
+                f"{cls.__name__}, a subclass of {base.__name__} that redefines "
+                f"{', '.join(changed)}: {who} follows {base.__name__}'s own computation and would "
+                "count the paths of another network. Build the model from modules that keep "
+                "their forward (e.g. an nn.Sequential of supported layers); supported: "
+                f"{'; '.join(SUPPORTED)}"
             )
 
 
@@ -218,7 +220,8 @@ class _Skeleton:
         kernel = torch.ones(1, 1, kh, kw, dtype=x.dtype)
         if self.variance():  # per tap: sum of squared weights reaching one input channel, averaged
             taps = m.weight.detach().double().cpu().pow(2).sum((0, 1)) / m.in_channels
-            # a trainable weight is one draw of i.i.d. weights: use its expectation, the same at every tap
+            # a trainable weight is one draw of i.i.d. weights: use its expectation, the same at
+            # every tap
             kernel = (taps if not m.weight.requires_grad else taps.mean().expand(kh, kw)).view(
                 1, 1, kh, kw
             )
@@ -284,13 +287,15 @@ class _Skeleton:
     def dense(self, m: nn.Module, x: Tensor, name: str) -> Tensor:
         if x.shape[-2:] != (1, 1):
             raise TypeError(
-                f"path_count expects {type(m).__name__} (at '{name}') after global pooling or Flatten"
+                f"path_count expects {type(m).__name__} (at '{name}') after global pooling or "
+                "Flatten"
             )
         return x
 
 
 def _adaptive_matrix(n: int, out: int, power: float) -> Tensor:
-    """``[n, out]`` window membership of adaptive pooling, each window weighted by ``1 / len^power``."""
+    """``[n, out]`` window membership of adaptive pooling, each window weighted by
+    ``1 / len^power``."""
     m = torch.zeros(n, out, dtype=torch.float64)
     for i in range(out):
         start, end = (i * n) // out, -((-(i + 1) * n) // out)
@@ -331,7 +336,8 @@ def _known_sequence(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
 
 
 def _residual_branches(module: nn.Module):
-    """``(main branch modules, shortcut or None, module after the sum)`` of a residual block, else ``None``."""
+    """``(main branch modules, shortcut or None, module after the sum)`` of a residual block, else
+    ``None``."""
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
     from pilcro_lib.models import BasicBlock as CifarBasicBlock
@@ -473,7 +479,8 @@ def valid_profile_closed_form(length: int, kernel_size: int, depth: int) -> Tens
 
 @dataclass
 class Comparison:
-    """Analytic and Monte-Carlo landscapes of one architecture (all ``[H, W]``, normalised to mean 1).
+    """Analytic and Monte-Carlo landscapes of one architecture (all ``[H, W]``, normalised to mean
+    1).
 
     ``maps``: ``"path count"``, ``"second moment"`` (when computed) and ``"Monte Carlo"``;
     ``r``: Pearson correlation of each analytic map with the Monte-Carlo map (``nan`` if flat).
@@ -522,7 +529,7 @@ def compare_with_monte_carlo(
     return Comparison(maps=maps, r=r)
 
 
-# --- exact second moments: path counting with the cross terms of reused weights ---------------------
+# --- exact second moments: path counting with the cross terms of reused weights -------------------
 
 MAX_MOMENT_PIXELS = 4096
 
@@ -725,9 +732,10 @@ def toy_net(
 
 
 def blur_pool(channels: int, stride: int = 2) -> nn.Conv2d:
-    """Anti-aliased downsampling's blur: a fixed (not trained) depthwise binomial ``[1, 2, 1]^T [1, 2, 1] / 16``
-    filter applied with ``stride`` and zero padding 1. ``[B, C, H, W]`` -> ``[B, C, ceil(H/s), ceil(W/s)]``.
-    Put a stride-1 max pooling before it for max-blur pooling."""
+    """Anti-aliased downsampling's blur: a fixed (not trained) depthwise binomial
+    ``[1, 2, 1]^T [1, 2, 1] / 16`` filter applied with ``stride`` and zero padding 1.
+    ``[B, C, H, W]`` -> ``[B, C, ceil(H/s), ceil(W/s)]``. Put a stride-1 max pooling before it for
+    max-blur pooling."""
     channels = check_positive_int("channels", channels)
     blur = nn.Conv2d(
         channels,

@@ -1,4 +1,5 @@
-"""Figure helpers: white backgrounds (readable in dark mode), labelled axes, a colour bar on every heat map."""
+"""Figure helpers: white backgrounds (readable in dark mode), labelled axes, a colour bar on every
+heat map."""
 
 from __future__ import annotations
 
@@ -250,7 +251,8 @@ def _forest_panels(table, groups) -> list[tuple[str, object]]:
     if isinstance(table, Mapping):
         if groups is not None:
             raise ValueError(
-                "groups must be None when table is a mapping label -> table (its keys are the labels)"
+                "groups must be None when table is a mapping label -> table (its keys are the "
+                "labels)"
             )
         items = list(table.items())
     elif isinstance(table, Sequence) and not isinstance(table, str):

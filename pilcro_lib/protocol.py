@@ -219,7 +219,7 @@ def plateau_verdict(table: Any, epochs: int, n_val: int) -> tuple[bool, str]:
     gain = float(table.loc[2 * epochs, "validation accuracy"]) - accuracy
     flat = gain < standard_error
     return flat, (
-        f"{epochs} -> {2 * epochs} epochs: {gain:+.2%} validation accuracy, against a standard error "
-        f"of {standard_error:.2%} ({n_val} images): {epochs} epochs "
+        f"{epochs} -> {2 * epochs} epochs: {gain:+.2%} validation accuracy, against a standard "
+        f"error of {standard_error:.2%} ({n_val} images): {epochs} epochs "
         + ("is at the plateau" if flat else "is NOT at the plateau")
     )

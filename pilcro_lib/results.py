@@ -23,7 +23,8 @@ def record_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Print ``metrics`` as one ``PILCRO_METRICS {json}`` line, for a sweep to read back.
 
     ``metrics`` maps names (``str``) to numbers, strings, booleans or ``None``; NumPy and torch
-    scalars are converted with ``.item()``. The order of the names is kept. Returns the converted dict.
+    scalars are converted with ``.item()``. The order of the names is kept. Returns the converted
+    dict.
     """
     if not isinstance(metrics, Mapping):
         raise TypeError(f"metrics must be a dict of name -> value, got {type(metrics).__name__}")
@@ -35,7 +36,8 @@ def record_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
             value = value.item()
         if value is not None and not isinstance(value, (bool, int, float, str)):
             raise TypeError(
-                f"metrics[{name!r}] must be a number, string, bool or None, got {type(value).__name__}"
+                f"metrics[{name!r}] must be a number, string, bool or None, got "
+                f"{type(value).__name__}"
             )
         clean[name] = value
     print(f"{MARKER} {json.dumps(clean)}", flush=True)
@@ -43,7 +45,8 @@ def record_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_metrics(notebook: Any) -> dict[str, Any]:
-    """The metrics a notebook (an ``nbformat`` node or its JSON dict) printed with :func:`record_metrics`."""
+    """The metrics a notebook (an ``nbformat`` node or its JSON dict) printed with
+    :func:`record_metrics`."""
     metrics: dict[str, Any] = {}
     for line in stream_lines(notebook):
         if line.startswith(MARKER + " "):
@@ -123,7 +126,8 @@ def format_value(value: Any) -> str:
 
 
 def headlines_markdown(headlines) -> str:
-    """A markdown table of :func:`chapter_headlines`: chapter (a link, on its first row), quantity, value."""
+    """A markdown table of :func:`chapter_headlines`: chapter (a link, on its first row), quantity,
+    value."""
     lines = ["| Chapter | Quantity | Value |", "| --- | --- | --- |"]
     previous = None
     for row in headlines.itertuples():
@@ -272,7 +276,8 @@ def _fixed(value: float, decimals: int) -> str:
 
 
 def _significant(value: float, digits: int) -> str:
-    """``digits`` significant digits (trailing zeros kept: ``0.0500``); large values as whole numbers."""
+    """``digits`` significant digits (trailing zeros kept: ``0.0500``); large values as whole
+    numbers."""
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
     if value == 0:
@@ -473,7 +478,8 @@ def verdict_table(
     caption: str | None = None,
 ) -> StyledTable:
     """The one style of every verdict table: readable headers, the CI as one ``[a, b]`` column,
-    digits suited to each claim's unit, the verdict in words on its colour (:data:`VERDICT_COLOURS`).
+    digits suited to each claim's unit, the verdict in words on its colour
+    (:data:`VERDICT_COLOURS`).
 
     table: a verdict table (see :func:`as_verdict_frame`); units/digits: see :func:`unit_of` and
     :func:`format_number` (p-values by :func:`format_p`). Returns a :class:`StyledTable` whose

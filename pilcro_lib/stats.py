@@ -1,4 +1,5 @@
-"""The book's one statistical rule: Welch's t-test with a 95% CI of the difference, Holm over a table.
+"""The book's one statistical rule: Welch's t-test with a 95% CI of the difference, Holm over a
+table.
 
 :func:`compare` tests one claim from per-seed values of a treated and a control arm;
 :func:`verdicts` applies Holm's step-down correction over the claims of one table and says,
@@ -121,7 +122,8 @@ def compare(
 
 
 def holm(p_values: Sequence[float], *, alpha: float = ALPHA) -> tuple[list[float], list[bool]]:
-    """Holm's step-down correction: adjusted p-values and which hypotheses are rejected at ``alpha``.
+    """Holm's step-down correction: adjusted p-values and which hypotheses are rejected at
+    ``alpha``.
 
     NaN p-values (claims not measured) are left out of the family and stay NaN / not rejected.
     """

@@ -75,7 +75,8 @@ def paste(
 
 
 def random_offsets(n: int, image_size: int, canvas_size: int, *, seed: int = 0) -> Tensor:
-    """``[n, 2]`` uniform random top-left corners that keep an ``image_size`` image on the canvas."""
+    """``[n, 2]`` uniform random top-left corners that keep an ``image_size`` image on the
+    canvas."""
     n = check_positive_int("n", n)
     _check_canvas(canvas_size, check_positive_int("image_size", image_size))
     seed = check_positive_int("seed", seed, minimum=0, maximum=MAX_SEED)
@@ -117,8 +118,8 @@ def position_grid(
     _check_canvas(canvas_size, size)
     if grid > canvas_size - size + 1:
         raise ValueError(
-            f"grid={grid} is more than the {canvas_size - size + 1} distinct offsets of a {size}-pixel image "
-            f"on a canvas_size={canvas_size} canvas"
+            f"grid={grid} is more than the {canvas_size - size + 1} distinct offsets of a "
+            f"{size}-pixel image on a canvas_size={canvas_size} canvas"
         )
     steps = torch.linspace(0, canvas_size - size, grid).round().long().tolist()
     out = []

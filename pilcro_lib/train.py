@@ -1,4 +1,5 @@
-"""Training and evaluation: ``fit`` with crash-safe per-epoch checkpoints and bit-exact resume, ``evaluate``.
+"""Training and evaluation: ``fit`` with crash-safe per-epoch checkpoints and bit-exact resume,
+``evaluate``.
 
 How ``fit`` trains is a :class:`Recipe` (optimiser, per-step schedule, batch size, label
 smoothing, flips, bf16 and memory format); :data:`RECIPES` holds the named ones: ``classic``
@@ -67,14 +68,16 @@ RECIPE_ARGUMENTS = (
     "schedule",
     "weight_decay",
 )  # fit's overrides of its recipe
-BF16_ENV = "PILCRO_CPU_BF16"  # "1" or "0": bf16 arithmetic on this CPU forced on or off (unset: the CPU decides)
+# "1" or "0": bf16 arithmetic on this CPU forced on or off (unset: the CPU decides)
+BF16_ENV = "PILCRO_CPU_BF16"
 
 Regularizer = Callable[[nn.Module, Tensor, Tensor, Tensor], "Tensor | None"]
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How :func:`fit` trains: optimiser, learning-rate schedule, batch size, loss, augmentation, arithmetic.
+    """How :func:`fit` trains: optimiser, learning-rate schedule, batch size, loss, augmentation,
+    arithmetic.
 
     optimizer: ``adam``, ``adamw`` or ``sgd`` (Nesterov momentum 0.9). lr: the peak learning
     rate. schedule, per step: ``constant``; ``cosine`` or ``linear`` decay towards 0 at the
@@ -123,7 +126,8 @@ RECIPES = {
     "classic": Recipe(),
     # Chosen with benchmarks/time_to_accuracy.py on Fashion-MNIST (2 CPU cores; the evidence is
     # in its docstring): SGD, a 20% warm-up then a linear decay to 0, batches of 256, label
-    # smoothing, bf16 and channels_last where the CPU computes in bf16; no flips, no weight averaging.
+    # smoothing, bf16 and channels_last where the CPU computes in bf16; no flips, no weight
+    # averaging.
     "fast": Recipe(
         optimizer="sgd",
         lr=0.2,
@@ -139,7 +143,8 @@ RECIPES = {
 
 
 def get_recipe(recipe: str | Recipe = "classic", **overrides: Any) -> Recipe:
-    """The named recipe of :data:`RECIPES` (or ``recipe`` itself) with the non-``None`` ``overrides``."""
+    """The named recipe of :data:`RECIPES` (or ``recipe`` itself) with the non-``None``
+    ``overrides``."""
     if isinstance(recipe, str):
         recipe = RECIPES[check_choice("recipe", recipe, tuple(RECIPES))]
     check_type("recipe", recipe, Recipe, f"a Recipe or one of {', '.join(map(repr, RECIPES))}")
@@ -147,10 +152,12 @@ def get_recipe(recipe: str | Recipe = "classic", **overrides: Any) -> Recipe:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast speeds training up.
+    """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast speeds
+    training up.
 
     ``$PILCRO_CPU_BF16`` (``1`` or ``0``) overrides the answer, so that both arithmetic paths of
-    the ``native`` autocast can be tested on any CPU (bf16 on a CPU without it is slow, not wrong)."""
+    the ``native`` autocast can be tested on any CPU (bf16 on a CPU without it is slow, not
+    wrong)."""
     forced = os.environ.get(BF16_ENV)
     if forced is not None:
         return check_choice(BF16_ENV, forced, ("0", "1")) == "1"
@@ -255,7 +262,8 @@ def _autocast(device: torch.device, bf16: bool | None = None):
 
 
 def random_flip(images: Tensor, generator: torch.Generator) -> Tensor:
-    """``images [B, C, H, W]`` with each one mirrored left-right with probability 1/2 (drawn from ``generator``)."""
+    """``images [B, C, H, W]`` with each one mirrored left-right with probability 1/2 (drawn from
+    ``generator``)."""
     mirror = (torch.rand(len(images), generator=generator) < 0.5).to(images.device)
     return torch.where(mirror[:, None, None, None], images.flip(3), images)
 
@@ -418,7 +426,8 @@ def fit(
         _check_channels(name, data, model)
     if regularizer is not None and not callable(regularizer):
         raise TypeError(
-            f"regularizer must be None or callable(model, inputs, targets, outputs), got {regularizer!r}"
+            "regularizer must be None or callable(model, inputs, targets, outputs), got "
+            f"{regularizer!r}"
         )
     device = get_device(device)
     if run_dir is None:
@@ -433,7 +442,8 @@ def fit(
 
 
 def _check_channels(name: str, data: Dataset, model: nn.Module) -> None:
-    """Refuse ``data`` whose images have another number of channels than ``model``'s first layer takes."""
+    """Refuse ``data`` whose images have another number of channels than ``model``'s first layer
+    takes."""
     first = next(
         (m for m in model.modules() if isinstance(getattr(m, "in_channels", None), int)), None
     )
@@ -532,7 +542,8 @@ def _train_epoch(
 ) -> dict[str, float]:
     """One pass over ``train_set``, step ``i`` at learning rate ``rates[i]``, in ``channels_last``
     memory or not; returns the mean data loss, accuracy and regulariser value. Raises
-    ``FloatingPointError`` at a non-finite loss, ``ValueError`` at a label the model has no output for."""
+    ``FloatingPointError`` at a non-finite loss, ``ValueError`` at a label the model has no output
+    for."""
     model.train()
     bf16 = uses_bf16(recipe, device)
     loss_sum, reg_sum, reg_steps, correct, n = 0.0, 0.0, 0, 0, 0
@@ -561,8 +572,9 @@ def _train_epoch(
         value = loss.item()
         if not math.isfinite(value + reg_value):
             raise FloatingPointError(
-                f"the training loss is {value + reg_value} at epoch {epoch + 1}, step {step + 1} of {len(rates)}: "
-                f"stopped. Lower the learning rate (it was {rate:.3g}) or check the inputs for NaN/inf."
+                f"the training loss is {value + reg_value} at epoch {epoch + 1}, step {step + 1} "
+                f"of {len(rates)}: stopped. Lower the learning rate (it was {rate:.3g}) or check "
+                "the inputs for NaN/inf."
             )
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -588,8 +600,9 @@ def _resume(
         diff = [k for k in sorted(set(stored) | set(identity)) if stored.get(k) != identity.get(k)]
         if diff:
             raise ValueError(
-                f"run_dir={str(run_dir)!r} holds a different run (it differs in: {', '.join(diff)}); "
-                "refusing to resume it. Use another run_dir or delete this one."
+                f"run_dir={str(run_dir)!r} holds a different run (it differs in: "
+                f"{', '.join(diff)}); refusing to resume it. Use another run_dir or delete this "
+                "one."
             )
     else:
         write_json(config_path, identity)

@@ -94,7 +94,8 @@ def check_number(
 
 
 def check_bool(name: str, value: Any) -> bool:
-    """Return ``value`` if it is ``True`` or ``False`` (NumPy bools too), else raise a ``TypeError``."""
+    """Return ``value`` if it is ``True`` or ``False`` (NumPy bools too), else raise a
+    ``TypeError``."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
@@ -103,7 +104,8 @@ def check_bool(name: str, value: Any) -> bool:
 def check_type(
     name: str, value: Any, types: type | tuple[type, ...], what: str | None = None
 ) -> Any:
-    """Return ``value`` if it is an instance of ``types``, else raise a ``TypeError`` naming ``name``.
+    """Return ``value`` if it is an instance of ``types``, else raise a ``TypeError`` naming
+    ``name``.
 
     ``what`` describes the allowed values (default: the type names).
     """
@@ -168,7 +170,8 @@ def check_tensor(
         )
     if min_ndim is not None and value.dim() < min_ndim:
         raise ValueError(
-            f"{name} must have at least {min_ndim} dimensions{described}, got shape {tuple(value.shape)}"
+            f"{name} must have at least {min_ndim} dimensions{described}, got shape "
+            f"{tuple(value.shape)}"
         )
     if dtype_kind is not None and not _dtype_ok(
         value, check_choice("dtype_kind", dtype_kind, DTYPE_KINDS)
@@ -195,18 +198,20 @@ def check_image_batch(
 
 
 def check_map(name: str, value: Any) -> Tensor:
-    """Return ``value`` if it is a floating-point map (or a stack of maps) ``[..., H, W]`` with at least one pixel."""
+    """Return ``value`` if it is a floating-point map (or a stack of maps) ``[..., H, W]`` with at
+    least one pixel."""
     return check_tensor(
         name, value, min_ndim=2, dims="[..., H, W]", dtype_kind="float", nonempty=True
     )
 
 
 def check_model_builder(name: str, value: Any) -> Any:
-    """Return ``value`` if it is a function that builds a model (not a model itself), else raise a ``TypeError``."""
+    """Return ``value`` if it is a function that builds a model (not a model itself), else raise a
+    ``TypeError``."""
     if isinstance(value, torch.nn.Module) or not callable(value):
         raise TypeError(
-            f"{name} must be a function that returns a freshly initialised nn.Module (e.g. a lambda), "
-            f"got {type(value).__name__}"
+            f"{name} must be a function that returns a freshly initialised nn.Module (e.g. a "
+            f"lambda), got {type(value).__name__}"
         )
     return value
 
@@ -226,7 +231,8 @@ def check_indices(
 
 
 def check_labels(name: str, labels: Any, n: int, num_classes: int | None = None) -> Tensor:
-    """Return ``labels`` if it is an integer tensor ``[n]`` (of class indices in ``[0, num_classes)``)."""
+    """Return ``labels`` if it is an integer tensor ``[n]`` (of class indices in
+    ``[0, num_classes)``)."""
     check_tensor(name, labels, ndim=1, dims="[N]", dtype_kind="integer")
     if labels.shape[0] != n:
         raise ValueError(
@@ -277,7 +283,8 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         and chosen.index >= torch.cuda.device_count()
     ):
         raise ValueError(
-            f"device={device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            f"device={device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
+            "device(s)"
         )
     if chosen.type == "mps" and not _mps_available():
         raise ValueError(
@@ -325,7 +332,8 @@ def git_commit(path: str | Path | None = None, *, files: Iterable[str] | None = 
 def provenance(
     profile: str | None = None, seed: int | None = None, device: torch.device | None = None
 ) -> dict:
-    """What produced a notebook's outputs: library version, commit, profile, device, versions, time."""
+    """What produced a notebook's outputs: library version, commit, profile, device, versions,
+    time."""
     from pilcro_lib import __version__
 
     if profile is not None:
@@ -391,7 +399,8 @@ def _assigned_names(source: str) -> list[str] | None:
 
 
 def _is_injected_cell(source: str) -> bool:
-    """Whether ``source`` is a cell papermill injected: its ``# Parameters`` comment, then assignments only."""
+    """Whether ``source`` is a cell papermill injected: its ``# Parameters`` comment, then
+    assignments only."""
     lines = source.strip().splitlines()
     if not lines or lines[0].strip() != "# Parameters":
         return False
@@ -430,7 +439,8 @@ def check_injected_parameters(history: Sequence[str] | None = None) -> list[str]
         or not all(isinstance(h, str) for h in history)
     ):
         raise TypeError(
-            f"history must be a sequence of cell sources (str) or None, got {type(history).__name__}"
+            "history must be a sequence of cell sources (str) or None, got "
+            f"{type(history).__name__}"
         )
     where = next(
         (i for i in range(len(history) - 1, -1, -1) if _is_injected_cell(history[i])), None
@@ -449,8 +459,9 @@ def check_injected_parameters(history: Sequence[str] | None = None) -> list[str]
             else "it declares none (no cell tagged 'parameters' ran before the injected one)"
         )
         raise ValueError(
-            f"unknown parameter(s) {', '.join(map(repr, unknown))} given to papermill: the notebook's "
-            f"'parameters' cell does not assign them, so they would change nothing; {allowed}"
+            f"unknown parameter(s) {', '.join(map(repr, unknown))} given to papermill: the "
+            "notebook's 'parameters' cell does not assign them, so they would change nothing; "
+            f"{allowed}"
         )
     return injected
 

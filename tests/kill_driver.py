@@ -44,7 +44,8 @@ def model() -> nn.Module:
 
 
 def _inject(write: int, stage: str) -> None:
-    """Patch ``os.fsync`` and ``os.replace`` so that the process dies at ``stage`` of write ``write``."""
+    """Patch ``os.fsync`` and ``os.replace`` so that the process dies at ``stage`` of write
+    ``write``."""
     real_fsync, real_replace = os.fsync, os.replace
     calls = {"fsync": 0, "replace": 0}
 

@@ -1,7 +1,8 @@
 """Trains, through the library, the networks that reach PyTorch's CPU convolution bug (1x1
-stride-2 convolutions in float32 ``channels_last``, see :func:`pilcro_lib.train.channels_last_is_safe`)
-and prints ``finite`` when every result is finite. Run in a subprocess: the bug, when it is
-reached, kills the process (segfault, abort in ``free()``) or turns values into NaN.
+stride-2 convolutions in float32 ``channels_last``, see
+:func:`pilcro_lib.train.channels_last_is_safe`) and prints ``finite`` when every result is finite.
+Run in a subprocess: the bug, when it is reached, kills the process (segfault, abort in ``free()``)
+or turns values into NaN.
 
     python tests/strided_conv_driver.py [unsafe]
 

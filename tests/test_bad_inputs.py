@@ -67,7 +67,8 @@ def rgb_dataset() -> data.ImageDataset:
 
 
 def nan_dataset() -> torch.utils.data.TensorDataset:
-    """Images with one NaN pixel (an ImageDataset refuses them when built; other datasets do not)."""
+    """Images with one NaN pixel (an ImageDataset refuses them when built; other datasets do
+    not)."""
     images = torch.rand(4, 1, 6, 6)
     images[2, 0, 1, 1] = NAN
     return torch.utils.data.TensorDataset(images, torch.arange(4) % 2)
@@ -401,7 +402,8 @@ CASES = [
             torch.ones(4, 1, 2, 2, dtype=torch.long), Y, ["a", "b", "c"], "x"
         ),
         T,
-        r"images must be uint8 \(0\.\.255\) or floating point \(in \[0, 1\]\), got dtype torch\.int64",
+        r"images must be uint8 \(0\.\.255\) or floating point \(in \[0, 1\]\), got dtype "
+        r"torch\.int64",
     ),
     (
         "images bool",
@@ -415,7 +417,8 @@ CASES = [
         "images above 1",
         lambda: data.ImageDataset(X * 255, Y, ["a", "b", "c"], "x"),
         V,
-        r"images must lie in \[0, 1\] when floating point, got values from .*; pass 8-bit images as uint8",
+        r"images must lie in \[0, 1\] when floating point, got values from .*; pass 8-bit images "
+        r"as uint8",
     ),
     (
         "images negative",
@@ -590,7 +593,8 @@ CASES = [
         "idx gz truncated",
         lambda: read_damaged_idx("truncated"),
         V,
-        r"path='.*train-images-idx3-ubyte\.gz' is damaged or truncated \(EOFError.*Reinstall it .*dataset-fashion-mnist.* or delete it and download it again",
+        r"path='.*train-images-idx3-ubyte\.gz' is damaged or truncated \(EOFError.*Reinstall it "
+        r".*dataset-fashion-mnist.* or delete it and download it again",
     ),
     (
         "idx gz bit flip",
@@ -626,7 +630,8 @@ CASES = [
         "idx values cut",
         lambda: read_damaged_idx("values cut"),
         V,
-        r"path='.*\.gz' is truncated or corrupt: its header states shape \(2, 20, 20\) but it holds 795 values",
+        r"path='.*\.gz' is truncated or corrupt: its header states shape \(2, 20, 20\) but it "
+        r"holds 795 values",
     ),
     (
         "idx missing",
@@ -725,7 +730,8 @@ CASES = [
         "position_grid too fine",
         lambda: synthetic.position_grid(dataset(), 10, 50),
         V,
-        r"grid=50 is more than the 5 distinct offsets of a 6-pixel image on a canvas_size=10 canvas",
+        r"grid=50 is more than the 5 distinct offsets of a 6-pixel image on a canvas_size=10 "
+        r"canvas",
     ),
     # landscape
     (
@@ -1990,7 +1996,8 @@ CASES = [
             Path(tempfile.gettempdir()) / "pilcro-no-such-folder" / "r.json.gz", b"x"
         ),
         FileNotFoundError,
-        r"could not write .*pilcro-no-such-folder/r\.json\.gz: No such file or directory; free space .* PILCRO_RECORDS",
+        r"could not write .*pilcro-no-such-folder/r\.json\.gz: No such file or directory; free "
+        r"space .* PILCRO_RECORDS",
     ),
     (
         "verdict alpha",
@@ -2094,7 +2101,8 @@ CASES = [
             (1, 8, 8),
         ),
         T,
-        r"model must compute what its supported classes compute, but model is a Skip, a subclass of Sequential that redefines forward",
+        r"model must compute what its supported classes compute, but model is a Skip, a subclass "
+        r"of Sequential that redefines forward",
     ),
 ]
 if not torch.cuda.is_available():

@@ -150,15 +150,22 @@ const done = arguments[arguments.length - 1];
   await document.fonts.ready;
   const images = Array.from(document.images);
   await Promise.all(images.map(img => img.complete ? null : new Promise(ok => {
-    img.addEventListener('load', ok); img.addEventListener('error', ok); setTimeout(ok, 10000); })));
+    img.addEventListener('load', ok); img.addEventListener('error', ok);
+    setTimeout(ok, 10000); })));
   const maths = Array.from(document.querySelectorAll('.math'));
   const text = document.body.cloneNode(true);
-  text.querySelectorAll('pre, code, script, style, textarea, mjx-container').forEach(e => e.remove());
+  text.querySelectorAll('pre, code, script, style, textarea, mjx-container')
+    .forEach(e => e.remove());
   return {
     mathjax: mathjax,
-    images: images.map(img => ({src: img.currentSrc || img.src, width: img.naturalWidth, alt: (img.getAttribute('alt') || '').trim()})),
+    images: images.map(img => ({
+      src: img.currentSrc || img.src,
+      width: img.naturalWidth,
+      alt: (img.getAttribute('alt') || '').trim(),
+    })),
     math: maths.length,
-    untypeset: maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 80)),
+    untypeset: maths.filter(m => !m.querySelector('mjx-container'))
+      .map(m => m.textContent.slice(0, 80)),
     merrors: document.querySelectorAll('mjx-merror').length,
     text: text.textContent,
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
@@ -184,7 +191,8 @@ def _colab_url(page: str) -> str:
 
 
 def _link_resolves(path: str) -> bool:
-    """Whether ``/page.html#anchor`` (a link within the served book) names a file, and an id in it."""
+    """Whether ``/page.html#anchor`` (a link within the served book) names a file, and an id in
+    it."""
     path, _, anchor = unquote(path).partition("#")
     target = HTML / path.lstrip("/").split("?")[0]
     if target.is_dir():

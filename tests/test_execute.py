@@ -1,4 +1,5 @@
-"""The in-place notebook runner behind ``make execute``: values parsed, names checked before anything runs."""
+"""The in-place notebook runner behind ``make execute``: values parsed, names checked before
+anything runs."""
 
 import shutil
 from pathlib import Path
@@ -150,8 +151,11 @@ def test_stored_outputs_do_not_change_with_styler_ids_addresses_or_times():
     def executed():
         styler = pd.DataFrame({"a": [1.5]}).style  # a new random table id each time
         cell = nbformat.v4.new_code_cell("display(styler)", id="cell-1")
-        cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": styler.to_html(),
-                                                                      "text/plain": repr(styler)})]
+        cell.outputs = [
+            nbformat.v4.new_output(
+                "display_data", data={"text/html": styler.to_html(), "text/plain": repr(styler)}
+            )
+        ]
         cell.metadata["papermill"] = {"duration": 0.5}
         notebook = nbformat.v4.new_notebook(cells=[cell])
         notebook.metadata["papermill"] = {"start_time": "now", "output_path": "x"}
@@ -161,4 +165,6 @@ def test_stored_outputs_do_not_change_with_styler_ids_addresses_or_times():
     assert nbformat.writes(first) == nbformat.writes(second)
     html = first.cells[0].outputs[0]["data"]["text/html"]
     assert html.count("T_") >= 2 and " at 0x" not in first.cells[0].outputs[0]["data"]["text/plain"]
-    assert "papermill" not in first.cells[0].metadata and first.metadata["papermill"] == {"output_path": "x"}
+    assert "papermill" not in first.cells[0].metadata and first.metadata["papermill"] == {
+        "output_path": "x"
+    }

@@ -109,7 +109,8 @@ def _interrupt_once_started(pid_file):
                 found["pid"] = int(text)
                 break
             time.sleep(0.2)
-        _thread.interrupt_main()  # also when the run never started: the test then fails on found["pid"]
+        # also when the run never started: the test then fails on found["pid"]
+        _thread.interrupt_main()
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -156,7 +157,8 @@ def test_cancelling_a_local_run_stops_its_process(store, tmp_path, monkeypatch, 
 
 
 def test_killing_the_command_kills_its_runs_processes(store, tmp_path, monkeypatch):
-    """SIGKILL of the process that computes runs (it cannot catch it) takes its runs' processes with it."""
+    """SIGKILL of the process that computes runs (it cannot catch it) takes its runs' processes with
+    it."""
     if not sys.platform.startswith("linux"):
         pytest.skip("a child's death with its parent (prctl PR_SET_PDEATHSIG) is Linux only")
     requests, pid_file = _long_run(tmp_path, monkeypatch)

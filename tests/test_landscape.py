@@ -1,4 +1,5 @@
-"""Landscapes against Captum's Saliency, naive per-sample loops and closed forms; state and errors."""
+"""Landscapes against Captum's Saliency, naive per-sample loops and closed forms; state and
+errors."""
 
 import numpy as np
 import pytest
@@ -247,7 +248,7 @@ def test_importance_landscape_accepts_models_led_by_any_spatial_layer(kind):
         landscape.importance_landscape(net, torch.rand(3, 2, 12, 12), y)
 
 
-# --- the network as it trains: batch statistics, running statistics untouched -----------------------
+# --- the network as it trains: batch statistics, running statistics untouched ---------------------
 
 
 def _state(model):

@@ -373,7 +373,8 @@ def test_input_head_dilated_convs_are_valid():
 )
 def test_input_head_resize(resize, size, expected):
     """2x2 [[0, 1], [2, 3]] to 3x3 with aligned corners: corners kept, midpoints averaged. Rows of
-    [0, 1] to 4: aligned samples at 0, 1/3, 2/3, 1; half-pixel at -1/4 (clamped), 1/4, 3/4, 5/4 (clamped)."""
+    [0, 1] to 4: aligned samples at 0, 1/3, 2/3, 1; half-pixel at -1/4 (clamped), 1/4, 3/4, 5/4
+    (clamped)."""
     head = InputCombiningHead(1, 1, (8, 8), (size, size), resize=resize)
     out = head._resize(torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]]))
     expected = torch.tensor(expected)
@@ -409,7 +410,8 @@ def test_input_head_is_the_authors_recipe():
 
 def test_input_combining_init():
     """default: the last 1x1 conv keeps PyTorch's default init (weights and biases uniform within
-    1/sqrt(fan_in) = 1/sqrt(6K)), so the weights start non-uniform; zeros: constant logits 1/sqrt(K)."""
+    1/sqrt(fan_in) = 1/sqrt(6K)), so the weights start non-uniform; zeros: constant logits
+    1/sqrt(K)."""
     torch.manual_seed(18)
     k = 4
     x = torch.randn(3, 8, 12, 12)
@@ -584,8 +586,8 @@ def test_routes_agree(combining, normalize, stride, padding, padding_mode):
 
 
 def test_route_rule():
-    """Kernel route when 5 * (N + K) * D < K * N * (D + 64), D = C*kh*kw; input-dependent: always conv.
-    D = 576, N = 32: K = 5 gives 106560 > 102400 (conv), K = 6 gives 109440 < 122880 (kernel).
+    """Kernel route when 5 * (N + K) * D < K * N * (D + 64), D = C*kh*kw; input-dependent: always
+    conv. D = 576, N = 32: K = 5 gives 106560 > 102400 (conv), K = 6 gives 109440 < 122880 (kernel).
     D = 9, N = 32, K = 1: 1485 < 2336 (kernel); N = 1, K = 1: 90 > 73 (conv)."""
 
     def route(channels, rank, batch, **kwargs):

@@ -71,7 +71,8 @@ def _table(verdict="supported", difference=-0.057):
 
 
 def _chapter(path, lines, heading="Verdicts", device="cpu"):
-    """A stored chapter: a title, a provenance cell, a section heading and one cell of printed lines."""
+    """A stored chapter: a title, a provenance cell, a section heading and one cell of printed
+    lines."""
     nb = new_notebook(
         cells=[
             new_markdown_cell("# A chapter"),

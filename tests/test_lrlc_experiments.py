@@ -98,7 +98,8 @@ def test_he_uniform_init_matches_the_lrlc_bases_and_skips_the_combining_head():
 
 
 def _as_conv_net(lrlc_net, conv_net):
-    """Copy everything but the spatial biases of ``lrlc_net`` into ``conv_net`` (the same net with a conv first)."""
+    """Copy everything but the spatial biases of ``lrlc_net`` into ``conv_net`` (the same net with a
+    conv first)."""
     state = {k: v for k, v in lrlc_net.state_dict().items() if not k.startswith("0.")}
     conv_net.load_state_dict({**state, "0.weight": lrlc_net[0].weight}, strict=True)
 

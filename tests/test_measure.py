@@ -1,4 +1,5 @@
-"""Tests of pilcro_lib.measure: FLOPs against closed forms, a known allocation, side-by-side timings."""
+"""Tests of pilcro_lib.measure: FLOPs against closed forms, a known allocation, side-by-side
+timings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Carrying records over a code change that leaves their results unchanged (pilcro_lib.runs.migrate)."""
+"""Carrying records over a code change that leaves their results unchanged
+(pilcro_lib.runs.migrate)."""
 
 import json
 import subprocess

@@ -1,5 +1,5 @@
-"""The book's notebooks follow the conventions: header, parameters, Colab install, stored real outputs,
-figures with alt text, a table of contents that matches."""
+"""The book's notebooks follow the conventions: header, parameters, Colab install, stored real
+outputs, figures with alt text, a table of contents that matches."""
 
 import base64
 import io
@@ -115,7 +115,8 @@ def test_header_names_what_the_chapter_builds_on_and_its_run_times(path):
     assert "GPU" in run_time
 
 
-# Every page is formatted for reading: ruff format --line-length 88, HTML tables, set-up cells collapsed
+# Every page is formatted for reading: ruff format --line-length 88, HTML tables, set-up cells
+# collapsed
 FORMATTED = [p.name for p in NOTEBOOKS]
 MAX_CODE_LINE = 88
 

@@ -1,4 +1,5 @@
-"""Tests of the P-objective (pilcro_lib.objective, .cost, .experiments): gradients, sanity cases, BatchNorm, regularisers."""
+"""Tests of the P-objective (pilcro_lib.objective, .cost, .experiments): gradients, sanity cases,
+BatchNorm, regularisers."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def conv_net(
     depth: int = 2,
     bn: bool = False,
 ) -> nn.Sequential:
-    """A small all-conv net: depth x [3x3 conv (same size), (BN), act], global average pool, linear."""
+    """A small all-conv net: depth x [3x3 conv (same size), (BN), act], global average pool,
+    linear."""
     layers: list[nn.Module] = []
     c = 1
     for _ in range(depth):

@@ -20,8 +20,8 @@ from pilcro_lib.data import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
-# chapter -> the papermill parameters that make its paper profile tiny (the profile's datasets, a few
-# images, one epoch); parameters it does not declare yet skip it, named
+# chapter -> the papermill parameters that make its paper profile tiny (the profile's datasets, a
+# few images, one epoch); parameters it does not declare yet skip it, named
 CHAPTERS = {
     "00_getting_started": dict(dataset="mnist", validation=20, epochs=1, width=2),
     "05_p_objective": dict(
@@ -76,8 +76,8 @@ def _idx(path: Path, array: np.ndarray) -> None:
 
 
 def fabricate_idx(root: Path, folder: str = "MNIST", n_train: int = 200, n_test: int = 80) -> None:
-    """``<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (MNIST's files, or Fashion-MNIST's under
-    ``FashionMNIST``): noise images, every class present."""
+    """``<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (MNIST's files, or
+    Fashion-MNIST's under ``FashionMNIST``): noise images, every class present."""
     raw = root / folder / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -87,7 +87,8 @@ def fabricate_idx(root: Path, folder: str = "MNIST", n_train: int = 200, n_test:
 
 
 def fabricate_cifar10(root: Path, per_batch: int = 20) -> None:
-    """``cifar-10-batches-py/``: five training batches, a test batch and ``batches.meta`` (python pickles)."""
+    """``cifar-10-batches-py/``: five training batches, a test batch and ``batches.meta`` (python
+    pickles)."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(1)

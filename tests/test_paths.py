@@ -32,7 +32,8 @@ def _source(p, n, mode):
 
 
 def _windows_matrix(h, w, oh, ow, windows):
-    """Edge-count matrix ``[oh*ow, h*w]``; ``windows(oi, oj)`` lists the (i, j) each output reads."""
+    """Edge-count matrix ``[oh*ow, h*w]``; ``windows(oi, oj)`` lists the (i, j) each output
+    reads."""
     m = np.zeros((oh * ow, h * w))
     for oi in range(oh):
         for oj in range(ow):
@@ -409,8 +410,8 @@ def test_second_moment_equals_path_count_without_weight_reuse():
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "zeros"])
 def test_second_moment_of_one_conv_counts_reused_taps(mode):
-    # one conv, global average pooling: g_u = const * sum_k w_k c_k(u), c_k(u) = outputs reading u through tap k,
-    # so E[g_u^2] = const * sum_k c_k(u)^2 (the path count would be sum_k c_k(u))
+    # one conv, global average pooling: g_u = const * sum_k w_k c_k(u), c_k(u) = outputs reading u
+    # through tap k, so E[g_u^2] = const * sum_k c_k(u)^2 (the path count would be sum_k c_k(u))
     model = seq(nn.Conv2d(2, 2, 3, padding=1, padding_mode=mode))
     h, w = 6, 5
     c = np.zeros((9, h, w))

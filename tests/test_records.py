@@ -220,8 +220,12 @@ def test_metrics_must_be_plain_json(tmp_path):
 
 
 def test_traced_code_skips_module_and_class_bodies_and_orchestration(tmp_path):
-    """A module first imported inside a run adds the functions that run, not every class it defines."""
-    source = "class Layer:\n    def forward(self):\n        return [i for i in range(2)]\n\n\nclass Unused:\n    pass\n"
+    """A module first imported inside a run adds the functions that run, not every class it
+    defines."""
+    source = (
+        "class Layer:\n    def forward(self):\n        return [i for i in range(2)]\n\n\n"
+        "class Unused:\n    pass\n"
+    )
     code = compile(source, str(fingerprint._PACKAGE / "fresh_module.py"), "exec")
     with traced_code() as log:
         namespace = {"__name__": "fresh_module"}
@@ -461,7 +465,9 @@ def test_two_processes_asking_for_one_run_compute_it_once(tmp_path):
             time.sleep(1.5)
             return {{"x": x}}
 
-        record = cached_run(slow, x=3, store={str(tmp_path / "store")!r}, runs={str(tmp_path / "runs")!r})
+        record = cached_run(
+            slow, x=3, store={str(tmp_path / "store")!r}, runs={str(tmp_path / "runs")!r}
+        )
         print(record.reused, record.metrics["x"])
     """)
     procs = [
@@ -495,7 +501,8 @@ def test_lock_waits_for_the_holder(tmp_path):
 
 
 def test_every_committed_record_is_a_valid_record_named_by_its_key():
-    """The book's store holds records and nothing else: ``<chapter>/<key>.json.gz``, each readable."""
+    """The book's store holds records and nothing else: ``<chapter>/<key>.json.gz``, each
+    readable."""
     store = REPO / "records"  # not $PILCRO_RECORDS, which the test command points elsewhere
     files = sorted(p for p in store.rglob("*") if p.is_file())
     assert files, f"no records under {store}"
@@ -509,7 +516,7 @@ def test_every_committed_record_is_a_valid_record_named_by_its_key():
         ), path
 
 
-# --------------------------------------------------------------------------- what a record says of itself
+# --------------------------------------------------------------------- what a record says of itself
 
 
 def test_a_record_rewritten_from_a_finished_checkpoint_still_names_the_training_code(tmp_path):
@@ -652,7 +659,10 @@ class _FakeFiles:
 
 
 def test_a_method_is_fingerprinted_with_its_class_statements_not_its_sibling_methods(monkeypatch):
-    source = "class Layer:\n    scale = 2\n\n    def forward(self):\n        return self.scale\n\n    def other(self):\n        return 1\n"
+    source = (
+        "class Layer:\n    scale = 2\n\n    def forward(self):\n        return self.scale\n\n"
+        "    def other(self):\n        return 1\n"
+    )
     digest = {what: _digest_with(monkeypatch, ["fake.py:Layer.forward"], **{"fake.py": text})
               for what, text in {
                   "before": source,

@@ -1,5 +1,6 @@
-"""Planning a notebook's runs and computing them elsewhere: planning mode of cached_run, request files,
-the plan/compute command on a tiny notebook and on chapter 0 (smoke profile), through the local executor."""
+"""Planning a notebook's runs and computing them elsewhere: planning mode of cached_run, request
+files, the plan/compute command on a tiny notebook and on chapter 0 (smoke profile), through the
+local executor."""
 
 import errno
 import os
@@ -97,7 +98,7 @@ def test_a_planned_run_computes_the_record_cached_run_would_write(stores, monkey
     assert not list((stores / "plan2").glob("*.pkl"))
 
 
-# --------------------------------------------------------------------------- the command, through the local executor
+# ---------------------------------------------------------- the command, through the local executor
 
 
 def test_plan_then_compute_in_stages_gives_the_records_of_a_local_execution(stores, capsys):
@@ -305,7 +306,7 @@ def test_the_documented_command_line_runs_as_a_module(tmp_path):
         assert {"__init__.py", "__main__.py"} <= files and not ignored, ignored
 
 
-# --------------------------------------------------------------------------- stopping and killing the command
+# ----------------------------------------------------------------- stopping and killing the command
 
 NAPS = """import os
 import time
@@ -320,7 +321,10 @@ def nap(run_dir, *, pids, index, seconds):
     return {"index": index}
 
 
-naps = [cached_run(nap, name="nap", pids=pids, index=i, seconds=float(s)) for i, s in enumerate(seconds.split(","))]
+naps = [
+    cached_run(nap, name="nap", pids=pids, index=i, seconds=float(s))
+    for i, s in enumerate(seconds.split(","))
+]
 print([r.metrics["index"] for r in naps])
 """
 
@@ -341,8 +345,8 @@ def _nap_notebook(path):
 
 
 def _compute_in_background(stores, seconds, *, workers, started):
-    """``python -m pilcro_lib.runs compute`` of the nap notebook; (process, pids folder) once the runs
-    of index ``started`` are running."""
+    """``python -m pilcro_lib.runs compute`` of the nap notebook; (process, pids folder) once the
+    runs of index ``started`` are running."""
     nb, pids = _nap_notebook(stores / "naps.ipynb"), stores / "pids"
     pids.mkdir()
     command = [

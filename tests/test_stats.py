@@ -28,7 +28,8 @@ def test_welch_df_closed_form():
 
 
 def test_detectable_effect_has_its_stated_power():
-    """Simulated: a true difference equal to the detectable effect (known sigma) is found ~80% of the time."""
+    """Simulated: a true difference equal to the detectable effect (known sigma) is found ~80% of
+    the time."""
     rng = np.random.default_rng(0)
     n, sigma = 8, 1.0
     se = sigma * math.sqrt(2 / n)

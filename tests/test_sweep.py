@@ -26,7 +26,8 @@ KERNEL = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
 def _tiny_notebook(path, *, parameters=True):
-    """A notebook with a parameters cell (x, label), a cell whose behaviour depends on x and a metrics cell.
+    """A notebook with a parameters cell (x, label), a cell whose behaviour depends on x and a
+    metrics cell.
 
     x == 3 raises; x == 5 ends its kernel (os._exit); x == 6 kills the point's process (the
     kernel's parent); x > 1 sleeps for $SWEEP_TEST_SLEEP seconds (default 0), so a sweep can be
@@ -288,7 +289,7 @@ def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, capsys):
     assert not list(folder.glob("*.ipynb")), "nothing ran while the folder was held"
 
 
-# ------------------------------------------------------------------ real sweeps (a trivial notebook)
+# ----------------------------------------------------------------- real sweeps (a trivial notebook)
 
 
 def test_sweep_records_failures_writes_the_summary_and_resumes(tmp_path):
@@ -479,7 +480,8 @@ def test_ctrl_c_keeps_finished_points_and_a_rerun_resumes(tmp_path):
 
 def test_sigint_to_the_sweep_process_alone_lets_the_running_point_finish(tmp_path):
     """``kill -INT`` (or ``timeout -s INT``) reaches the sweep but not its points' processes: the
-    point being run finishes and is kept, the points not started are skipped, and the sweep exits."""
+    point being run finishes and is kept, the points not started are skipped, and the sweep
+    exits."""
     _, out, proc, _ = _sweep_in_background(tmp_path, "x=1,2,4", sleep=4, started=[2])
     proc.send_signal(signal.SIGINT)
     stdout, _ = proc.communicate(timeout=60)
@@ -532,7 +534,8 @@ def test_a_killed_sweep_takes_its_points_with_it(tmp_path):
 
 
 def _still_running(psutil, processes, *, timeout):
-    """Those of ``processes`` still running after up to ``timeout`` s (an unreaped zombie has ended)."""
+    """Those of ``processes`` still running after up to ``timeout`` s (an unreaped zombie has
+    ended)."""
     deadline = time.monotonic() + timeout
     while True:
         running = []

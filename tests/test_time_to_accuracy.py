@@ -1,4 +1,5 @@
-"""The verdicts of benchmarks/time_to_accuracy.py: time to a target, best within a budget, the plateau, the floors."""
+"""The verdicts of benchmarks/time_to_accuracy.py: time to a target, best within a budget, the
+plateau, the floors."""
 
 import importlib.util
 import sys

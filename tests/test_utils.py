@@ -76,7 +76,10 @@ def test_git_commit_is_dirty_for_code_not_for_a_notebook_being_executed(tmp_path
     assert git_commit(tmp_path / "nb", files=[]) == commit.removesuffix("+dirty")
 
 
-PARAMETERS_CELL = 'import os\n\nprofile = os.environ.get("PILCRO_PROFILE", "book")  # smoke | book | paper\nepochs = None\nlr: float = 0.1\n'
+PARAMETERS_CELL = (
+    'import os\n\nprofile = os.environ.get("PILCRO_PROFILE", "book")  # smoke | book | paper\n'
+    "epochs = None\nlr: float = 0.1\n"
+)
 
 
 def test_check_injected_parameters_names_a_typo_and_lists_the_declared_ones():
@@ -99,7 +102,8 @@ def test_check_injected_parameters_names_a_typo_and_lists_the_declared_ones():
     good = [
         "",
         PARAMETERS_CELL,
-        "# Parameters\nepochs = 3\nlr = [\n    0.1,\n    0.2,\n]\nPAPERMILL_INPUT_PATH = 'a.ipynb'\n",
+        "# Parameters\nepochs = 3\nlr = [\n    0.1,\n    0.2,\n]\n"
+        "PAPERMILL_INPUT_PATH = 'a.ipynb'\n",
         "x = 1",
     ]
     assert check_injected_parameters(good) == ["epochs", "lr", "PAPERMILL_INPUT_PATH"]

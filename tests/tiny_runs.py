@@ -1,4 +1,5 @@
-"""A tiny notebook that asks for runs through cached_run, for the tests of planning and executors."""
+"""A tiny notebook that asks for runs through cached_run, for the tests of planning and
+executors."""
 
 import json
 from pathlib import Path
@@ -31,7 +32,8 @@ def run(run_dir, *, seed, scale, pause):
 
 
 records = [cached_run(run, name="tiny", seed=s, scale=1.0, pause=pause) for s in range(seeds)]
-scores = [r.metrics["score"] for r in records]  # read after the loop: every run of it is planned at once
+# read after the loop: every run of it is planned at once
+scores = [r.metrics["score"] for r in records]
 print("reused", sum(r.reused for r in records), "of", len(records))
 """
 
@@ -63,8 +65,9 @@ def write_notebook(path: Path) -> Path:
 
 
 def records_of(store: Path) -> dict[str, dict]:
-    """Every record in ``store``, by file name, without the fields that differ between two computations
-    of one run: when, how long, and the commit (the checkout may move between the two)."""
+    """Every record in ``store``, by file name, without the fields that differ between two
+    computations of one run: when, how long, and the commit (the checkout may move between the
+    two)."""
     found = {}
     for path in sorted(Path(store).glob("*/*.json.gz")):
         record = json.loads(read_record_text(path))

@@ -1,16 +1,18 @@
-"""Compute a chapter's runs anywhere: plan the runs a notebook needs, compute them in parallel, render.
+"""Compute a chapter's runs anywhere: plan the runs a notebook needs, compute them in parallel,
+render.
 
 Command line::
 
     python -m pilcro_lib.runs plan notebooks/06_p_objective_experiments.ipynb --profile paper
     python -m pilcro_lib.runs compute notebooks/06_p_objective_experiments.ipynb --profile paper \\
         --executor ray --gpus-per-run 1
-    make execute NB=notebooks/06_p_objective_experiments.ipynb PROFILE=paper   # renders from the records
+    # renders from the records
+    make execute NB=notebooks/06_p_objective_experiments.ipynb PROFILE=paper
 
 ``plan`` executes the notebook through papermill into a temporary copy (the notebook itself is
-not touched) in planning mode (``$PILCRO_PLAN``, see :mod:`pilcro_lib.runs.records`): each run it asks
-for that has no record is written as a request to ``runs/plans/<notebook>/<key>.pkl`` instead of
-being trained, and the first read of a planned run's results ends the notebook there. A loop
+not touched) in planning mode (``$PILCRO_PLAN``, see :mod:`pilcro_lib.runs.records`): each run it
+asks for that has no record is written as a request to ``runs/plans/<notebook>/<key>.pkl`` instead
+of being trained, and the first read of a planned run's results ends the notebook there. A loop
 that asks for its runs before reading their results is planned whole; a loop that reads each
 run's results as it goes plans one run per stage. ``plan`` prints the planned runs.
 
@@ -82,7 +84,8 @@ SHOWN = {"read": "read (computed elsewhere)"}  # an outcome's status as the summ
 @dataclass
 class Plan:
     """One planning stage: the runs the notebook asked for that have no record, and how it ended
-    (``error`` is empty when it ran to its end, ``"MissingRun: ..."`` when a planned run's results were read)."""
+    (``error`` is empty when it ran to its end, ``"MissingRun: ..."`` when a planned run's results
+    were read)."""
 
     folder: Path
     requests: list[RequestFile]
@@ -263,7 +266,8 @@ def compute(
                 return done
             done.requests.update((request.key, request) for request in planned.requests)
             log(
-                f"stage {stage}: {len(planned.requests)} run(s) to compute with the {executor.name} executor"
+                f"stage {stage}: {len(planned.requests)} run(s) to compute with the "
+                f"{executor.name} executor"
             )
             compute_planned(
                 planned.requests, executor, desc=f"stage {stage}", outcomes=done.outcomes
@@ -276,7 +280,10 @@ def compute(
                 )
                 return done
         done.status = "stage limit"
-        done.message = f"runs were still missing after {max_stages} stages; run the same command again to go on"
+        done.message = (
+            f"runs were still missing after {max_stages} stages; run the same command "
+            "again to go on"
+        )
     except KeyboardInterrupt:
         done.status = "interrupted"
         done.message = "interrupted: finished runs are kept; run the same command again to resume"
@@ -286,7 +293,8 @@ def compute(
 def summary_table(
     outcomes: Sequence[Outcome], requests: Mapping[str, RequestFile] | None = None
 ) -> str:
-    """A markdown table of ``outcomes``: run, key, status (as :data:`SHOWN`), wall time, worker, devices, error."""
+    """A markdown table of ``outcomes``: run, key, status (as :data:`SHOWN`), wall time, worker,
+    devices, error."""
     requests = requests or {}
     lines = [
         "| run | key | status | wall time (s) | worker | devices | error |",
@@ -312,7 +320,8 @@ def summary_table(
 def _parameters(
     pairs: Sequence[Sequence[str]] | None, assignments: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """The notebook's parameters from ``-p NAME VALUE`` ``pairs`` and ``--params NAME=VALUE`` ``assignments``."""
+    """The notebook's parameters from ``-p NAME VALUE`` ``pairs`` and ``--params NAME=VALUE``
+    ``assignments``."""
     parameters = parse_assignments(assignments)
     for name, text in pairs or ():
         if name in parameters:
@@ -338,8 +347,8 @@ def _make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ValueError(
-            f"{str(folder.parent)!r} cannot hold the plan folder {str(folder)!r} ({error.strerror}); "
-            "give a folder (it is created if missing)"
+            f"{str(folder.parent)!r} cannot hold the plan folder {str(folder)!r} "
+            f"({error.strerror}); give a folder (it is created if missing)"
         ) from None
 
 
@@ -424,7 +433,8 @@ _OPTIONS = {
 
 
 def _executor_options(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """The executor's keyword arguments from the command line; ValueError for an option of another executor."""
+    """The executor's keyword arguments from the command line; ValueError for an option of another
+    executor."""
     options: dict[str, Any] = {"folder": folder / "slurm"} if args.executor == "slurm" else {}
     for attribute, (executors, keyword) in _OPTIONS.items():
         value = getattr(args, attribute)
@@ -432,8 +442,8 @@ def _executor_options(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             continue
         if args.executor not in executors:
             raise ValueError(
-                f"--{attribute.replace('_', '-')} is an option of --executor {' or '.join(executors)}, "
-                f"not of {args.executor}"
+                f"--{attribute.replace('_', '-')} is an option of --executor "
+                f"{' or '.join(executors)}, not of {args.executor}"
             )
         options[keyword] = value
     return options
@@ -528,7 +538,8 @@ def _report_plan(
     """Print what ``plan`` found; the exit status."""
     if planned.requests:
         print(
-            f"{len(planned.requests)} run(s) of {notebook.name} have no record (requests in {planned.folder}):"
+            f"{len(planned.requests)} run(s) of {notebook.name} have no record (requests in "
+            f"{planned.folder}):"
         )
         print("| run | key | what |\n|---|---|---|")
         for request in planned.requests:
@@ -545,6 +556,7 @@ def _report_plan(
         print(f"no run is missing, but the notebook failed: {planned.error}", file=sys.stderr)
         return 1
     print(
-        f"nothing is missing: {notebook.name} renders from its records ({_render_hint(notebook, args.profile, parameters)})"
+        f"nothing is missing: {notebook.name} renders from its records "
+        f"({_render_hint(notebook, args.profile, parameters)})"
     )
     return 0

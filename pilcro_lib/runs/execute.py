@@ -66,7 +66,8 @@ _FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 
 
 def parse_value(text: str) -> Any:
-    """``"3"`` -> 3, ``"1e-3"`` -> 0.001, ``"True"`` -> True, ``"None"`` -> None, else the string."""
+    """``"3"`` -> 3, ``"1e-3"`` -> 0.001, ``"True"`` -> True, ``"None"`` -> None, else the
+    string."""
     if _INT.match(text):
         return int(text)
     if _FLOAT.match(text):
@@ -189,7 +190,8 @@ def execute_in_place(
 
 
 def _replace(copy: Path, target: Path, notebook: Path) -> None:
-    """Move the executed ``copy`` over ``target``, recording ``notebook`` as papermill's output path."""
+    """Move the executed ``copy`` over ``target``, recording ``notebook`` as papermill's output
+    path."""
     import nbformat
 
     executed = stable_outputs(nbformat.read(copy, as_version=4))
@@ -287,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with sigterm_interrupts() as terminated:  # SIGTERM, as Ctrl-C, deletes the copy being executed
         for notebook in notebooks:
             print(
-                f"== {notebook} ({args.profile or os.environ.get('PILCRO_PROFILE', 'default')} profile)",
+                f"== {notebook} ({args.profile or os.environ.get('PILCRO_PROFILE', 'default')} "
+                "profile)",
                 flush=True,
             )
             try:

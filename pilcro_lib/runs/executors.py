@@ -97,8 +97,8 @@ def _worker() -> tuple[str, str]:
 
 
 def compute_payload(key: str, name: str, payload: bytes, blob: Callable[[str], Any]) -> Outcome:
-    """Compute the run serialised in ``payload`` (see :func:`pilcro_lib.runs.plans.loads_request`); never raises
-    for a failing run: its error is in the :class:`Outcome`."""
+    """Compute the run serialised in ``payload`` (see :func:`pilcro_lib.runs.plans.loads_request`);
+    never raises for a failing run: its error is in the :class:`Outcome`."""
     from pilcro_lib.runs.plans import loads_request
     from pilcro_lib.runs.records import read_record_text
 
@@ -259,7 +259,8 @@ class LocalExecutor(Executor):
 def _start_run(
     file: Path, devices: str | None, threads: int | None
 ) -> tuple[Connection, BaseProcess]:
-    """Start a process that computes the run planned in ``file``; the end its :class:`Outcome` arrives on."""
+    """Start a process that computes the run planned in ``file``; the end its :class:`Outcome`
+    arrives on."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
@@ -286,7 +287,8 @@ def _run_process(
 
 def die_with_parent(parent: int) -> None:
     """In a child process of ``parent`` (its pid), on Linux: be SIGKILLed when the parent ends,
-    even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``); exit now if it already ended. Elsewhere: nothing."""
+    even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``); exit now if it already ended. Elsewhere:
+    nothing."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -327,7 +329,8 @@ def _gpu_slots(gpus_per_run: float, workers: int | None) -> list[str | None]:
 
 
 def _result(receiver: Connection, process: BaseProcess, file: Any) -> Outcome:
-    """The outcome a run's process sent; a failed one naming how it died if it sent none (``file``: its request header)."""
+    """The outcome a run's process sent; a failed one naming how it died if it sent none (``file``:
+    its request header)."""
     try:
         outcome = receiver.recv()
     except (EOFError, OSError):
@@ -371,7 +374,8 @@ def _require(module: str, extra: str) -> Any:
 
 
 class RayExecutor(Executor):
-    """Ray core tasks, one per run, each with ``num_gpus=gpus_per_run`` and ``num_cpus=cpus_per_run``.
+    """Ray core tasks, one per run, each with ``num_gpus=gpus_per_run`` and
+    ``num_cpus=cpus_per_run``.
 
     ``address``: a running cluster's address (``"auto"``, ``"ray://host:10001"``), else a cluster
     is started on this machine for the executor's lifetime. ``init``: more arguments for
@@ -494,12 +498,13 @@ class SlurmExecutor(Executor):
             )
         if cluster not in SLURM_CLUSTERS:
             raise ValueError(
-                f"cluster={cluster!r} is not allowed; choose one of {', '.join(map(repr, SLURM_CLUSTERS))}"
+                f"cluster={cluster!r} is not allowed; choose one of "
+                f"{', '.join(map(repr, SLURM_CLUSTERS))}"
             )
         if cluster == "slurm" and shutil.which("sbatch") is None:
             raise ValueError(
-                "the slurm executor submits with Slurm's sbatch, which is not on this machine's PATH; "
-                "run the command on a Slurm login node"
+                "the slurm executor submits with Slurm's sbatch, which is not on this machine's "
+                "PATH; run the command on a Slurm login node"
             )
         for argument, value in (("time_min", time_min), ("cpus_per_run", cpus_per_run)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

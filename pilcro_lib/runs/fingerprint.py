@@ -123,9 +123,10 @@ def _describe(obj: Any, where: str, seen: set[int]) -> Any:
             + getattr(obj, "__qualname__", getattr(obj, "__name__", ""))
         )
     raise TypeError(
-        f"{where}: cannot describe an object of type {type(obj).__name__} for a run key; pass numbers, "
-        "strings, tensors, an ImageDataset or TensorDataset, models, functions, or give the object a "
-        "describe() method that returns a dict of its name and parameters (a dataset: of its content)"
+        f"{where}: cannot describe an object of type {type(obj).__name__} for a run key; pass "
+        "numbers, strings, tensors, an ImageDataset or TensorDataset, models, functions, or give "
+        "the object a describe() method that returns a dict of its name and parameters (a "
+        "dataset: of its content)"
     )
 
 
@@ -402,7 +403,8 @@ def code_digest(functions: Iterable[str]) -> str:
 
 
 def _definition_path(qualname: str) -> tuple[str, ...]:
-    """The names leading to the definition that holds ``qualname``: ``A.f.<locals>.g`` -> ``(A, f)``."""
+    """The names leading to the definition that holds ``qualname``: ``A.f.<locals>.g`` ->
+    ``(A, f)``."""
     names = qualname.split(".")
     return tuple(names[: names.index("<locals>")] if "<locals>" in names else names)
 
@@ -439,7 +441,8 @@ _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _imported_constants(tree: ast.Module, definitions: list[ast.AST]) -> str:
-    """The library's module-level constants that ``definitions`` read through an import (as AST text)."""
+    """The library's module-level constants that ``definitions`` read through an import (as AST
+    text)."""
     imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     imports += [
         n for d in definitions for n in ast.walk(d) if isinstance(n, (ast.Import, ast.ImportFrom))

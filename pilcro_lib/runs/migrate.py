@@ -1,16 +1,17 @@
 """Carry run records over a code change that leaves their results as they were.
 
-A record stores a digest of the code its run executed (:func:`pilcro_lib.runs.fingerprint.code_digest`),
-so any edit of that code makes it stale. Some edits leave every stored result unchanged: a new
-check that the stored runs passed, a refactoring, a new way to compute the digest itself. After
-committing such an edit, ``python -m pilcro_lib.runs.migrate --from BASE --why "..."`` re-stamps
-every record that was current at commit ``BASE``: it recomputes the record's digest with the
-fingerprint code and library sources of ``BASE`` (taken from git), and where that matches the
-stored digest it stores the digest of the current code, adding to the record's provenance a
-``migrations`` entry (from and to commit, the reason, the date). A record that was already stale
-at ``BASE``, or whose code changed in a way the reason does not cover, is not touched: it is
-listed, to be recomputed. Whether an edit leaves results unchanged is the person's claim, stated
-in ``--why`` and kept in every record it touched; check it first by recomputing a few records.
+A record stores a digest of the code its run executed
+(:func:`pilcro_lib.runs.fingerprint.code_digest`), so any edit of that code makes it stale. Some
+edits leave every stored result unchanged: a new check that the stored runs passed, a refactoring, a
+new way to compute the digest itself. After committing such an edit,
+``python -m pilcro_lib.runs.migrate --from BASE --why "..."`` re-stamps every record that was
+current at commit ``BASE``: it recomputes the record's digest with the fingerprint code and library
+sources of ``BASE`` (taken from git), and where that matches the stored digest it stores the digest
+of the current code, adding to the record's provenance a ``migrations`` entry (from and to commit,
+the reason, the date). A record that was already stale at ``BASE``, or whose code changed in a way
+the reason does not cover, is not touched: it is listed, to be recomputed. Whether an edit leaves
+results unchanged is the person's claim, stated in ``--why`` and kept in every record it touched;
+check it first by recomputing a few records.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from pilcro_lib.runs.records import (
 )
 
 _REPO = Path(__file__).resolve().parents[2]
-# what decides a record's digest: the library outside the orchestration package, and the digest itself
+# what decides a record's digest: the library outside the orchestration package, and the digest
+# itself
 _TRAINING_CODE = ("pilcro_lib", ":(exclude)pilcro_lib/runs", "pilcro_lib/runs/fingerprint.py")
 
 

@@ -72,7 +72,8 @@ def _cloudpickle() -> Any:
 
 
 def save_request(request: Any, folder: str | Path) -> Path:
-    """Write ``request`` (a :class:`pilcro_lib.runs.records.RunRequest`) to ``folder/<key>.pkl``; return its path."""
+    """Write ``request`` (a :class:`pilcro_lib.runs.records.RunRequest`) to ``folder/<key>.pkl``;
+    return its path."""
     folder = Path(folder)
     (folder / BLOBS).mkdir(parents=True, exist_ok=True)
     request = replace(
@@ -100,7 +101,8 @@ def _absolute(folder: str | Path | None) -> str | None:
 
 
 def _blob_pickler(cloudpickle: Any, file: io.BytesIO, blobs: Path) -> Any:
-    """A cloudpickle pickler that stores large plain tensors in ``blobs/`` and pickles their hash."""
+    """A cloudpickle pickler that stores large plain tensors in ``blobs/`` and pickles their
+    hash."""
 
     class BlobPickler(cloudpickle.Pickler):
         def __init__(self) -> None:
@@ -129,7 +131,8 @@ def _blob_pickler(cloudpickle: Any, file: io.BytesIO, blobs: Path) -> Any:
 
 
 def read_request_file(path: str | Path) -> RequestFile:
-    """The header and payload of the request file at ``path``; :class:`CorruptFileError` naming it if unreadable."""
+    """The header and payload of the request file at ``path``; :class:`CorruptFileError` naming it
+    if unreadable."""
     path = Path(path)
     try:
         header = pickle.loads(path.read_bytes())
@@ -153,7 +156,8 @@ def read_request_file(path: str | Path) -> RequestFile:
 
 
 def list_requests(folder: str | Path) -> list[RequestFile]:
-    """Every request file in the plan ``folder``, sorted by run name and key (none if it is missing)."""
+    """Every request file in the plan ``folder``, sorted by run name and key (none if it is
+    missing)."""
     files = [read_request_file(path) for path in Path(folder).glob("*.pkl")]
     return sorted(files, key=lambda f: (f.name, f.key))
 
@@ -176,7 +180,8 @@ def loads_request(payload: bytes, blob: Callable[[str], torch.Tensor]) -> Any:
 
 
 def load_request(path: str | Path) -> Any:
-    """The :class:`pilcro_lib.runs.records.RunRequest` in the request file at ``path`` (blobs from its folder)."""
+    """The :class:`pilcro_lib.runs.records.RunRequest` in the request file at ``path`` (blobs from
+    its folder)."""
     file = read_request_file(path)
     blobs = file.path.parent / BLOBS
 
@@ -192,7 +197,8 @@ def load_request(path: str | Path) -> Any:
 
 
 def summary(spec: dict[str, Any], width: int = 100) -> str:
-    """One line for a run's description: its function and its scalar inputs (else those its function reads)."""
+    """One line for a run's description: its function and its scalar inputs (else those its function
+    reads)."""
     function = spec.get("function")
     name = function if isinstance(function, str) else str(function.get("function", "?"))
     scalars = _scalars(spec.get("inputs", {})) or _scalars(
@@ -203,7 +209,8 @@ def summary(spec: dict[str, Any], width: int = 100) -> str:
 
 
 def _scalars(described: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The numbers, strings and flags among ``described``'s entries and those of its dict entries."""
+    """The numbers, strings and flags among ``described``'s entries and those of its dict
+    entries."""
     items: list[tuple[str, Any]] = []
     for key, value in described.items():
         if isinstance(value, dict) and "tensor" not in value and "content" not in value:

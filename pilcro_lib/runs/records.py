@@ -1,7 +1,7 @@
 """Run records: the stored, auditable result of every trained run, keyed by what decides it.
 
-:func:`cached_run` calls ``run_fn(**inputs, run_dir=run_dir)`` unless a current record of the same run
-exists. A run is identified by a description (:func:`pilcro_lib.runs.fingerprint.describe`) of
+:func:`cached_run` calls ``run_fn(**inputs, run_dir=run_dir)`` unless a current record of the same
+run exists. A run is identified by a description (:func:`pilcro_lib.runs.fingerprint.describe`) of
 ``run_fn`` (its source and the data it reads) and of every input (datasets by content, models
 by weights, regularisers by parameters), so a notebook cannot leave a field out of the key.
 
@@ -19,8 +19,8 @@ run did not execute, docstrings, comments and formatting leave it current.
 
 Planning mode. With ``$PILCRO_PLAN`` set to a folder, :func:`cached_run` trains nothing: a run
 without a current record is written to that folder as a :class:`RunRequest`
-(``<key>.pkl``, see :mod:`pilcro_lib.runs.plans`) and a placeholder :class:`Record` is returned whose
-``metrics`` and ``provenance`` raise :class:`MissingRun` when read. A loop that asks for many
+(``<key>.pkl``, see :mod:`pilcro_lib.runs.plans`) and a placeholder :class:`Record` is returned
+whose ``metrics`` and ``provenance`` raise :class:`MissingRun` when read. A loop that asks for many
 runs before reading any of them so plans them all; the first read ends the notebook there.
 :meth:`RunRequest.compute` later computes the run, anywhere, into the same record
 (``python -m pilcro_lib.runs``).
@@ -98,7 +98,8 @@ class MissingRun(Exception):
 
 
 class Pending(Mapping):
-    """The metrics (or provenance) of a planned run: reading any entry raises :class:`MissingRun`."""
+    """The metrics (or provenance) of a planned run: reading any entry raises
+    :class:`MissingRun`."""
 
     def __init__(self, name: str, key: str) -> None:
         self.name, self.key = name, key
@@ -130,7 +131,8 @@ class Record:
 
 @dataclass
 class RunRequest:
-    """A run that :func:`cached_run` was asked for, with its identity (``spec``, ``key``) as computed there."""
+    """A run that :func:`cached_run` was asked for, with its identity (``spec``, ``key``) as
+    computed there."""
 
     run_fn: Callable[..., dict[str, Any]]
     inputs: dict[str, Any]
@@ -195,7 +197,8 @@ def cached_run(
     runs: str | Path | None = None,
     **inputs: Any,
 ) -> Record:
-    """The record of ``run_fn(**inputs, run_dir=run_dir)``: loaded if a current one is stored, else computed.
+    """The record of ``run_fn(**inputs, run_dir=run_dir)``: loaded if a current one is stored, else
+    computed.
 
     ``run_fn`` returns JSON-serialisable metrics; it may checkpoint into ``run_dir`` (e.g. with
     :func:`pilcro_lib.train.fit`) so that a killed run resumes. ``name`` groups records in a
@@ -288,7 +291,8 @@ def _check_writable(path: Path) -> None:
 
 
 def _planned(request: RunRequest, folder: Path) -> Record:
-    """Write ``request`` into the plan ``folder``; a placeholder record whose results raise :class:`MissingRun`."""
+    """Write ``request`` into the plan ``folder``; a placeholder record whose results raise
+    :class:`MissingRun`."""
     from pilcro_lib.runs.plans import save_request
 
     save_request(request, folder)
@@ -341,8 +345,9 @@ def run_provenance(
     if device.type == "cuda":
         name += f" ({torch.cuda.get_device_name(device)})"
     return {
-        "commit": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty"), "pilcro_lib": __version__,
-        "torch": torch.__version__, "python": sys.version.split()[0], "device": name,
+        "commit": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty"),
+        "pilcro_lib": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
+        "device": name,
         "threads": torch.get_num_threads(), "cpu": cpu_name(), "wall_time_s": round(wall_time_s, 2),
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
     } | ({} if log is None else {
@@ -364,15 +369,16 @@ def cpu_name() -> str:
 
 
 def write_record_text(path: str | Path, text: str) -> None:
-    """Store a record's JSON ``text`` at ``path``, gzip-compressed (the same text, the same bytes)."""
+    """Store a record's JSON ``text`` at ``path``, gzip-compressed (the same text, the same
+    bytes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, gzip.compress(text.encode(), compresslevel=9, mtime=0))
 
 
 def read_record_text(path: str | Path) -> str:
-    """The JSON text of the record stored at ``path``; :class:`CorruptFileError` naming the file if it
-    is not gzip-compressed text."""
+    """The JSON text of the record stored at ``path``; :class:`CorruptFileError` naming the file if
+    it is not gzip-compressed text."""
     try:
         return gzip.decompress(Path(path).read_bytes()).decode()
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as err:
@@ -382,7 +388,8 @@ def read_record_text(path: str | Path) -> str:
 
 
 def read_record(path: str | Path) -> dict[str, Any]:
-    """The validated JSON of a stored record; :class:`CorruptFileError` naming the file if invalid."""
+    """The validated JSON of a stored record; :class:`CorruptFileError` naming the file if
+    invalid."""
     path = Path(path)
     try:
         stored = json.loads(read_record_text(path))
@@ -416,7 +423,8 @@ def read_record(path: str | Path) -> dict[str, Any]:
     ]
     if wrong:
         raise CorruptFileError(
-            f"run record {path}: provenance entries of the wrong type: {', '.join(wrong)}; {_ADVICE}"
+            f"run record {path}: provenance entries of the wrong type: {', '.join(wrong)}; "
+            f"{_ADVICE}"
         )
     if not all(isinstance(f, str) for f in stored["code_functions"]):
         raise CorruptFileError(
@@ -450,8 +458,8 @@ def _current(path: Path, key: str, policy: str, *, say: bool = True) -> Record |
     if stored["code"] != current:
         made = stored["provenance"]["commit"]
         message = (
-            f"run record {path} was made by other training code (code {stored['code']}, commit {made}; "
-            f"the same functions' code is now {current})"
+            f"run record {path} was made by other training code (code {stored['code']}, commit "
+            f"{made}; the same functions' code is now {current})"
         )
         if policy == "refuse":
             raise StaleRecordError(
@@ -493,8 +501,8 @@ def provenance_note(records: Iterable[Record]) -> str:
     reused = sum(r.reused for r in records)
     hours = sum(r.provenance["wall_time_s"] for r in records) / 3600
     return (
-        f"{len(records)} run records ({reused} read from the store, {len(records) - reused} computed now; "
-        f"{hours:.2f} h of training): {made}."
+        f"{len(records)} run records ({reused} read from the store, {len(records) - reused} "
+        f"computed now; {hours:.2f} h of training): {made}."
     )
 
 

@@ -137,7 +137,8 @@ _GRACE_S = 10.0  # how long a point stopped by SIGTERM may take to shut its kern
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
-    """Parse ``["key=v1,v2", "key2=v3"]`` into ``{"key": [v1, v2], "key2": [v3]}`` (values parsed)."""
+    """Parse ``["key=v1,v2", "key2=v3"]`` into ``{"key": [v1, v2], "key2": [v3]}`` (values
+    parsed)."""
     if isinstance(specs, str):
         specs = [specs]
     if not specs:
@@ -163,7 +164,8 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def point_slug(point: Mapping[str, Any]) -> str:
-    """A file-name-safe, unique name for a point: ``key=value`` pairs sorted by key, joined by ``__``.
+    """A file-name-safe, unique name for a point: ``key=value`` pairs sorted by key, joined by
+    ``__``.
 
     A value is written as ``str(value)``. Where that text has characters outside
     ``[A-Za-z0-9._+-]`` (they become ``-``) or would read back (:func:`parse_value`) as another
@@ -180,7 +182,8 @@ def point_slug(point: Mapping[str, Any]) -> str:
 
 
 def _plain(value: Any, text: str) -> bool:
-    """Whether ``text`` (``value`` written out) is file-name-safe and reads back as ``value`` itself."""
+    """Whether ``text`` (``value`` written out) is file-name-safe and reads back as ``value``
+    itself."""
     parsed = parse_value(text)
     return not _SLUG_UNSAFE.search(text) and type(parsed) is type(value) and parsed == value
 
@@ -215,7 +218,8 @@ class PointResult:
 
 
 def _completed(path: Path, point: Mapping[str, Any]) -> Any | None:
-    """The executed notebook at ``path`` if it exists, completed and ran with ``point``, else None."""
+    """The executed notebook at ``path`` if it exists, completed and ran with ``point``, else
+    None."""
     import nbformat
 
     if not path.is_file():
@@ -239,7 +243,8 @@ def _duration(notebook: Any) -> float | None:
 def _point_process(
     sender: Connection, parent: int, notebook: str, point: dict[str, Any], folder: str, cwd: str
 ) -> None:
-    """A point's own process: run it and send its :class:`PointResult` to the sweep (process ``parent``).
+    """A point's own process: run it and send its :class:`PointResult` to the sweep (process
+    ``parent``).
 
     SIGTERM interrupts the point as Ctrl-C does, so that papermill shuts its kernel down. On
     Linux the process dies with the sweep (:func:`pilcro_lib.runs.executors.die_with_parent`).
@@ -423,7 +428,8 @@ def read_summary(folder: Path) -> list[PointResult]:
 
 
 def _point_result(record: Any) -> PointResult:
-    """The :class:`PointResult` that a ``summary.json`` entry holds; a ValueError or TypeError saying what is wrong."""
+    """The :class:`PointResult` that a ``summary.json`` entry holds; a ValueError or TypeError
+    saying what is wrong."""
     if not isinstance(record, dict) or not {"point", "status"} <= set(record):
         raise TypeError(f"entry {record!r} is not an object with a point and a status")
     for name, value in record.items():
@@ -433,7 +439,8 @@ def _point_result(record: Any) -> PointResult:
             raise TypeError(f"entry {record!r}: field {name!r} is {value!r}")
     if record["status"] not in STATUSES:
         raise ValueError(
-            f"entry {record!r}: status {record['status']!r} is not one of {', '.join(map(repr, STATUSES))}"
+            f"entry {record!r}: status {record['status']!r} is not one of "
+            f"{', '.join(map(repr, STATUSES))}"
         )
     return PointResult(**record)
 
@@ -441,8 +448,8 @@ def _point_result(record: Any) -> PointResult:
 def merge_results(
     earlier: Iterable[PointResult], current: Iterable[PointResult]
 ) -> list[PointResult]:
-    """``earlier`` with every point that ``current`` also has replaced by its new result, followed by
-    ``current``'s other points (points are the same when their :func:`point_slug` is)."""
+    """``earlier`` with every point that ``current`` also has replaced by its new result, followed
+    by ``current``'s other points (points are the same when their :func:`point_slug` is)."""
     new = {point_slug(r.point): r for r in current}
     merged = [new.pop(point_slug(r.point), r) for r in earlier]
     return merged + list(new.values())
@@ -452,7 +459,8 @@ def merge_results(
 
 
 class Interrupted(KeyboardInterrupt):
-    """A sweep stopped by SIGINT or SIGTERM; ``signum`` says which (by custom, exit with 128 + signum)."""
+    """A sweep stopped by SIGINT or SIGTERM; ``signum`` says which (by custom, exit with 128 +
+    signum)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -506,7 +514,8 @@ def _check_cwd(cwd: str | Path) -> Path:
 def _with_profile(
     grid: Mapping[str, Sequence[Any]], profile: str | None
 ) -> dict[str, Sequence[Any]]:
-    """``grid`` with ``profile`` (one of :data:`PROFILES`, or None for none) as one more parameter."""
+    """``grid`` with ``profile`` (one of :data:`PROFILES`, or None for none) as one more
+    parameter."""
     if profile is None:
         return dict(grid)
     if profile not in PROFILES:
@@ -519,7 +528,8 @@ def _with_profile(
 
 
 def _output_folder(out: str | Path, notebook: Path) -> Path:
-    """``out/<notebook's name>``, created if missing; a ValueError naming ``out`` if it cannot be."""
+    """``out/<notebook's name>``, created if missing; a ValueError naming ``out`` if it cannot
+    be."""
     folder = Path(out) / notebook.stem
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -569,7 +579,8 @@ def _sweep(
         results.append(PointResult(point, "not run"))
         todo.append(index)
     log(
-        f"{notebook.name}: {len(points)} points, {len(points) - len(todo)} done before, {len(todo)} to run"
+        f"{notebook.name}: {len(points)} points, {len(points) - len(todo)} done before, "
+        f"{len(todo)} to run"
         + (
             f" ({changed} again because the notebook's code changed since they ran)"
             if changed
@@ -602,8 +613,9 @@ def _run_points(
     log: Callable[[str], Any],
     save: Callable[[], None],
 ) -> int:
-    """Run ``points[i]`` for each ``i`` in ``todo`` into ``results`` (``save`` after each); return the
-    signal that stopped the sweep (0 if none). At most ``workers`` points' processes run at a time."""
+    """Run ``points[i]`` for each ``i`` in ``todo`` into ``results`` (``save`` after each); return
+    the signal that stopped the sweep (0 if none). At most ``workers`` points' processes run at a
+    time."""
     context = multiprocessing.get_context("spawn")
     waiting = deque(todo)
     running: dict[Connection, tuple[int, BaseProcess]] = {}
@@ -626,7 +638,8 @@ def _run_points(
                     ),
                 )
                 process.start()
-                sender.close()  # the point's process holds the only writer: its end shows here as EOF
+                # the point's process holds the only writer: its end shows here as EOF
+                sender.close()
                 running[receiver] = index, process
             if stop.signum == signal.SIGTERM:
                 _end([process for _, process in running.values()])
@@ -675,7 +688,8 @@ def _end(processes: list[BaseProcess]) -> None:
 
 
 class _Stop:
-    """The signal that stopped a sweep: 0, ``SIGINT`` or ``SIGTERM`` (which overrides ``SIGINT``)."""
+    """The signal that stopped a sweep: 0, ``SIGINT`` or ``SIGTERM`` (which overrides
+    ``SIGINT``)."""
 
     def __init__(self) -> None:
         self.signum = 0
@@ -686,7 +700,8 @@ class _Stop:
 
     @contextmanager
     def on_signals(self) -> Iterator[None]:
-        """In the main thread, make SIGINT and SIGTERM set :attr:`signum` instead of stopping, while inside."""
+        """In the main thread, make SIGINT and SIGTERM set :attr:`signum` instead of stopping, while
+        inside."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
