@@ -58,7 +58,11 @@ def _fingerprint_at(commit: str, folder: Path) -> ModuleType:
         f"_fingerprint_{commit}", folder / "pilcro_lib/runs/fingerprint.py"
     )
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it is being defined
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
     return module
 
 
