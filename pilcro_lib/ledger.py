@@ -610,30 +610,48 @@ def ledger_table(ledger, *, caption: str | None = None):
     )
 
 
-def forest_groups(table, *, spread: float = 10.0) -> dict[str, list[str]]:
-    """Panels for :func:`pilcro_lib.plotting.forest_plot` of one verdict table: claims grouped by
-    the words before their ``:`` and their unit (:func:`pilcro_lib.results.unit_of`), and a claim
-    whose interval is more than ``spread`` times wider than the group's narrowest in a panel of
-    its own, so that no claim is squashed against another's scale."""
+AXIS_UNITS = {
+    "accuracy": "fraction",
+    "points": "points",
+    "seconds": "s",
+    "steps": "steps",
+    "value": "",
+}
+
+
+def forest_groups(table, *, spread: float = 10.0) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Panels for :func:`pilcro_lib.plotting.forest_plot` of one verdict table, and each panel's
+    x-axis unit: claims grouped by their unit (:func:`pilcro_lib.results.unit_of`) and, when every
+    claim starts with a heading (``"faster: ..."``), by that heading too; a claim whose interval
+    is more than ``spread`` times wider than its group's narrowest gets a panel of its own, so
+    that no claim is squashed against another's scale."""
     frame = as_verdict_frame(table)
-    groups: dict[str, list[str]] = {}
-    for claim in frame.index:
-        head = claim.split(":")[0] if ":" in claim else ""
-        groups.setdefault(f"{head} ({unit_of(claim)})" if head else unit_of(claim), []).append(
-            claim
-        )
+    heads = [c.split(":")[0] if ":" in c else "" for c in frame.index]
+    by_head = all(heads) and len(set(heads)) > 1
+    units = {c: unit_of(c) for c in frame.index}
+    groups: dict[tuple[str, str], list[str]] = {}
+    for claim, head in zip(frame.index, heads):
+        groups.setdefault((head if by_head else "", units[claim]), []).append(claim)
+    mixed = {h for h, _ in groups if sum(g == h for g, _ in groups) > 1}
     panels: dict[str, list[str]] = {}
-    for label, claims in groups.items():
+    axis: dict[str, str] = {}
+    for (head, unit), claims in groups.items():
+        word = AXIS_UNITS[unit] or "value"
+        label = (
+            (f"{head}, {word}" if head in mixed else head)
+            if head
+            else (word if len(groups) > 1 else "")
+        )
         width = {
             c: abs(float(frame.loc[c, "ci_high"]) - float(frame.loc[c, "ci_low"])) for c in claims
         }
         finite = [w for w in width.values() if math.isfinite(w) and w > 0]
-        narrow = min(finite) if finite else math.nan
-        wide = [c for c in claims if finite and width[c] > spread * narrow]
+        wide = [c for c in claims if finite and width[c] > spread * min(finite)]
         rest = [c for c in claims if c not in wide]
-        panels.update({label: rest} if rest else {})
-        panels.update({c: [c] for c in wide})
-    return panels
+        for name, members in ([(label, rest)] if rest else []) + [(c, [c]) for c in wide]:
+            panels[name] = members
+            axis[name] = AXIS_UNITS[unit]
+    return panels, axis
 
 
 def show_verdicts(family: str, table, *, caption: str | None = None, units=None) -> None:
@@ -646,7 +664,8 @@ def show_verdicts(family: str, table, *, caption: str | None = None, units=None)
     from pilcro_lib.plotting import forest_plot
 
     frame = as_verdict_frame(table)
-    forest_plot(frame, groups=forest_groups(frame), title=caption or family)
+    groups, axis = forest_groups(frame)
+    forest_plot(frame, groups=groups, units=axis, title=caption or family)
     plt.show()
     display(verdict_table(frame, units=units, caption=caption or family))
     record_verdicts(family, frame)

@@ -300,12 +300,21 @@ def test_forest_groups_split_claims_by_heading_unit_and_scale():
             for c, (d, lo, hi) in rows.items()
         ]
     ).set_index("claim")
-    assert forest_groups(table) == {
-        "flatter (value)": ["flatter: curvature κ", "flatter: cv"],
+    groups, axis = forest_groups(table)
+    assert groups == {
+        "flatter": ["flatter: curvature κ", "flatter: cv"],
         "flatter: max / min": ["flatter: max / min"],
-        "faster (steps)": ["faster: steps to 95% of target"],
-        "more accurate (accuracy)": ["more accurate: test accuracy"],
+        "faster": ["faster: steps to 95% of target"],
+        "more accurate": ["more accurate: test accuracy"],
     }
+    assert axis == {
+        "flatter": "",
+        "flatter: max / min": "",
+        "faster": "steps",
+        "more accurate": "fraction",
+    }
+    plain = table.rename(index=lambda c: c.split(": ")[1])  # claims without headings: by unit only
+    assert list(forest_groups(plain)[0]) == ["value", "max / min", "steps", "fraction"]
 
 
 def test_show_verdicts_draws_shows_and_records(capsys, monkeypatch):
