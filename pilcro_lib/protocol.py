@@ -19,9 +19,13 @@ import numpy as np
 
 from pilcro_lib.utils import check_bool, check_number, check_positive_int
 
+GRID_DIGITS = 12  # significant digits of a log_grid value: the same on every machine
+
 
 def log_grid(low: float, high: float, steps: int) -> list[float]:
-    """``steps`` values from ``low`` to ``high`` (both included), evenly spaced in log scale."""
+    """``steps`` values from ``low`` to ``high`` (both included), evenly spaced in log scale and
+    rounded to :data:`GRID_DIGITS` significant digits (``log_grid(0.003, 3, 4)`` is
+    ``[0.003, 0.03, 0.3, 3.0]`` on every machine)."""
     low = check_number("low", low, minimum=0, strict=True)
     high = check_number("high", high, minimum=low)
     steps = check_positive_int("steps", steps)
@@ -29,7 +33,10 @@ def log_grid(low: float, high: float, steps: int) -> list[float]:
         if high != low:
             raise ValueError(f"steps=1 needs low == high, got low={low!r}, high={high!r}")
         return [low]
-    return [float(v) for v in np.geomspace(low, high, steps)]
+    # rounded to 12 significant digits: np.geomspace's last bit depends on the CPU (0.03 comes
+    # out as 0.03000000000000001 on one machine and 0.030000000000000013 on another), and a
+    # value that differs in its last bit is another run key
+    return [float(f"{v:.{GRID_DIGITS}g}") for v in np.geomspace(low, high, steps)]
 
 
 @dataclass(frozen=True)

@@ -77,3 +77,24 @@ def test_the_base_commit_code_is_read_from_git(tmp_path):
 def test_an_unknown_base_commit_is_refused(tmp_path):
     with pytest.raises(ValueError, match="git rev-parse"):
         migrate.migrate_records("no-such-commit", WHY, store=tmp_path)
+
+
+def test_inputs_rounded_to_a_machine_independent_value_move_the_record_to_its_new_key(tmp_path):
+    path = cached_run(
+        lambda run_dir, lam: {"lam": lam},
+        name="toy",
+        store=tmp_path,
+        runs=tmp_path / "r",
+        lam=0.03000000000000001,
+    ).path
+    (moved,) = migrate.round_inputs(tmp_path, ("lam",), 12, WHY)
+    assert not path.exists() and moved.exists()
+    again = cached_run(
+        lambda run_dir, lam: {"lam": lam}, name="toy", store=tmp_path, runs=tmp_path / "r", lam=0.03
+    )
+    assert again.reused and again.path == moved
+    (entry,) = read_record(moved)["provenance"]["migrations"]
+    assert (
+        entry["trained_with"] == {"lam": 0.03000000000000001}
+        and entry["from_key"] == path.name[:16]
+    )

@@ -181,3 +181,13 @@ def test_plateau_verdict_compares_the_doubling_gain_with_one_standard_error():
 def test_ladders_refuse_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_log_grid_is_the_same_on_every_machine(monkeypatch):
+    """A last-bit difference of np.geomspace between CPUs must not change the grid (run keys)."""
+    import numpy as np
+
+    assert log_grid(0.003, 3.0, 4) == [0.003, 0.03, 0.3, 3.0]
+    geomspace = np.geomspace
+    monkeypatch.setattr(np, "geomspace", lambda *a: np.nextafter(geomspace(*a), np.inf))
+    assert log_grid(0.003, 3.0, 4) == [0.003, 0.03, 0.3, 3.0]

@@ -28,11 +28,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 
-from pilcro_lib.runs.fingerprint import code_digest
+from pilcro_lib.runs.fingerprint import code_digest, run_key
 from pilcro_lib.runs.records import (
     SUFFIX,
     default_store,
     read_record,
+    record_path,
     write_record_text,
 )
 
@@ -105,6 +106,45 @@ def migrate_records(
             )
             migrated.append(path)
     return migrated, left
+
+
+def round_inputs(
+    store: str | Path | None, names: tuple[str, ...], digits: int, why: str
+) -> list[Path]:
+    """Re-key the records whose inputs ``names`` are floats that :func:`round` to ``digits``
+    significant digits changes (e.g. a grid value 0.03000000000000001 that a machine-independent
+    grid now gives as 0.03): the spec holds the rounded value, the record moves to its new key,
+    and a ``migrations`` entry keeps the old key and the value the run was trained with. A record
+    whose new key is taken already is left where it is. Returns the records moved (new paths)."""
+    if not isinstance(why, str) or len(why.strip()) < 10:
+        raise ValueError(f"why must say in words why the results are unchanged, got {why!r}")
+    moved = []
+    for path in sorted(Path(store if store is not None else default_store()).glob(f"*/*{SUFFIX}")):
+        stored = read_record(path)
+        inputs = stored["spec"]["inputs"]
+        changed = {
+            n: inputs[n]
+            for n in names
+            if isinstance(inputs.get(n), float) and float(f"{inputs[n]:.{digits}g}") != inputs[n]
+        }
+        if not changed:
+            continue
+        inputs.update({n: float(f"{v:.{digits}g}") for n, v in changed.items()})
+        old_key, stored["key"] = stored["key"], run_key(stored["spec"])
+        target = record_path(stored["name"], stored["key"], store=path.parents[1])
+        if target.exists():
+            continue
+        entry = {
+            "from_key": old_key,
+            "trained_with": changed,
+            "why": why.strip(),
+            "utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        stored["provenance"]["migrations"] = [*stored["provenance"].get("migrations", []), entry]
+        write_record_text(target, json.dumps(stored, sort_keys=True, separators=(",", ":")) + "\n")
+        path.unlink()
+        moved.append(target)
+    return moved
 
 
 def main(argv: list[str] | None = None) -> int:
