@@ -516,6 +516,20 @@ def test_every_committed_record_is_a_valid_record_named_by_its_key():
         ), path
 
 
+def test_every_committed_record_is_current():
+    """No committed record was made by other training code than the code here: a change to
+    that code is either shown not to change results (``python -m pilcro_lib.runs.migrate``) or
+    its records are recomputed, before it lands."""
+    stale = []
+    for path in sorted((REPO / "records").glob(f"*/*{records.SUFFIX}")):
+        stored = read_record(path)
+        if stored["code"] != code_digest(stored["code_functions"]):
+            stale.append(
+                f"{path.parent.name}/{path.name} (commit {stored['provenance']['commit']})"
+            )
+    assert not stale, f"{len(stale)} stale records, e.g. {stale[:3]}"
+
+
 # --------------------------------------------------------------------- what a record says of itself
 
 
