@@ -439,9 +439,12 @@ _TABLE_STYLES = [
     {"selector": "", "props": "border-collapse: collapse; font-size: 0.85em;"},
     {
         "selector": "th",
-        "props": "text-align: left; padding: 3px 8px; border-bottom: 1px solid #8c959f;",
+        "props": (
+            "text-align: left; padding: 3px 8px; border-bottom: 1px solid #8c959f;"
+            " overflow-wrap: anywhere;"
+        ),
     },
-    {"selector": "td", "props": "text-align: right; padding: 3px 8px; white-space: nowrap;"},
+    {"selector": "td", "props": "text-align: right; padding: 3px 8px; overflow-wrap: anywhere;"},
     {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: bold;"},
 ]
 
