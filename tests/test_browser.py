@@ -144,6 +144,11 @@ def browser(server, tmp_path_factory):
 INSPECT = r"""
 const done = arguments[arguments.length - 1];
 (async () => {
+  // MathJax's deferred script may still be starting on a busy machine: wait up to 20 s
+  for (let i = 0; i < 200 && document.querySelector(".math") && !(window.MathJax &&
+       window.MathJax.startup && window.MathJax.startup.promise); i++) {
+    await new Promise(ok => setTimeout(ok, 100));
+  }
   const mj = window.MathJax;
   const mathjax = Boolean(mj && mj.startup && mj.startup.promise);
   if (mathjax) { await mj.startup.promise; }
