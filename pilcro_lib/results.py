@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from pilcro_lib.stats import COMPARISON_KEYS
+
 MARKER = "PILCRO_METRICS"
 
 
@@ -153,23 +155,7 @@ VERDICT_COLUMNS = (
     "ci_high",
     "verdict",
 )  # what every verdict table must hold
-STATISTICS_COLUMNS = (
-    "n_treated",
-    "n_control",
-    "treated",
-    "control",
-    "difference",
-    "ci_low",
-    "ci_high",
-    "std_error",
-    "df",
-    "t",
-    "p",
-    "detectable",
-    "gain",
-    "p_holm",
-    "verdict",
-)
+STATISTICS_COLUMNS = ("n_treated", "n_control", *COMPARISON_KEYS, "p_holm", "verdict")
 COLUMN_ALIASES = {
     "diff.": "difference",
     "CI low": "ci_low",

@@ -60,6 +60,22 @@ def detectable_effect(
     return float((sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(power, df)) * std_error)
 
 
+# what compare() returns besides the two arms' sizes
+COMPARISON_KEYS = (
+    "treated",
+    "control",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "std_error",
+    "df",
+    "t",
+    "p",
+    "detectable",
+    "gain",
+)
+
+
 def compare(
     treated: Iterable[float],
     control: Iterable[float],
@@ -80,21 +96,8 @@ def compare(
     check_bool("higher_is_better", higher_is_better)
     t, c = _values("treated", treated), _values("control", control)
     out: dict[str, Any] = {"n_treated": len(t), "n_control": len(c)}
-    keys = (
-        "treated",
-        "control",
-        "difference",
-        "ci_low",
-        "ci_high",
-        "std_error",
-        "df",
-        "t",
-        "p",
-        "detectable",
-        "gain",
-    )
     if len(t) < 2 or len(c) < 2:
-        return {**out, **dict.fromkeys(keys, math.nan)}
+        return {**out, **dict.fromkeys(COMPARISON_KEYS, math.nan)}
     var_t, var_c = t.var(ddof=1), c.var(ddof=1)
     diff = float(t.mean() - c.mean())
     se = math.sqrt(var_t / len(t) + var_c / len(c))
