@@ -308,3 +308,39 @@ def test_no_code_cell_or_table_scrolls_sideways(page, server, browser):
     finally:
         browser.set_window_size(size["width"], size["height"])
     assert not wide, f"{len(wide)} elements of {page} scroll sideways: {wide[:5]}"
+
+
+MAX_PAGE_PX = 20_000  # a page taller than this at 1,280 px is a chapter to split
+MIN_FIGURE_SCALE = 0.8  # a figure's text shown below 80% of its drawn size is too small
+MEASURE = r"""
+const done = arguments[arguments.length - 1];
+const article = document.querySelector('article') || document.body;
+const images = Array.from(article.querySelectorAll('img'))
+  .filter(i => /\.png$/i.test(new URL(i.src).pathname));
+Promise.all(images.map(i => i.decode().catch(() => null))).then(() => done({
+  height: document.documentElement.scrollHeight,
+  figures: images
+    .filter(i => !i.closest('.tag_full-width') && i.naturalWidth > 0)
+    .map(i => ({src: i.src.split('/').pop(), natural: i.naturalWidth,
+                scale: i.getBoundingClientRect().width / i.naturalWidth})),
+}));
+"""
+
+
+@pytest.mark.parametrize("page", FORMATTED)
+def test_page_is_short_and_its_figures_legible(page, server, browser):
+    """At a 1,280-pixel window a page is at most ``MAX_PAGE_PX`` tall, and every figure outside a
+    ``full-width`` cell is shown at least at ``MIN_FIGURE_SCALE`` of its size (the PNGs are drawn at
+    the inline backend's 100 dpi, so the shown/natural width ratio is the text's scale)."""
+    size = browser.get_window_size()
+    browser.set_window_size(READING_WIDTH, 1000)
+    try:
+        browser.get(f"{server}/{page}")
+        found = browser.execute_async_script(MEASURE)
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+    small = [f for f in found["figures"] if f["scale"] < MIN_FIGURE_SCALE]
+    assert not small, f"figures of {page} shown below {MIN_FIGURE_SCALE:.0%} of their size: {small}"
+    assert found["height"] <= MAX_PAGE_PX, (
+        f"{page} is {found['height']} px tall at {READING_WIDTH} px (at most {MAX_PAGE_PX})"
+    )
