@@ -297,16 +297,23 @@ return Array.from(document.querySelectorAll(selector))
 """
 
 
-@pytest.mark.parametrize("page", FORMATTED)
-def test_no_code_cell_or_table_scrolls_sideways(page, server, browser):
-    """At a 1,280-pixel-wide window every code cell, output and table fits its column."""
+def _at_reading_width(browser, url: str, script: str, *, wait: bool = False):
+    """``script``'s result on ``url`` opened in a ``READING_WIDTH``-pixel window (``wait``: an
+    asynchronous script); the window's size is restored after."""
     size = browser.get_window_size()
     browser.set_window_size(READING_WIDTH, 1000)
     try:
-        browser.get(f"{server}/{page}")
-        wide = browser.execute_script(SIDEWAYS)
+        browser.get(url)
+        run = browser.execute_async_script if wait else browser.execute_script
+        return run(script)
     finally:
         browser.set_window_size(size["width"], size["height"])
+
+
+@pytest.mark.parametrize("page", FORMATTED)
+def test_no_code_cell_or_table_scrolls_sideways(page, server, browser):
+    """At a 1,280-pixel-wide window every code cell, output and table fits its column."""
+    wide = _at_reading_width(browser, f"{server}/{page}", SIDEWAYS)
     assert not wide, f"{len(wide)} elements of {page} scroll sideways: {wide[:5]}"
 
 
@@ -332,13 +339,7 @@ def test_page_is_short_and_its_figures_legible(page, server, browser):
     """At a 1,280-pixel window a page is at most ``MAX_PAGE_PX`` tall, and every figure outside a
     ``full-width`` cell is shown at least at ``MIN_FIGURE_SCALE`` of its size (the PNGs are drawn at
     the inline backend's 100 dpi, so the shown/natural width ratio is the text's scale)."""
-    size = browser.get_window_size()
-    browser.set_window_size(READING_WIDTH, 1000)
-    try:
-        browser.get(f"{server}/{page}")
-        found = browser.execute_async_script(MEASURE)
-    finally:
-        browser.set_window_size(size["width"], size["height"])
+    found = _at_reading_width(browser, f"{server}/{page}", MEASURE, wait=True)
     small = [f for f in found["figures"] if f["scale"] < MIN_FIGURE_SCALE]
     assert not small, f"figures of {page} shown below {MIN_FIGURE_SCALE:.0%} of their size: {small}"
     assert found["height"] <= MAX_PAGE_PX, (
