@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.core.formatters import format_display_data
-from IPython.display import display
+from IPython.display import HTML, display
 from matplotlib.figure import Figure
 
 HIDDEN_PREFIX = "application/papermill.record/"  # MyST-NB's mark of a value glued, not shown
@@ -75,3 +75,11 @@ def glue_figure(name: str, fig: Figure) -> None:
         raise TypeError(f"{name}: expected a matplotlib Figure, got {type(fig).__name__}")
     _glue(name, fig)
     plt.close(fig)
+
+
+def glue_html(name: str, html: str) -> None:
+    """Glue an HTML fragment (e.g. :func:`pilcro_lib.plotting.figure_html`) for a ``{glue}``
+    directive, on this page or, with ``:doc:``, on another page of the book."""
+    if not isinstance(html, str):
+        raise TypeError(f"{name}: expected an HTML string, got {type(html).__name__}")
+    _glue(name, HTML(html))

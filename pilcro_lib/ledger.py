@@ -688,18 +688,22 @@ def ledger_forest(ledger):
 
 
 def ledger_summary(ledger) -> str:
-    """An HTML list that counts the ledger's verdicts per source (a paper, or the book), e.g. for
-    the first page:
-    ``<li><b>PILCRO paper (abstract)</b>: 4 claims: 1 supported, 3 not resolved.</li>``."""
+    """What the book found, for its first page: an HTML list with one item per source (a paper, or
+    the book) naming its claims under each verdict, in the ledger's order, e.g.
+    ``<li><b>PILCRO paper (abstract)</b>, 4 claims. <b>supported</b>: The P-objective gives
+    flatter ... <b>not resolved</b>: ...</li>``."""
     from html import escape
 
     items = []
     for source, rows in ledger.groupby("source", sort=False):
-        said = ", ".join(
-            f"{n} {escape(str(verdict))}" for verdict, n in rows["verdict"].value_counts().items()
+        said = " ".join(
+            f"<b>{escape(str(verdict))}</b>: "
+            + "; ".join(escape(str(c)) for c in rows.loc[rows["verdict"] == verdict, "claim"])
+            + "."
+            for verdict in rows["verdict"].unique()
         )
+        n = len(rows)
         items.append(
-            f"<li><b>{escape(str(source))}</b>: {len(rows)} claim{'s' if len(rows) != 1 else ''}: "
-            f"{said}.</li>"
+            f"<li><b>{escape(str(source))}</b>, {n} claim{'s' if n != 1 else ''}. {said}</li>"
         )
     return "<ul>" + "".join(items) + "</ul>"

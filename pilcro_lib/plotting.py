@@ -427,3 +427,27 @@ def _forest_axes(ax: Axes, frame, extent: list[float], *, label: str, unit: str 
     if label:
         title = textwrap.fill(label, TITLE_CHARS, break_long_words=False)
         ax.set_title(title, fontsize=FOREST_FONT + 0.5, loc="left", fontweight="bold")
+
+
+def figure_html(fig: Figure, *, alt: str, caption: str | None = None) -> str:
+    """``fig`` as a self-contained HTML ``<figure>`` (a PNG data URI at 100 dpi, at most its own
+    width in the column), with ``alt`` text and an optional caption; closes the figure.
+
+    For showing a figure on another page of the book than the notebook that drew it (glued as
+    HTML, it needs no image file of its own)."""
+    import base64
+    import io
+    from html import escape
+
+    check_type("fig", fig, Figure, "a matplotlib Figure")
+    if not isinstance(alt, str) or not alt.strip():
+        raise ValueError("alt: describe the figure in a sentence, for readers who cannot see it")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    caption_html = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{escape(alt)}" '
+        f'style="max-width: 100%; height: auto">{caption_html}</figure>'
+    )

@@ -65,6 +65,11 @@ def stream_lines(notebook: Any) -> Iterator[str]:
                 yield from ("".join(text) if isinstance(text, list) else text).splitlines()
 
 
+CHAPTERS = (
+    "[0-9][0-9]*_*.ipynb"  # every page of a chapter (06_..., 06b_...), relative to notebooks/
+)
+
+
 def chapter_headlines(notebooks: Iterable[str | Path]):
     """The headline numbers that chapter notebooks recorded with :func:`record_metrics`.
 
@@ -127,17 +132,24 @@ def format_value(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
-def headlines_markdown(headlines) -> str:
-    """A markdown table of :func:`chapter_headlines`: chapter (a link, on its first row), quantity,
-    value."""
-    lines = ["| Chapter | Quantity | Value |", "| --- | --- | --- |"]
-    previous = None
-    for row in headlines.itertuples():
-        chapter = f"[{row.title}]({row.chapter})" if row.chapter != previous else ""
-        previous = row.chapter
-        quantity = str(row.quantity).replace("|", "\\|")
-        lines.append(f"| {chapter} | {quantity} | {format_value(row.value)} |")
-    return "\n".join(lines)
+def headlines_html(headlines) -> str:
+    """:func:`chapter_headlines` as HTML: one collapsed ``<details>`` block per chapter (its title,
+    a link to it and how many quantities it recorded), holding a table of quantity and value."""
+    from html import escape
+
+    blocks = []
+    for chapter, rows in headlines.groupby("chapter", sort=False):
+        title = escape(str(rows["title"].iloc[0]))
+        body = "".join(
+            f"<tr><td>{escape(str(q))}</td><td>{escape(format_value(v))}</td></tr>"
+            for q, v in zip(rows["quantity"], rows["value"])
+        )
+        blocks.append(
+            f'<details><summary><a href="{escape(chapter.removesuffix(".ipynb"))}.html">{title}'
+            f"</a>: {len(rows)} numbers</summary><table><thead><tr><th>Quantity</th>"
+            f"<th>Value</th></tr></thead><tbody>{body}</tbody></table></details>"
+        )
+    return "".join(blocks)
 
 
 # --- One table style for every verdict and results table -------------------------------------

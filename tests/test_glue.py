@@ -15,7 +15,7 @@ from myst_nb.core.variables import format_plain_text
 from myst_nb.ext.glue import extract_glue_data_cell
 
 from pilcro_lib import plotting
-from pilcro_lib.glue import glue_figure, glue_values
+from pilcro_lib.glue import glue_figure, glue_html, glue_values
 
 
 def _glued(call) -> dict:
@@ -75,3 +75,10 @@ def test_bad_values_are_refused_by_name(values, error):
 def test_glue_figure_refuses_other_objects():
     with pytest.raises(TypeError, match="fig: expected a matplotlib Figure, got int"):
         glue_figure("fig", 3)
+
+
+def test_html_is_glued_as_html():
+    data = _glued(lambda: glue_html("summary", "<ul><li>a</li></ul>"))
+    assert data["summary"]["text/html"] == "<ul><li>a</li></ul>"
+    with pytest.raises(TypeError, match="summary: expected an HTML string, got int"):
+        glue_html("summary", 3)

@@ -395,6 +395,7 @@ def test_ledger_forest_and_summary_follow_the_ledger():
     assert any("paper, value" in t for t in titles) and any("paper, steps" in t for t in titles)
     assert not any("book" in t for t in titles)  # rows not in the book are left out
     assert L.ledger_summary(ledger) == (
-        "<ul><li><b>paper</b>: 2 claims: 1 supported, 1 not resolved.</li>"
-        f"<li><b>book</b>: 1 claim: 1 {L.NOT_IN_BOOK}.</li></ul>"
+        "<ul><li><b>paper</b>, 2 claims. <b>supported</b>: A is flatter. "
+        "<b>not resolved</b>: A is faster.</li>"
+        f"<li><b>book</b>, 1 claim. <b>{L.NOT_IN_BOOK}</b>: B.</li></ul>"
     )

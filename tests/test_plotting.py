@@ -197,3 +197,34 @@ def test_forest_plot_refuses_bad_arguments_naming_them(kwargs, error):
         forest_plot(VERDICT_ROWS.drop(columns="ci_low"))
     with pytest.raises(TypeError, match="table must be"):
         forest_plot(3)
+
+
+def test_figure_html_embeds_the_png_drawn_at_100_dpi_with_its_alt_text():
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from pilcro_lib.plotting import figure_html, new_figure
+
+    fig, axes = new_figure(width=5.0, height=2.0)
+    axes[0, 0].plot([0, 1], [0, 1])
+    html = figure_html(fig, alt='a "line"', caption="x < y")
+    assert not plt.fignum_exists(fig.number)
+    data = re.search(r'src="data:image/png;base64,([^"]+)"', html).group(1)
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert image.format == "PNG" and 400 < image.width <= 500  # 5 in at 100 dpi, cropped tight
+    assert 'alt="a &quot;line&quot;"' in html and "<figcaption>x &lt; y</figcaption>" in html
+
+
+@pytest.mark.parametrize(
+    "fig, alt, error",
+    [(3, "x", "fig must be a matplotlib Figure, got int"), (None, " ", "alt: describe")],
+)
+def test_figure_html_refuses_bad_arguments_naming_them(fig, alt, error):
+    from pilcro_lib.plotting import figure_html, new_figure
+
+    fig = new_figure()[0] if fig is None else fig
+    with pytest.raises((TypeError, ValueError), match=error):
+        figure_html(fig, alt=alt)
