@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
@@ -99,11 +99,29 @@ def choose_on_validation(
 
 @dataclass(frozen=True)
 class GatedSeeds:
-    """The results of :func:`gated_seeds`: ``learnt`` (seed -> result, passed the gate) and
-    ``failed`` (seed -> result, did not: reported, never averaged in)."""
+    """The results of :func:`gated_seeds`: ``learnt`` (seed -> result, passed the gate),
+    ``failed`` (seed -> result, did not: reported, never averaged in) and ``reasons`` (failed
+    seed -> why, in words)."""
 
     learnt: dict[int, Any]
     failed: dict[int, Any]
+    reasons: dict[int, str] = field(default_factory=dict)
+
+
+def degenerate_reason(result: Any) -> str | None:
+    """Why a run's result is degenerate, from the ``diverged`` or ``degenerate`` entry a run
+    function records (e.g. :func:`pilcro_lib.experiments.run_arm`: fit's message, or which
+    landscape cannot be measured and why), else ``None``."""
+    if not isinstance(result, Mapping):
+        return None
+    if result.get("diverged"):
+        return f"diverged: {result['diverged']}"
+    found = result.get("degenerate")
+    if not found:
+        return None
+    if isinstance(found, Mapping):
+        return "; ".join(f"{what}: {why}" for what, why in found.items())
+    return str(found)
 
 
 def gated_seeds(
@@ -113,9 +131,11 @@ def gated_seeds(
     gate: Callable[[Any], bool],
     spares: Iterable[int] | None = None,
 ) -> GatedSeeds:
-    """Run ``run(seed)`` for each seed; a result that fails ``gate`` is kept in ``failed`` and
-    its place is taken by the next spare seed, until ``len(seeds)`` seeds have learnt or the
-    spares run out. ``spares`` defaults to the ``len(seeds)`` integers after ``max(seeds)``.
+    """Run ``run(seed)`` for each seed; a result that fails ``gate``, or is degenerate
+    (:func:`degenerate_reason`: a network whose landscape cannot be measured is a failed seed, not
+    an error), is kept in ``failed`` with its reason and its place is taken by the next spare seed,
+    until ``len(seeds)`` seeds have learnt or the spares run out. ``spares`` defaults to the
+    ``len(seeds)`` integers after ``max(seeds)``.
     """
     if not callable(run):
         raise TypeError(f"run must be a function of the seed, got {run!r}")
@@ -131,19 +151,23 @@ def gated_seeds(
     if spares is None:
         spares = range(max(seeds) + 1, max(seeds) + 1 + len(seeds))
     spare_seeds = iter([check_positive_int("spares", s, minimum=0) for s in spares])
-    learnt: dict[int, Any] = {}
-    failed: dict[int, Any] = {}
+    out = GatedSeeds(learnt={}, failed={})
     for seed in chain(seeds, spare_seeds):  # lazily: a spare runs only when one is needed
-        if len(learnt) == len(seeds):
+        if len(out.learnt) == len(seeds):
             break
-        if seed in learnt or seed in failed:
+        if seed in out.learnt or seed in out.failed:
             raise ValueError(f"spares: seed {seed} was already run")
         result = run(seed)
-        passed = gate(result)
+        degenerate = degenerate_reason(result)
+        passed = gate(result) if degenerate is None else False
         if not isinstance(passed, (bool, np.bool_)):
             raise TypeError(f"gate must return True or False, got {passed!r} for seed {seed}")
-        (learnt if passed else failed)[seed] = result
-    return GatedSeeds(learnt=learnt, failed=failed)
+        if passed:
+            out.learnt[seed] = result
+        else:
+            out.failed[seed] = result
+            out.reasons[seed] = degenerate or "did not pass the gate"
+    return out
 
 
 def per_seed_table(values: Mapping[Hashable, Mapping[int, float]], *, digits: int | None = None):

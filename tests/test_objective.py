@@ -430,6 +430,34 @@ def test_run_arm_reports_a_diverged_run(monkeypatch):
     )
 
 
+def test_a_network_that_ignores_its_input_is_a_failed_seed_not_a_traceback(monkeypatch):
+    import pilcro_lib.experiments as experiments
+    from pilcro_lib.protocol import gated_seeds
+
+    class IgnoreInput(nn.Module):
+        def forward(self, x):
+            return x * 0
+
+    make_arm = experiments.make_arm
+
+    def dead_arm(*args, **kwargs):
+        model, regulariser = make_arm(*args, **kwargs)
+        return nn.Sequential(IgnoreInput(), model), regulariser
+
+    monkeypatch.setattr(experiments, "make_arm", dead_arm)
+    data = tiny_dataset(32, 12)
+    m = run_arm("plain", data, data, data, epochs=1, width=4, probe_size=8)
+    assert m["degenerate"] == {
+        "landscape at epoch 0": "all zero",
+        "landscape at epoch 1": "all zero",
+    }
+    assert math.isnan(m["flatness"]["cv"]) and math.isnan(m["spearman_init_final"])
+    out = gated_seeds(lambda seed: m, [0], gate=lambda r: True, spares=[])
+    assert out.learnt == {} and out.reasons == {
+        0: "landscape at epoch 0: all zero; landscape at epoch 1: all zero"
+    }
+
+
 def test_make_arm_padding_and_errors():
     plain, reg = make_arm("plain", width=4)
     assert reg is None and plain[0].padding_mode == "zeros" and plain[0].padding == (1, 1)

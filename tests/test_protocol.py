@@ -5,6 +5,7 @@ import pytest
 
 from pilcro_lib.protocol import (
     choose_on_validation,
+    degenerate_reason,
     gated_seeds,
     ladder_epochs,
     ladder_table,
@@ -81,6 +82,24 @@ def test_gated_seeds_replaces_failed_seeds_by_spares_and_reports_them():
     assert ran == [0, 1, 2, 3, 4]  # spare 3 failed too, spare 4 learnt; spare 5 never ran
     assert list(result.learnt) == [0, 2, 4] and list(result.failed) == [1, 3]
     assert result.failed[1] == {"acc": 0.1}
+    assert result.reasons == {1: "did not pass the gate", 3: "did not pass the gate"}
+
+
+def test_a_degenerate_run_is_a_failed_seed_with_its_reason_never_an_error():
+    def run(seed):
+        if seed == 1:  # a dead network: its landscape is all zeros, its accuracy even passes
+            return {"acc": 0.9, "degenerate": {"landscape at epoch 2": "all-zero landscape"}}
+        return {"acc": 0.9, "degenerate": {}}
+
+    def gate(result):
+        return result["acc"] > 0.5
+
+    out = gated_seeds(run, [0, 1], gate=gate)
+    assert list(out.learnt) == [0, 2] and list(out.failed) == [1]
+    assert out.reasons == {1: "landscape at epoch 2: all-zero landscape"}
+    assert degenerate_reason({"degenerate": "non-finite"}) == "non-finite"
+    assert degenerate_reason({"diverged": "loss is nan"}) == "diverged: loss is nan"
+    assert degenerate_reason(0.5) is None and degenerate_reason({"acc": 1.0}) is None
 
 
 def test_gated_seeds_stops_when_spares_run_out_and_runs_no_spare_when_all_learn():
