@@ -5,6 +5,8 @@ table.
 :func:`verdicts` applies Holm's step-down correction over the claims of one table and says,
 for each claim that is not resolved, the smallest effect the design could have detected
 (:func:`detectable_effect`: the difference that Welch's test would find with the stated power).
+"The same" is never read from a claim that is not resolved: :func:`equivalence` tests it with two
+one-sided tests against a margin stated in advance.
 """
 
 from __future__ import annotations
@@ -121,6 +123,49 @@ def compare(
         "p": p,
         "detectable": detectable_effect(se, df, alpha=alpha, power=power),
         "gain": diff if higher_is_better else -diff,
+    }
+
+
+def equivalence(
+    treated: Iterable[float], control: Iterable[float], *, margin: float, alpha: float = ALPHA
+) -> dict[str, Any]:
+    """Two one-sided Welch tests (TOST) that ``|mean(treated) - mean(control)| < margin``.
+
+    "The same" is a claim too: it holds when both one-sided tests reject at ``alpha``, i.e. when
+    the ``1 - 2 alpha`` confidence interval of the difference lies inside ``(-margin, margin)``.
+    ``margin`` is stated in the protocol before the results (in the values' units). Returns
+    ``difference``, ``eq_low``/``eq_high`` (that interval), ``p_equivalence`` (the larger one-sided
+    p-value), ``margin`` and ``equivalent`` (bool); NaN statistics and ``False`` with fewer than
+    2 values in an arm.
+    """
+    alpha = _check_level("alpha", alpha)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin > 0:
+        raise ValueError(f"margin must be a positive number, got {margin!r}")
+    if not math.isfinite(margin):
+        raise ValueError(f"margin must be finite, got {margin!r}")
+    t, c = _values("treated", treated), _values("control", control)
+    out: dict[str, Any] = {"n_treated": len(t), "n_control": len(c), "margin": float(margin)}
+    if len(t) < 2 or len(c) < 2:
+        nan = dict.fromkeys(("difference", "eq_low", "eq_high", "p_equivalence"), math.nan)
+        return {**out, **nan, "equivalent": False}
+    var_t, var_c = t.var(ddof=1), c.var(ddof=1)
+    diff = float(t.mean() - c.mean())
+    se = math.sqrt(var_t / len(t) + var_c / len(c))
+    df = welch_df(var_t, len(t), var_c, len(c))
+    if se > 0:
+        p_lower = float(sps.t.sf((diff + margin) / se, df))  # H0: difference <= -margin
+        p_upper = float(sps.t.cdf((diff - margin) / se, df))  # H0: difference >= +margin
+    else:
+        p_lower = p_upper = 0.0 if abs(diff) < margin else 1.0
+    half = float(sps.t.ppf(1 - alpha, df)) * se
+    p_equivalence = max(p_lower, p_upper)
+    return {
+        **out,
+        "difference": diff,
+        "eq_low": diff - half,
+        "eq_high": diff + half,
+        "p_equivalence": p_equivalence,
+        "equivalent": bool(p_equivalence < alpha),
     }
 
 

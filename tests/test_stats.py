@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from pilcro_lib.stats import compare, detectable_effect, holm, seeds_that_learnt, verdicts, welch_df
+from pilcro_lib.stats import (
+    compare,
+    detectable_effect,
+    equivalence,
+    holm,
+    seeds_that_learnt,
+    verdicts,
+    welch_df,
+)
 
 
 def test_compare_matches_scipy_welch_test():
@@ -97,3 +105,42 @@ def test_seed_gate():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_equivalence_matches_statsmodels_two_one_sided_tests():
+    from statsmodels.stats.weightstats import ttost_ind
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        treated = rng.normal(0.0, 1.0, size=rng.integers(3, 9))
+        control = rng.normal(rng.normal(0, 0.5), rng.uniform(0.5, 2), size=rng.integers(3, 9))
+        margin = float(rng.uniform(0.2, 2.0))
+        result = equivalence(treated, control, margin=margin)
+        p, _, _ = ttost_ind(treated, control, -margin, margin, usevar="unequal")
+        assert result["p_equivalence"] == pytest.approx(p, rel=1e-9, abs=1e-12)
+        assert result["equivalent"] == (p < 0.05)
+        inside = -margin < result["eq_low"] and result["eq_high"] < margin
+        assert result["equivalent"] == inside  # the 90% interval inside the margin
+
+
+def test_equivalence_needs_a_margin_and_two_values_an_arm():
+    same = equivalence([1.0, 1.01, 0.99], [1.0, 1.02, 0.98], margin=0.1)
+    assert same["equivalent"] and same["margin"] == 0.1
+    assert not equivalence([1.0, 1.01, 0.99], [1.0, 1.02, 0.98], margin=0.001)["equivalent"]
+    short = equivalence([1.0], [1.0, 2.0], margin=0.1)
+    assert not short["equivalent"] and math.isnan(short["p_equivalence"])
+    for margin in (0, -1.0, math.inf, True, "0.1"):
+        with pytest.raises(ValueError, match="margin must be"):
+            equivalence([1.0, 2.0], [1.0, 2.0], margin=margin)
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        p = rng.uniform(0, 0.2, size=rng.integers(1, 12)).tolist()
+        adjusted, rejected = holm(p)
+        reject_ref, adjusted_ref, _, _ = multipletests(p, alpha=0.05, method="holm")
+        assert adjusted == pytest.approx(adjusted_ref.tolist(), rel=1e-12)
+        assert rejected == reject_ref.tolist()
