@@ -97,6 +97,22 @@ def choose_on_validation(
     return Choice(best=best, table=table)
 
 
+def strongest_within_one_se(choice: Choice, n_val: int) -> Hashable:
+    """The pre-stated "strong" arm: the largest candidate (e.g. penalty weight) whose mean
+    validation accuracy is within one standard error of the best's, the standard error being that
+    of the best's accuracy ``a`` on ``n_val`` validation images, ``sqrt(a (1 - a) / n_val)`` (as in
+    :func:`plateau_verdict`). ``choice``: :func:`choose_on_validation` of accuracies (higher is
+    better) over orderable candidates."""
+    n_val = check_positive_int("n_val", n_val)
+    table = choice.table
+    best = float(table.loc[choice.best, "mean"])
+    if not 0 <= best <= 1:
+        raise ValueError(f"choice: the best mean {best} is not an accuracy in [0, 1]")
+    standard_error = math.sqrt(best * (1 - best) / n_val)
+    close = [c for c, mean in table["mean"].items() if mean >= best - standard_error]
+    return max(close)
+
+
 @dataclass(frozen=True)
 class GatedSeeds:
     """The results of :func:`gated_seeds`: ``learnt`` (seed -> result, passed the gate),

@@ -12,6 +12,7 @@ from pilcro_lib.protocol import (
     log_grid,
     per_seed_table,
     plateau_verdict,
+    strongest_within_one_se,
 )
 
 
@@ -210,3 +211,15 @@ def test_log_grid_is_the_same_on_every_machine(monkeypatch):
     geomspace = np.geomspace
     monkeypatch.setattr(np, "geomspace", lambda *a: np.nextafter(geomspace(*a), np.inf))
     assert log_grid(0.003, 3.0, 4) == [0.003, 0.03, 0.3, 3.0]
+
+
+def test_strongest_within_one_se_takes_the_largest_weight_close_to_the_best():
+    # n_val 2,000 at 0.894: one standard error is sqrt(0.894 * 0.106 / 2000) = 0.00688
+    scores = {0.003: [0.887], 0.03: [0.894], 0.3: [0.8875], 3.0: [0.862]}
+    choice = choose_on_validation(scores)
+    assert choice.best == 0.03
+    assert strongest_within_one_se(choice, 2000) == 0.3  # 0.8875 >= 0.894 - 0.00688
+    assert strongest_within_one_se(choice, 100_000) == 0.03  # a tiny SE: only the best
+    assert strongest_within_one_se(choose_on_validation({1: [0.5], 2: [float("nan")]}), 10) == 1
+    with pytest.raises(ValueError, match="not an accuracy"):
+        strongest_within_one_se(choose_on_validation({1: [3.0]}), 10)
