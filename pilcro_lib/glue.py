@@ -83,3 +83,13 @@ def glue_html(name: str, html: str) -> None:
     if not isinstance(html, str):
         raise TypeError(f"{name}: expected an HTML string, got {type(html).__name__}")
     _glue(name, HTML(html))
+
+
+def listing(values, spec: str = "") -> str:
+    """``values`` written as a list in words for the prose, each by the format ``spec``:
+    ``listing([0.32, 0.341], ".2f")`` is ``"0.32 and 0.34"``, three or more read
+    ``"a, b and c"``."""
+    items = [format(v, spec) for v in values]
+    if not items:
+        raise ValueError("values must hold at least one value to write")
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
