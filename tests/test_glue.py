@@ -15,7 +15,7 @@ from myst_nb.core.variables import format_plain_text
 from myst_nb.ext.glue import extract_glue_data_cell
 
 from pilcro_lib import plotting
-from pilcro_lib.glue import glue_figure, glue_html, glue_values
+from pilcro_lib.glue import glue_figure, glue_html, glue_values, listing
 
 
 def _glued(call) -> dict:
@@ -82,3 +82,11 @@ def test_html_is_glued_as_html():
     assert data["summary"]["text/html"] == "<ul><li>a</li></ul>"
     with pytest.raises(TypeError, match="summary: expected an HTML string, got int"):
         glue_html("summary", 3)
+
+
+def test_listing_writes_values_as_words():
+    assert listing([0.32, 0.341], ".2f") == "0.32 and 0.34"
+    assert listing([8, 16, 32]) == "8, 16 and 32"
+    assert listing(["one"]) == "one"
+    with pytest.raises(ValueError, match="at least one"):
+        listing([])

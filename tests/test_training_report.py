@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pilcro_lib.glue import listing
 from pilcro_lib.runs.records import Record
 from pilcro_lib.training_report import (
     PLATEAU_WORDS,
@@ -178,11 +177,3 @@ def test_confusion_figure_shows_row_shares_in_percent():
     assert labels == ["10", "20", "80", "90"]
     assert _smallest_font(fig) >= 8
     assert _width_px(fig) <= MAX_FIGURE_PX
-
-
-def test_listing_writes_values_as_words():
-    assert listing([0.32, 0.341], ".2f") == "0.32 and 0.34"
-    assert listing([8, 16, 32]) == "8, 16 and 32"
-    assert listing(["one"]) == "one"
-    with pytest.raises(ValueError, match="at least one"):
-        listing([])
