@@ -4,7 +4,8 @@ table.
 :func:`compare` tests one claim from per-seed values of a treated and a control arm;
 :func:`verdicts` applies Holm's step-down correction over the claims of one table and says,
 for each claim that is not resolved, the smallest effect the design could have detected
-(:func:`detectable_effect`: the difference that Welch's test would find with the stated power).
+(:func:`detectable_effect`: the difference that Welch's test at the Holm level the claim faced
+would find with the stated power).
 "The same" is never read from a claim that is not resolved: :func:`equivalence` tests it with two
 one-sided tests against a margin stated in advance.
 """
@@ -178,8 +179,7 @@ def holm(p_values: Sequence[float], *, alpha: float = ALPHA) -> tuple[list[float
     alpha = _check_level("alpha", alpha)
     p = np.asarray(p_values, dtype=np.float64)
     adjusted = np.full(len(p), np.nan)
-    measured = np.flatnonzero(~np.isnan(p))
-    order = measured[np.argsort(p[measured], kind="stable")]
+    order = _holm_order(p)
     m, running = len(order), 0.0
     for rank, index in enumerate(order):
         running = max(running, min(1.0, (m - rank) * p[index]))
@@ -188,27 +188,53 @@ def holm(p_values: Sequence[float], *, alpha: float = ALPHA) -> tuple[list[float
     return adjusted.tolist(), rejected
 
 
+def _holm_order(p: np.ndarray) -> np.ndarray:
+    """The measured claims' indices, smallest p first (ties in the given order)."""
+    measured = np.flatnonzero(~np.isnan(p))
+    return measured[np.argsort(p[measured], kind="stable")]
+
+
+def holm_levels(p_values: Sequence[float], *, alpha: float = ALPHA) -> list[float]:
+    """The level at which Holm's procedure tests each claim: ``alpha / (m - rank)`` for the claim
+    of the ``rank``-th smallest p-value (0-based) among the ``m`` measured; NaN when not measured.
+    A claim's detectable effect is computed at this level, the one its verdict faced."""
+    alpha = _check_level("alpha", alpha)
+    p = np.asarray(p_values, dtype=np.float64)
+    levels = np.full(len(p), np.nan)
+    order = _holm_order(p)
+    for rank, index in enumerate(order):
+        levels[index] = alpha / (len(order) - rank)
+    return levels.tolist()
+
+
 def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
     """The verdict table of one family of claims (:func:`compare` results keyed by claim).
 
-    Adds ``p_holm`` and ``verdict``: ``supported`` / ``contradicted`` when Holm rejects "no
-    difference" and the gain favours / opposes the treatment, ``not resolved`` otherwise,
-    ``not measured`` without data. Returns a pandas DataFrame, one row per claim.
+    Adds ``p_holm``, ``holm_level`` (the level each claim was tested at, :func:`holm_levels`) and
+    ``verdict``: ``supported`` / ``contradicted`` when Holm rejects "no difference" and the gain
+    favours / opposes the treatment, ``not resolved`` otherwise, ``not measured`` without data.
+    ``detectable`` is recomputed at ``holm_level`` (from the claim's ``std_error`` and ``df``):
+    the smallest difference that the corrected test could have found with the stated power.
+    Returns a pandas DataFrame, one row per claim.
     """
     import pandas as pd
 
     names = list(claims)
-    adjusted, rejected = holm([claims[n]["p"] for n in names], alpha=alpha)
+    p_values = [claims[n]["p"] for n in names]
+    adjusted, rejected = holm(p_values, alpha=alpha)
+    levels = holm_levels(p_values, alpha=alpha)
     rows = []
-    for name, p_holm, reject in zip(names, adjusted, rejected):
-        c = claims[name]
+    for name, p_holm, reject, level in zip(names, adjusted, rejected, levels):
+        c = dict(claims[name])
         if math.isnan(c["p"]):
             verdict = "not measured"
         elif reject:
             verdict = "supported" if c["gain"] > 0 else "contradicted"
         else:
             verdict = "not resolved"
-        rows.append({"claim": name, **c, "p_holm": p_holm, "verdict": verdict})
+        if not math.isnan(level) and {"std_error", "df"} <= set(c):
+            c["detectable"] = detectable_effect(c["std_error"], c["df"], alpha=level)
+        rows.append({"claim": name, **c, "p_holm": p_holm, "holm_level": level, "verdict": verdict})
     return pd.DataFrame(rows).set_index("claim")
 
 

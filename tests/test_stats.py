@@ -9,6 +9,7 @@ from pilcro_lib.stats import (
     detectable_effect,
     equivalence,
     holm,
+    holm_levels,
     seeds_that_learnt,
     verdicts,
     welch_df,
@@ -144,3 +145,22 @@ def test_holm_matches_statsmodels():
         reject_ref, adjusted_ref, _, _ = multipletests(p, alpha=0.05, method="holm")
         assert adjusted == pytest.approx(adjusted_ref.tolist(), rel=1e-12)
         assert rejected == reject_ref.tolist()
+
+
+def test_holm_levels_step_down_and_detectable_is_computed_at_the_level_faced():
+    assert holm_levels([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx(
+        [0.05 / 3, 0.05 / 1, 0.05 / 2]
+    )
+    assert math.isnan(holm_levels([0.01, float("nan")])[1])
+    claims = {
+        "a": compare([0.9, 0.91, 0.92, 0.93, 0.94], [0.8, 0.81, 0.82, 0.83, 0.84]),
+        "b": compare([0.8, 0.82, 0.79, 0.83, 0.81], [0.8, 0.81, 0.82, 0.83, 0.84]),
+    }
+    table = verdicts(claims)
+    for name, level in (("a", 0.05 / 2), ("b", 0.05)):
+        c = claims[name]
+        assert table.loc[name, "holm_level"] == pytest.approx(level)
+        expected = detectable_effect(c["std_error"], c["df"], alpha=level)
+        assert table.loc[name, "detectable"] == pytest.approx(expected)
+    # the first claim faced a stricter level than compare's unadjusted 0.05: a larger effect
+    assert table.loc["a", "detectable"] > claims["a"]["detectable"]
