@@ -60,9 +60,9 @@ class ArmRuns:
     ``runs(task, arm, seed, rank=1, epochs=None, peak_lr=None)`` is the :class:`Record` of
     :func:`pilcro_lib.lrlc_experiments.train_arm` (``width`` channels, ``batch_size``,
     ``normalization``; ``epochs`` defaults to the instance's; the peak rate ``peak_lr``, else
-    the chosen ``lr``), read from its run record (folder ``name``) when stored. An
-    input-dependent arm also stores the weights of :data:`EXAMPLES` test images.
-    ``records`` holds every record read, by key.
+    the rate chosen for that spec in ``lrs``, else ``lr``), read from its run record (folder
+    ``name``) when stored. An input-dependent arm also stores the weights of :data:`EXAMPLES`
+    test images. ``records`` holds every record read, by key.
     """
 
     tasks: Mapping[str, Sequence[Any]]
@@ -73,6 +73,7 @@ class ArmRuns:
     lr: float | None = None
     name: str = "08_lrlc_experiments"
     records: dict[str, Record] = field(default_factory=dict)
+    lrs: dict[Spec, float] = field(default_factory=dict)
 
     def __call__(
         self,
@@ -84,7 +85,7 @@ class ArmRuns:
         peak_lr: float | None = None,
     ) -> Record:
         train, val, test = self.tasks[check_choice("task", task, list(self.tasks))]
-        rate = self.lr if peak_lr is None else peak_lr
+        rate = self.lrs.get((task, arm, rank), self.lr) if peak_lr is None else peak_lr
         if rate is None:
             raise ValueError("no peak learning rate: pass peak_lr, or set lr once it is chosen")
         record = cached_run(
@@ -107,23 +108,67 @@ class ArmRuns:
         return record
 
     def gated(
-        self, specs: Sequence[Spec], seeds: Sequence[int], *, gate: float, epochs: int | None = None
+        self,
+        specs: Sequence[Spec],
+        seeds: Sequence[int],
+        *,
+        gate: float,
+        epochs: int | None = None,
+        head_eps: float | None = None,
     ) -> dict[Spec, GatedSeeds]:
         """Each spec over ``seeds`` for ``epochs``, behind the gate (final validation accuracy
-        at least ``gate``): every run is asked for before any is read, and a seed that fails is
-        replaced by a spare (:func:`pilcro_lib.protocol.gated_seeds`)."""
+        at least ``gate`` and, for an input-dependent arm when ``head_eps`` is given, a head that
+        is active: :func:`head_active`): every run is asked for before any is read, and a seed
+        that fails is replaced by a spare (:func:`pilcro_lib.protocol.gated_seeds`)."""
         check_number("gate", gate, minimum=0, maximum=1)
         for task, arm, rank in specs:
             for s in seeds:
                 self(task, arm, s, rank, epochs=epochs)
+
+        def passes(record: Record, arm: str) -> bool:
+            learnt = record.metrics["val_acc"] >= gate
+            if arm == "lrlc_input" and head_eps is not None:
+                return learnt and head_active(record, head_eps)
+            return learnt
+
         return {
             spec: gated_seeds(
                 lambda s, spec=spec: self(spec[0], spec[1], s, spec[2], epochs=epochs),
                 seeds,
-                gate=lambda record: record.metrics["val_acc"] >= gate,
+                gate=lambda record, arm=spec[1]: passes(record, arm),
             )
             for spec in specs
         }
+
+    def tune_rates(
+        self, specs: Sequence[Spec], rates: Sequence[float], seeds: Sequence[int]
+    ) -> dict[Spec, Any]:
+        """Each spec's peak learning rate chosen on validation: every rate of ``rates`` on every
+        tuning seed of ``seeds``, the best mean validation accuracy (ties: the lowest rate),
+        stored in ``lrs``. Returns spec -> :class:`pilcro_lib.protocol.Choice`."""
+        for task, arm, rank in specs:  # every run is asked for before any is read
+            for rate in rates:
+                for s in seeds:
+                    self(task, arm, s, rank, peak_lr=rate)
+        choices = {}
+        for task, arm, rank in specs:
+            scores = {
+                rate: [
+                    100 * self(task, arm, s, rank, peak_lr=rate).metrics["val_acc"] for s in seeds
+                ]
+                for rate in sorted(rates)
+            }
+            choices[(task, arm, rank)] = choice = choose_on_validation(scores)
+            self.lrs[(task, arm, rank)] = choice.best
+        return choices
+
+
+def head_active(record: Record, eps: float) -> bool:
+    """Whether an input-dependent LRLC's head is active: the spread of its combining weights
+    across test images (``across_examples``, the mean over positions of their std) is at least
+    ``eps``, a threshold stated before the runs."""
+    check_number("eps", eps, minimum=0)
+    return record.metrics["across_examples"] >= eps
 
 
 def accuracies(
@@ -436,3 +481,20 @@ def variation_table(groups: Mapping[Spec, GatedSeeds], specs: Sequence[Spec]):
         if s[1] in ("lc", "lrlc", "lrlc_no_spatial_bias")
     }
     return two_level(per_seed_table(values), ["task", "arm"])
+
+
+def rate_table(choices: Mapping[Spec, Any]):
+    """One row per spec (task, arm): the mean validation accuracy (%) over the tuning seeds at
+    each peak rate, and the rate chosen."""
+    import pandas as pd
+
+    rows = {
+        (spec[0], arm_label(*spec[1:])): {
+            **{f"rate {rate:g}": mean for rate, mean in choice.table["mean"].items()},
+            "chosen rate": choice.best,
+        }
+        for spec, choice in choices.items()
+    }
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["task", "arm"])
+    return frame

@@ -69,6 +69,39 @@ def test_arm_runs_ask_for_train_arm_with_the_chosen_rate(monkeypatch):
         runs("rotated", "conv", 0)
 
 
+def test_each_spec_gets_the_rate_its_own_tuning_runs_chose(monkeypatch):
+    asked = []
+    best = {"conv": 0.4, "lrlc_input": 0.1}  # the rate at which each arm validates best
+
+    def fake_cached_run(fn, **inputs):
+        asked.append(inputs)
+        val = 0.9 - abs(inputs["lr"] - best[inputs["arm"]]) - 0.001 * (inputs["seed"] % 2)
+        spread = 0.0001 if inputs["seed"] == 1 else 0.03  # seed 1's head is dead
+        return record(val_acc=val, key=str(len(asked)), across_examples=spread)
+
+    monkeypatch.setattr(study, "cached_run", fake_cached_run)
+    runs = study.ArmRuns({"aligned": ("tr", "va", "te")}, 4, None, 8, 3)
+    specs = [("aligned", "conv", 1), ("aligned", "lrlc_input", 4)]
+    choices = runs.tune_rates(specs, [0.8, 0.1, 0.4, 0.2], [1000, 1001, 1002])
+    # every run asked for (to plan it) before any is read, then read: 2 x 2 arms x 4 rates x 3 seeds
+    assert len(asked) == 2 * 24 and len({(a["arm"], a["lr"], a["seed"]) for a in asked}) == 24
+    assert [a["seed"] for a in asked[:3]] == [1000, 1001, 1002]
+    assert runs.lrs == {specs[0]: 0.4, specs[1]: 0.1}
+    assert list(choices[specs[0]].table.index) == [0.1, 0.2, 0.4, 0.8]
+    table = study.rate_table(choices)
+    assert table.loc[("aligned", "conv"), "chosen rate"] == 0.4
+    assert table.loc[("aligned", "input-dependent LRLC K=4"), "rate 0.1"] == pytest.approx(
+        np.mean([90.0, 89.9, 90.0])
+    )
+    asked.clear()
+    groups = runs.gated(specs, [0, 1], gate=0.5, head_eps=0.005)
+    assert {(a["arm"], a["lr"]) for a in asked} == {("conv", 0.4), ("lrlc_input", 0.1)}
+    assert list(groups[specs[0]].learnt) == [0, 1]  # the head check is for the head's arm only
+    assert list(groups[specs[1]].learnt) == [0, 2] and list(groups[specs[1]].failed) == [1]
+    assert study.head_active(record(across_examples=0.005), 0.005)
+    assert not study.head_active(record(across_examples=0.0049), 0.005)
+
+
 def test_seed_tables_and_the_gate_report():
     groups = {("real", "conv", 1): group(0.8, 0.9), ("real", "lc", 1): group(0.7, failed=[5])}
     assert study.accuracies(groups, ("real", "conv", 1)) == pytest.approx({0: 80, 1: 90})
