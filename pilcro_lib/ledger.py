@@ -92,8 +92,14 @@ class LedgerEntry:
 
 CH5 = "05_p_objective.ipynb"
 CH6 = "06_p_objective_experiments.ipynb"
+CH6B = "06b_p_objective_speed_accuracy_robustness.ipynb"
+CH6C = "06c_p_objective_measure_ablation.ipynb"
+CH6D = "06d_p_objective_position_and_resnet.ipynb"
 CH8 = "08_lrlc_experiments.ipynb"
 CH9 = "09_where_position_hides.ipynb"
+CH9B = "09b_absolute_position.ipynb"
+CH9C = "09c_stride_asymmetry.ipynb"
+CH9D = "09d_trained_landscapes.ipynb"
 CH5_SETTING = (
     "Fashion-MNIST, 4,000 train / 1,000 validation / 2,000 test images; fast CNN, width 16; "
     "32 epochs, batches of 64; λ = 0.3; 5 seeds an arm"
@@ -119,7 +125,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         PILCRO_SETTING,
         CH6_SETTING,
         CH6,
-        "Verdicts",
+        "Flatter: the verdicts",
         CH6_PLAIN,
         "flatter: curvature κ",
     ),
@@ -128,8 +134,8 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "Networks trained with the P-objective train faster",
         PILCRO_SETTING,
         CH6_SETTING,
-        CH6,
-        "Verdicts",
+        CH6B,
+        "Faster, more accurate, more robust: the verdicts",
         CH6_PLAIN,
         "faster: steps to 95% of target",
         "steps",
@@ -139,8 +145,8 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "Networks trained with the P-objective are more accurate",
         PILCRO_SETTING,
         CH6_SETTING,
-        CH6,
-        "Verdicts",
+        CH6B,
+        "Faster, more accurate, more robust: the verdicts",
         CH6_PLAIN,
         "more accurate: test accuracy",
         "accuracy",
@@ -150,8 +156,8 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "Networks trained with the P-objective are more robust to test-time noise",
         PILCRO_SETTING,
         CH6_SETTING,
-        CH6,
-        "Verdicts",
+        CH6B,
+        "Faster, more accurate, more robust: the verdicts",
         CH6_PLAIN,
         "more robust: drop, Gaussian noise σ=0.2",
         "accuracy",
@@ -248,7 +254,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "",
         CH6_SETTING,
         CH6,
-        "Verdicts",
+        "Flatter: the verdicts",
         "P-objective against input-gradient penalty",
         "flatter: curvature κ",
     ),
@@ -257,8 +263,8 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "The P-objective raises the accuracy at the worst position of an item",
         "",
         CH6_SETTING,
-        CH6,
-        "Verdicts",
+        CH6D,
+        "Position: the verdicts",
         CH6_PLAIN,
         "position: worst-position accuracy",
         "accuracy",
@@ -301,7 +307,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "H2 (after Kayhan & van Gemert 2020): circular padding reads less absolute position",
         "",
         CH9_SETTING,
-        CH9,
+        CH9B,
         "H2: can a CNN tell where it is?",
         "H2",
         "circular padding: reads less position (lower accuracy)",
@@ -312,7 +318,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "H3 (after Alsallakh et al. 2021): even inputs at stride 2 give asymmetric landscapes",
         "",
         CH9_SETTING,
-        CH9,
+        CH9C,
         "H3: uneven padding at stride 2",
         "H3",
         "even input: more left/right asymmetric at init",
@@ -322,7 +328,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "H4: training lowers the landscape's correlation with the path count",
         "",
         CH9_SETTING,
-        CH9,
+        CH9D,
         "H4: how far does training move the landscape?",
         "H4",
         "plain: training lowers it",
@@ -332,7 +338,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         "H5: the P-objective flattens an LRLC network too",
         "",
         CH9_SETTING,
-        CH9,
+        CH9D,
         "H5: the P-objective on an LRLC network",
         "H5",
         "LRLC + P-objective: flatter than LRLC",

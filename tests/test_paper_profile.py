@@ -64,6 +64,15 @@ CHAPTERS = {
         gate=0.0,
     ),
 }
+# chapter 6's other pages take the same parameters as its first (they read the same runs)
+CHAPTERS |= {
+    page: CHAPTERS["06_p_objective_experiments"]
+    for page in (
+        "06b_p_objective_speed_accuracy_robustness",
+        "06c_p_objective_measure_ablation",
+        "06d_p_objective_position_and_resnet",
+    )
+}
 
 
 # --------------------------------------------------------------------------- fabricated files
