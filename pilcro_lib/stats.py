@@ -210,11 +210,11 @@ def holm_levels(p_values: Sequence[float], *, alpha: float = ALPHA) -> list[floa
 def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
     """The verdict table of one family of claims (:func:`compare` results keyed by claim).
 
-    Adds ``p_holm``, ``holm_level`` (the level each claim was tested at, :func:`holm_levels`) and
-    ``verdict``: ``supported`` / ``contradicted`` when Holm rejects "no difference" and the gain
+    Adds ``p_holm`` and ``verdict``: ``supported`` / ``contradicted`` when Holm rejects "no difference" and the gain
     favours / opposes the treatment, ``not resolved`` otherwise, ``not measured`` without data.
-    ``detectable`` is recomputed at ``holm_level`` (from the claim's ``std_error`` and ``df``):
-    the smallest difference that the corrected test could have found with the stated power.
+    ``detectable`` is recomputed at the level Holm's procedure tested the claim at
+    (:func:`holm_levels`; from the claim's ``std_error`` and ``df``): the smallest difference that
+    the corrected test could have found with the stated power.
     Returns a pandas DataFrame, one row per claim.
     """
     import pandas as pd
