@@ -210,8 +210,9 @@ def holm_levels(p_values: Sequence[float], *, alpha: float = ALPHA) -> list[floa
 def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
     """The verdict table of one family of claims (:func:`compare` results keyed by claim).
 
-    Adds ``p_holm`` and ``verdict``: ``supported`` / ``contradicted`` when Holm rejects "no difference" and the gain
-    favours / opposes the treatment, ``not resolved`` otherwise, ``not measured`` without data.
+    Adds ``p_holm`` and ``verdict``: ``supported`` / ``contradicted`` when Holm rejects "no
+    difference" and the gain favours / opposes the treatment, ``not resolved`` otherwise,
+    ``not measured`` without data.
     ``detectable`` is recomputed at the level Holm's procedure tested the claim at
     (:func:`holm_levels`; from the claim's ``std_error`` and ``df``): the smallest difference that
     the corrected test could have found with the stated power.
