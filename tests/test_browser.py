@@ -285,7 +285,7 @@ def test_page_renders_offline(page, server, browser):
 
 
 # Every chapter's page: code lines of at most 88 characters, HTML tables
-FORMATTED = [f"notebooks/{p.stem}.html" for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+FORMATTED = [f"notebooks/{p.stem}.html" for p in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))]
 READING_WIDTH = 1280  # pixels: a laptop's browser window
 SIDEWAYS = r"""
 const selector = 'div.highlight pre, div.cell_output .output, div.cell_output table, '
