@@ -235,7 +235,7 @@ def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
             verdict = "not resolved"
         if not math.isnan(level) and {"std_error", "df"} <= set(c):
             c["detectable"] = detectable_effect(c["std_error"], c["df"], alpha=level)
-        rows.append({"claim": name, **c, "p_holm": p_holm, "holm_level": level, "verdict": verdict})
+        rows.append({"claim": name, **c, "p_holm": p_holm, "verdict": verdict})
     return pd.DataFrame(rows).set_index("claim")
 
 

@@ -157,6 +157,7 @@ def test_holm_levels_step_down_and_detectable_is_computed_at_the_level_faced():
         "b": compare([0.8, 0.82, 0.79, 0.83, 0.81], [0.8, 0.81, 0.82, 0.83, 0.84]),
     }
     table = verdicts(claims)
+    assert "holm_level" not in table.columns  # used, not shown
     for name, level in (("a", 0.05 / 2), ("b", 0.05)):
         c = claims[name]
         expected = detectable_effect(c["std_error"], c["df"], alpha=level)
