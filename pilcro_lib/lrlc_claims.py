@@ -23,7 +23,13 @@ from matplotlib.figure import Figure
 
 from pilcro_lib.lrlc_experiments import ARMS, TASKS, train_arm
 from pilcro_lib.plotting import COLUMN_LABEL, ROW_LABEL, new_figure
-from pilcro_lib.protocol import GatedSeeds, choose_on_validation, gated_seeds, per_seed_table
+from pilcro_lib.protocol import (
+    GATE_MISSED,
+    GatedSeeds,
+    choose_on_validation,
+    gated_seeds,
+    per_seed_table,
+)
 from pilcro_lib.report_tables import two_level
 from pilcro_lib.runs.records import Record, cached_run
 from pilcro_lib.stats import compare, verdicts
@@ -125,20 +131,27 @@ class ArmRuns:
             for s in seeds:
                 self(task, arm, s, rank, epochs=epochs)
 
-        def passes(record: Record, arm: str) -> bool:
-            learnt = record.metrics["val_acc"] >= gate
-            if arm == "lrlc_input" and head_eps is not None:
-                return learnt and head_active(record, head_eps)
-            return learnt
+        def why_not(record: Record, arm: str) -> str | None:
+            """Why ``record`` fails the gate, or ``None`` if it passes."""
+            if record.metrics["val_acc"] < gate:
+                return f"validation accuracy {100 * record.metrics['val_acc']:.1f}% below the gate"
+            if arm == "lrlc_input" and head_eps is not None and not head_active(record, head_eps):
+                spread = record.metrics["across_examples"]
+                return f"head inactive: spread {spread:.4f} below {head_eps:g}"
+            return None
 
-        return {
-            spec: gated_seeds(
-                lambda s, spec=spec: self(spec[0], spec[1], s, spec[2], epochs=epochs),
+        groups = {}
+        for task, arm, rank in specs:
+            group = gated_seeds(
+                lambda s, t=task, a=arm, k=rank: self(t, a, s, k, epochs=epochs),
                 seeds,
-                gate=lambda record, arm=spec[1]: passes(record, arm),
+                gate=lambda record, a=arm: why_not(record, a) is None,
             )
-            for spec in specs
-        }
+            for s, record in group.failed.items():
+                if group.reasons[s] == GATE_MISSED:  # a degenerate run keeps its own reason
+                    group.reasons[s] = why_not(record, arm) or GATE_MISSED
+            groups[(task, arm, rank)] = group
+        return groups
 
     def tune_rates(
         self, specs: Sequence[Spec], rates: Sequence[float], seeds: Sequence[int]
@@ -187,9 +200,10 @@ def seed_table(groups: Mapping[Spec, GatedSeeds], specs: Sequence[Spec], key: st
 
 def gate_report(groups: Mapping[Spec, GatedSeeds], n_seeds: int) -> str:
     """What the gate did to ``groups``: each seed that missed it (replaced, not averaged in)
-    with its validation accuracy, and the arms left with fewer than ``n_seeds`` learnt seeds."""
+    with the reason, and the arms left with fewer than ``n_seeds`` learnt seeds."""
     failed = [
-        f"  {t}, {arm_label(a, k)}, seed {s}: validation accuracy {100 * r.metrics['val_acc']:.1f}%"
+        f"  {t}, {arm_label(a, k)}, seed {s}: "
+        + g.reasons.get(s, f"validation accuracy {100 * r.metrics['val_acc']:.1f}%")
         for (t, a, k), g in groups.items()
         for s, r in g.failed.items()
     ]

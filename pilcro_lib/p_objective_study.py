@@ -38,6 +38,7 @@ from pilcro_lib import experiments, plotting, synthetic
 from pilcro_lib.data import DATASETS, NORMALIZATION, load_dataset, train_val_split
 from pilcro_lib.landscape import FLATNESS_FIGURES, normalize
 from pilcro_lib.protocol import (
+    GATE_MISSED,
     GatedSeeds,
     choose_on_validation,
     gated_seeds,
@@ -865,9 +866,13 @@ def choice_table(runs: Mapping[float, Mapping], name: str) -> StyledTable:
     return table_style(frame)
 
 
+def _why(group: GatedSeeds, seed: int) -> str:
+    return group.reasons.get(seed, GATE_MISSED)
+
+
 def gate_table(groups: Mapping[str, GatedSeeds]) -> tuple[StyledTable, list[str]]:
     """Each arm's validation accuracy (points) per seed, and the runs that failed the gate
-    (``"<arm> seed <s>"``: replaced, never averaged in)."""
+    (``"<arm> seed <s> (<why>)"``: replaced, never averaged in)."""
     seeds = sorted({s for g in groups.values() for s in (*g.learnt, *g.failed)})
     rows, failed = [], []
     for arm, g in groups.items():
@@ -878,7 +883,7 @@ def gate_table(groups: Mapping[str, GatedSeeds]) -> tuple[StyledTable, list[str]
                 format_number(results[s]["val_acc"], "accuracy") if s in results else ""
             )
         rows.append(row)
-        failed += [f"{ARM_NAMES[arm]} seed {s}" for s in g.failed]
+        failed += [f"{ARM_NAMES[arm]} seed {s} ({_why(g, s)})" for s in g.failed]
     return table_style(pd.DataFrame(rows)), failed
 
 

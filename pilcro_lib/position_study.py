@@ -34,6 +34,7 @@ from pilcro_lib.lrlc_experiments import downsample
 from pilcro_lib.paths import path_count
 from pilcro_lib.position import position_net, quadrant_task, run_position_arm
 from pilcro_lib.protocol import (
+    GATE_MISSED,
     GatedSeeds,
     choose_on_validation,
     gated_seeds,
@@ -469,7 +470,11 @@ def gate_table(groups: Mapping[str, GatedSeeds], gate: float) -> StyledTable:
             for arm, by_seed in runs.items()
         ]
     )
-    failed = [f"{arm} seed {s}" for arm, g in groups.items() for s in g.failed]
+    failed = [
+        f"{arm} seed {s} ({g.reasons.get(s, GATE_MISSED)})"
+        for arm, g in groups.items()
+        for s in g.failed
+    ]
     return table_style(
         frame,
         caption=(

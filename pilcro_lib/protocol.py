@@ -113,6 +113,9 @@ def strongest_within_one_se(choice: Choice, n_val: int) -> Hashable:
     return max(close)
 
 
+GATE_MISSED = "did not pass the gate"  # the reason of a failed seed that is not degenerate
+
+
 @dataclass(frozen=True)
 class GatedSeeds:
     """The results of :func:`gated_seeds`: ``learnt`` (seed -> result, passed the gate),
@@ -182,7 +185,7 @@ def gated_seeds(
             out.learnt[seed] = result
         else:
             out.failed[seed] = result
-            out.reasons[seed] = degenerate or "did not pass the gate"
+            out.reasons[seed] = degenerate or GATE_MISSED
     return out
 
 

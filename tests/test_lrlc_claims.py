@@ -64,6 +64,9 @@ def test_arm_runs_ask_for_train_arm_with_the_chosen_rate(monkeypatch):
     assert asked[1]["lr"] == 0.4 and asked[1]["epochs"] == 6 and asked[1]["examples"] == 6
     g = groups[("aligned", "lrlc_input", 8)]
     assert list(g.learnt) == [0, 2] and list(g.failed) == [1]
+    assert g.reasons[1].startswith("validation accuracy") and g.reasons[1].endswith(
+        "below the gate"
+    )
     assert all(a["name"] == "08_lrlc_experiments" for a in asked) and len(runs.records) == 6
     with pytest.raises(ValueError, match="task"):
         runs("rotated", "conv", 0)
@@ -98,6 +101,9 @@ def test_each_spec_gets_the_rate_its_own_tuning_runs_chose(monkeypatch):
     assert {(a["arm"], a["lr"]) for a in asked} == {("conv", 0.4), ("lrlc_input", 0.1)}
     assert list(groups[specs[0]].learnt) == [0, 1]  # the head check is for the head's arm only
     assert list(groups[specs[1]].learnt) == [0, 2] and list(groups[specs[1]].failed) == [1]
+    assert groups[specs[1]].reasons == {1: "head inactive: spread 0.0001 below 0.005"}
+    text = study.gate_report(groups, n_seeds=2)
+    assert "aligned, input-dependent LRLC K=4, seed 1: head inactive: spread 0.0001" in text
     assert study.head_active(record(across_examples=0.005), 0.005)
     assert not study.head_active(record(across_examples=0.0049), 0.005)
 

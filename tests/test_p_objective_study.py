@@ -141,7 +141,7 @@ def test_a_seed_that_fails_the_gate_is_replaced_by_a_spare(asked):
     assert all(list(g.learnt) == [0, 1, 2] for a, g in final.items() if a != "circular")
     assert set(study.complete) == set(pos.ARM_NAMES) and study.shown == list(pos.MAIN_ARMS)
     table, failed = pos.gate_table(final)
-    assert failed == ["circular padding seed 0"]
+    assert failed == ["circular padding seed 0 (did not pass the gate)"]
     assert "20.0" in table.text and "seed 3" in table.text
 
 

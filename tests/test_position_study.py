@@ -90,7 +90,8 @@ def test_gated_asks_every_final_run_first_and_replaces_a_failed_seed(study):
         assert list(g.learnt) == [0, 2] and list(g.failed) == [1]  # seed 1 failed: spare 2
     assert all(c["border_shift"] == 2 for c in study.calls)
     table = ps.gate_table(groups, 0.5)
-    assert "a seed 1, b seed 1" in table.html and "20.0" in table.html
+    reason = "(did not pass the gate)"
+    assert f"a seed 1 {reason}, b seed 1 {reason}" in table.html and "20.0" in table.html
 
 
 def test_choices_take_the_best_validation_accuracy_and_the_smaller_of_a_tie(monkeypatch, study):

@@ -642,6 +642,22 @@ def test_keys_tell_apart_what_gives_other_results():
     assert describe(fresh) == describe(PObjective(1.0)) and describe(fresh) != describe(used)
 
 
+def _sequence_kinds(values, run_dir):
+    return {"kinds": [type(values).__name__, type(values["inner"]).__name__]}
+
+
+def test_a_tuple_and_a_list_give_one_key_and_one_result(tmp_path):
+    """(1, 2) and [1, 2] are described alike, so the run must see the same thing for both."""
+    as_tuple = cached_run(
+        _sequence_kinds, values={"inner": (1, 2)}, store=tmp_path / "a", runs=tmp_path / "r"
+    )
+    as_list = cached_run(
+        _sequence_kinds, values={"inner": [1, 2]}, store=tmp_path / "b", runs=tmp_path / "r"
+    )
+    assert as_tuple.key == as_list.key
+    assert as_tuple.metrics == as_list.metrics == {"kinds": ["dict", "list"]}
+
+
 def test_library_constants_read_through_a_module_alias_are_in_the_key(monkeypatch):
     from pilcro_lib import data as D
 

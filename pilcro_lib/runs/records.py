@@ -198,7 +198,7 @@ def cached_run(
     **inputs: Any,
 ) -> Record:
     """The record of ``run_fn(**inputs, run_dir=run_dir)``: loaded if a current one is stored, else
-    computed.
+    computed. Tuples among the inputs reach ``run_fn`` as lists, as the run key describes them.
 
     ``run_fn`` returns JSON-serialisable metrics; it may checkpoint into ``run_dir`` (e.g. with
     :func:`pilcro_lib.train.fit`) so that a killed run resumes. ``name`` groups records in a
@@ -219,6 +219,7 @@ def cached_run(
         or name.startswith(".")
     ):
         raise ValueError(f"name must be a non-empty folder name without slashes, got {name!r}")
+    inputs = _as_described(inputs)
     spec = {
         "function": describe(run_fn, where="run_fn"),
         "inputs": describe(inputs, where="inputs"),
@@ -228,6 +229,19 @@ def cached_run(
     if plan:
         return _current(request.record_path(), request.key, policy) or _planned(request, Path(plan))
     return _cached(request)
+
+
+def _as_described(value: Any) -> Any:
+    """``value`` with every tuple inside its plain lists, tuples and dicts made a list.
+
+    The run key describes ``(1, 2)`` and ``[1, 2]`` alike, so the run function is given the list
+    either way: one key, one result. Other objects (tuple subclasses included) pass unchanged.
+    """
+    if type(value) in (list, tuple):
+        return [_as_described(v) for v in value]
+    if type(value) is dict:
+        return {k: _as_described(v) for k, v in value.items()}
+    return value
 
 
 def _cached(request: RunRequest) -> Record:
