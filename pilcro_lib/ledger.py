@@ -246,7 +246,7 @@ LEDGER: tuple[LedgerEntry, ...] = (
         CH5,
         "Is a cheap setting enough?",
         "as flat as the full batch",
-        "default: sub_batch 32, every 4, against full batch",
+        "default: sub_batch 32, every 4, as flat as full batch",
     ),
     LedgerEntry(
         BOOK,
@@ -660,10 +660,13 @@ def forest_groups(table, *, spread: float = 10.0) -> tuple[dict[str, list[str]],
     return panels, axis
 
 
-def show_verdicts(family: str, table, *, caption: str | None = None, units=None) -> None:
-    """Show one verdict table as a chapter does: its forest plot (:func:`forest_groups` panels),
-    the table in the book's one style (:func:`pilcro_lib.results.verdict_table`), and its
-    ``PILCRO_VERDICTS`` line for the claims ledger (:func:`record_verdicts`)."""
+def show_verdicts(
+    family: str, table, *, caption: str | None = None, units=None, margin: float | None = None
+) -> None:
+    """Show one verdict table as a chapter does: its forest plot (:func:`forest_groups` panels;
+    an equivalence family's ``margin`` drawn as the grey band), the table in the book's one style
+    (:func:`pilcro_lib.results.verdict_table`), and its ``PILCRO_VERDICTS`` line for the claims
+    ledger (:func:`record_verdicts`)."""
     import matplotlib.pyplot as plt
     from IPython.display import display
 
@@ -671,7 +674,7 @@ def show_verdicts(family: str, table, *, caption: str | None = None, units=None)
 
     frame = as_verdict_frame(table)
     groups, axis = forest_groups(frame)
-    forest_plot(frame, groups=groups, units=axis, title=caption or family)
+    forest_plot(frame, groups=groups, units=axis, margin=margin, title=caption or family)
     plt.show()
     display(verdict_table(frame, units=units, caption=caption or family))
     record_verdicts(family, frame)

@@ -267,3 +267,22 @@ def curvature_claims(
     """Claims for :func:`pilcro_lib.experiments.claim_verdicts`: each setting's final
     curvature κ against ``control``'s (lower is better), named ``f"{setting}, {wording}"``."""
     return {f"{k}, {wording}": (k, control, "curvature κ", False) for k in settings}
+
+
+def equivalence_claims(frame, settings: Sequence[str], control: str, *, margin: float):
+    """ "As flat as ``control``": each setting's final curvature κ within ``margin`` of
+    ``control``'s (two one-sided tests, :func:`pilcro_lib.stats.equivalence`), as one family
+    (:func:`pilcro_lib.stats.equivalence_verdicts`), named ``f"{setting}, as flat as {control}"``.
+    frame: one row per run (:func:`flatness_frame`). Returns the verdict table (sizes, margin,
+    difference, its 90% interval, smallest margin shown, Holm p, verdict)."""
+    from pilcro_lib.stats import equivalence, equivalence_verdicts
+
+    curvature = frame.groupby("setting")["curvature κ"]
+    family = {
+        f"{k}, as flat as {control}": equivalence(
+            curvature.get_group(k), curvature.get_group(control), margin=margin
+        )
+        for k in settings
+    }
+    columns = ["n_treated", "n_control", "margin", "difference", "ci_low", "ci_high"]
+    return equivalence_verdicts(family)[[*columns, "detectable", "p_holm", "verdict"]]

@@ -187,6 +187,9 @@ HEADERS = {
     "n": "n",
 }
 
+# an equivalence family's interval (TOST at alpha = 0.05) and smallest showable margin
+EQUIVALENCE_HEADERS = ("90% CI (TOST)", "smallest margin shown")
+
 
 def as_verdict_frame(table) -> Any:
     """A verdict table in the standard form: a DataFrame indexed by ``claim`` (one row per claim).
@@ -319,12 +322,15 @@ def verdict_display(
     Columns, those the table holds, in this order: ``claim``, any column that is not a statistic
     (kept, formatted in the row's unit), ``n`` (``5``, or ``5 / 4`` when the arms differ),
     ``treated``, ``control``, ``difference``, ``95% CI`` (``[a, b]``), ``smallest detectable``,
-    ``Holm p``, ``verdict``. Units: see :func:`unit_of` and :func:`format_number`.
+    ``Holm p``, ``verdict``. A table with a ``margin`` column is an equivalence family
+    (:func:`pilcro_lib.stats.equivalence_verdicts`): its interval and detectable columns are
+    headed :data:`EQUIVALENCE_HEADERS`. Units: see :func:`unit_of` and :func:`format_number`.
     """
     import pandas as pd
 
     frame = as_verdict_frame(table)
     extras = [c for c in frame.columns if c not in STATISTICS_COLUMNS]
+    tost = "margin" in frame.columns  # an equivalence family (stats.equivalence_verdicts)
     rows = []
     for claim, row in frame.iterrows():
         kind = unit_of(claim, units)
@@ -337,9 +343,12 @@ def verdict_display(
         for column in ("treated", "control", "difference"):
             if column in frame.columns:
                 cells[HEADERS[column]] = format_number(row[column], kind, digits=digits)
-        cells[HEADERS["ci"]] = format_ci(row["ci_low"], row["ci_high"], kind, digits=digits)
+        interval, detectable = (
+            EQUIVALENCE_HEADERS if tost else (HEADERS["ci"], HEADERS["detectable"])
+        )
+        cells[interval] = format_ci(row["ci_low"], row["ci_high"], kind, digits=digits)
         if "detectable" in frame.columns:
-            cells[HEADERS["detectable"]] = format_number(row["detectable"], kind, digits=digits)
+            cells[detectable] = format_number(row["detectable"], kind, digits=digits)
         if "p_holm" in frame.columns:
             cells[HEADERS["p_holm"]] = format_p(row["p_holm"])
         cells[HEADERS["verdict"]] = str(row["verdict"])

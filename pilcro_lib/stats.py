@@ -135,9 +135,9 @@ def equivalence(
     "The same" is a claim too: it holds when both one-sided tests reject at ``alpha``, i.e. when
     the ``1 - 2 alpha`` confidence interval of the difference lies inside ``(-margin, margin)``.
     ``margin`` is stated in the protocol before the results (in the values' units). Returns
-    ``difference``, ``eq_low``/``eq_high`` (that interval), ``p_equivalence`` (the larger one-sided
-    p-value), ``margin`` and ``equivalent`` (bool); NaN statistics and ``False`` with fewer than
-    2 values in an arm.
+    ``difference``, ``eq_low``/``eq_high`` (that interval), ``std_error``, ``df``,
+    ``p_equivalence`` (the larger one-sided p-value), ``margin`` and ``equivalent`` (bool); NaN
+    statistics and ``False`` with fewer than 2 values in an arm.
     """
     alpha = _check_level("alpha", alpha)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin > 0:
@@ -147,7 +147,9 @@ def equivalence(
     t, c = _values("treated", treated), _values("control", control)
     out: dict[str, Any] = {"n_treated": len(t), "n_control": len(c), "margin": float(margin)}
     if len(t) < 2 or len(c) < 2:
-        nan = dict.fromkeys(("difference", "eq_low", "eq_high", "p_equivalence"), math.nan)
+        nan = dict.fromkeys(
+            ("difference", "eq_low", "eq_high", "std_error", "df", "p_equivalence"), math.nan
+        )
         return {**out, **nan, "equivalent": False}
     var_t, var_c = t.var(ddof=1), c.var(ddof=1)
     diff = float(t.mean() - c.mean())
@@ -165,6 +167,8 @@ def equivalence(
         "difference": diff,
         "eq_low": diff - half,
         "eq_high": diff + half,
+        "std_error": se,
+        "df": df,
         "p_equivalence": p_equivalence,
         "equivalent": bool(p_equivalence < alpha),
     }
@@ -236,6 +240,49 @@ def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
         if not math.isnan(level) and {"std_error", "df"} <= set(c):
             c["detectable"] = detectable_effect(c["std_error"], c["df"], alpha=level)
         rows.append({"claim": name, **c, "p_holm": p_holm, "verdict": verdict})
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def equivalence_verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
+    """The verdict table of a family of "as ... as" claims (:func:`equivalence` results by claim).
+
+    Holm's correction runs over the family's ``p_equivalence``. A claim is ``supported`` when
+    Holm rejects "the difference reaches the margin", ``contradicted`` when its ``1 - 2 alpha``
+    interval lies wholly outside ``(-margin, margin)``, ``not resolved`` otherwise and ``not
+    measured`` without data. ``ci_low``/``ci_high`` are that interval; ``detectable`` is the
+    smallest margin the design could have shown equivalence within, at the Holm level the claim
+    faced, with :data:`POWER` when the true difference is 0: ``(t_{1-level} + t_{(1+power)/2})``
+    times the standard error. Returns a pandas DataFrame, one row per claim.
+    """
+    import pandas as pd
+
+    names = list(claims)
+    p_values = [claims[n]["p_equivalence"] for n in names]
+    adjusted, rejected = holm(p_values, alpha=alpha)
+    levels = holm_levels(p_values, alpha=alpha)
+    rows = []
+    for name, p_holm, reject, level in zip(names, adjusted, rejected, levels):
+        c = dict(claims[name])
+        outside = c["eq_low"] >= c["margin"] or c["eq_high"] <= -c["margin"]
+        if math.isnan(c["p_equivalence"]):
+            verdict = "not measured"
+        else:
+            verdict = "supported" if reject else "contradicted" if outside else "not resolved"
+        detectable = math.nan
+        if not math.isnan(level):
+            quantiles = sps.t.ppf(1 - level, c["df"]) + sps.t.ppf((1 + POWER) / 2, c["df"])
+            detectable = float(quantiles * c["std_error"])
+        rows.append(
+            {
+                "claim": name,
+                **c,
+                "ci_low": c["eq_low"],
+                "ci_high": c["eq_high"],
+                "detectable": detectable,
+                "p_holm": p_holm,
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows).set_index("claim")
 
 

@@ -344,6 +344,10 @@ def test_show_verdicts_draws_shows_and_records(capsys, monkeypatch):
     assert "Table 1" in shown[0].html and "supported" in shown[0].html
     (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith(ledger.MARKER)]
     assert '"family": "toy family"' in line
+    drawn = []
+    monkeypatch.setattr("pilcro_lib.plotting.forest_plot", lambda *a, **k: drawn.append(k))
+    ledger.show_verdicts("toy family", table, margin=0.05)
+    assert drawn[0]["margin"] == 0.05
 
 
 def test_ledger_forest_and_summary_follow_the_ledger():

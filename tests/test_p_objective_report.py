@@ -130,3 +130,23 @@ def test_gated_settings_ask_for_every_run_first_and_replace_failed_seeds():
     assert frame.iloc[0].tolist() == ["a", 0, 0.1, 0.2, 0.8, 3]
     claims = report.curvature_claims(["a"], "plain", "flatter than plain")
     assert claims == {"a, flatter than plain": ("a", "plain", "curvature κ", False)}
+
+
+def test_equivalence_claims_test_each_setting_against_the_control_within_the_margin():
+    import pandas as pd
+
+    from pilcro_lib.stats import equivalence
+
+    curvatures = {"full": [1.0, 1.1, 0.9], "close": [1.0, 1.05, 0.98], "far": [2.0, 2.1, 1.9]}
+    frame = pd.DataFrame(
+        [(k, s, v) for k, vs in curvatures.items() for s, v in enumerate(vs)],
+        columns=["setting", "seed", "curvature κ"],
+    )
+    table = report.equivalence_claims(frame, ["close", "far"], "full", margin=0.3)
+    assert list(table.index) == ["close, as flat as full", "far, as flat as full"]
+    direct = equivalence(curvatures["close"], curvatures["full"], margin=0.3)
+    row = table.loc["close, as flat as full"]
+    assert (row["difference"], row["ci_low"], row["margin"]) == pytest.approx(
+        (direct["difference"], direct["eq_low"], 0.3)
+    )
+    assert table["verdict"].tolist() == ["supported", "contradicted"]

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from pilcro_lib.ledger import NOT_IN_BOOK, claims_ledger, ledger_table
+from pilcro_lib.ledger import COMPARED, NOT_IN_BOOK, claims_ledger, ledger_table
 from pilcro_lib.results import (
     CHAPTERS,
     MARKER,
@@ -245,6 +245,26 @@ def test_format_p_and_format_number():
     ]
     assert format_number(-0.0004, "accuracy") == "0.0" and format_number(1.75, "points") == "1.8"
     assert format_number(12345.6, "seconds") == "12,346" and format_number(True) == "yes"
+
+
+def test_an_equivalence_family_shows_its_margin_and_its_90_percent_interval():
+    from pilcro_lib.results import verdict_display
+    from pilcro_lib.stats import equivalence, equivalence_verdicts
+
+    same = equivalence([1.0, 1.01, 0.99, 1.0], [1.0, 1.02, 0.98, 1.01], margin=0.1)
+    table = equivalence_verdicts({"as flat as: curvature κ": same})
+    shown = verdict_display(table[["n_treated", "n_control", "margin", *COMPARED]])
+    assert list(shown.columns) == [
+        "claim",
+        "margin",
+        "n",
+        "difference",
+        "90% CI (TOST)",
+        "smallest margin shown",
+        "Holm p",
+        "verdict",
+    ]
+    assert shown["margin"].tolist() == ["0.100"] and shown["verdict"].tolist() == ["supported"]
 
 
 def test_verdict_table_html_is_deterministic_and_its_ids_follow_the_content():

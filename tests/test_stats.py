@@ -8,6 +8,7 @@ from pilcro_lib.stats import (
     compare,
     detectable_effect,
     equivalence,
+    equivalence_verdicts,
     holm,
     holm_levels,
     seeds_that_learnt,
@@ -133,6 +134,32 @@ def test_equivalence_needs_a_margin_and_two_values_an_arm():
     for margin in (0, -1.0, math.inf, True, "0.1"):
         with pytest.raises(ValueError, match="margin must be"):
             equivalence([1.0, 2.0], [1.0, 2.0], margin=margin)
+
+
+def test_equivalence_verdicts_follow_holm_and_the_interval():
+    from statsmodels.stats.multitest import multipletests
+
+    same = equivalence([1.0, 1.01, 0.99, 1.0], [1.0, 1.02, 0.98, 1.01], margin=0.1)
+    apart = equivalence([2.0, 2.01, 1.99], [1.0, 1.02, 0.98], margin=0.1)
+    noisy = equivalence([1.0, 1.3, 0.7], [1.0, 1.4, 0.6], margin=0.1)
+    short = equivalence([1.0], [1.0, 1.1], margin=0.1)
+    table = equivalence_verdicts({"same": same, "apart": apart, "noisy": noisy, "short": short})
+    assert table["verdict"].to_dict() == {
+        "same": "supported",
+        "apart": "contradicted",
+        "noisy": "not resolved",
+        "short": "not measured",
+    }
+    measured = [same, apart, noisy]
+    p_holm = multipletests([c["p_equivalence"] for c in measured], method="holm")[1]
+    assert table["p_holm"].iloc[:3].tolist() == pytest.approx(list(p_holm))
+    assert table.loc["same", "ci_low"] == same["eq_low"]
+    # the smallest margin shown with 80% power at a true difference of 0, at the claim's level
+    level = holm_levels([c["p_equivalence"] for c in measured])[2]
+    t = sps.t
+    expected = (t.ppf(1 - level, noisy["df"]) + t.ppf(0.9, noisy["df"])) * noisy["std_error"]
+    assert table.loc["noisy", "detectable"] == pytest.approx(expected)
+    assert math.isnan(table.loc["short", "detectable"])
 
 
 def test_holm_matches_statsmodels():
