@@ -211,6 +211,17 @@ def holm_levels(p_values: Sequence[float], *, alpha: float = ALPHA) -> list[floa
     return levels.tolist()
 
 
+def _holm_family(claims: Mapping[str, dict[str, Any]], p_key: str, alpha: float):
+    """Each claim of a family as ``(name, a copy of its result, Holm-adjusted p, rejected, the
+    level Holm tested it at)``, Holm's correction running over the results' ``p_key``."""
+    names = list(claims)
+    p_values = [claims[n][p_key] for n in names]
+    adjusted, rejected = holm(p_values, alpha=alpha)
+    levels = holm_levels(p_values, alpha=alpha)
+    for name, p_holm, reject, level in zip(names, adjusted, rejected, levels):
+        yield name, dict(claims[name]), p_holm, reject, level
+
+
 def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
     """The verdict table of one family of claims (:func:`compare` results keyed by claim).
 
@@ -224,13 +235,8 @@ def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
     """
     import pandas as pd
 
-    names = list(claims)
-    p_values = [claims[n]["p"] for n in names]
-    adjusted, rejected = holm(p_values, alpha=alpha)
-    levels = holm_levels(p_values, alpha=alpha)
     rows = []
-    for name, p_holm, reject, level in zip(names, adjusted, rejected, levels):
-        c = dict(claims[name])
+    for name, c, p_holm, reject, level in _holm_family(claims, "p", alpha):
         if math.isnan(c["p"]):
             verdict = "not measured"
         elif reject:
@@ -256,13 +262,8 @@ def equivalence_verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float =
     """
     import pandas as pd
 
-    names = list(claims)
-    p_values = [claims[n]["p_equivalence"] for n in names]
-    adjusted, rejected = holm(p_values, alpha=alpha)
-    levels = holm_levels(p_values, alpha=alpha)
     rows = []
-    for name, p_holm, reject, level in zip(names, adjusted, rejected, levels):
-        c = dict(claims[name])
+    for name, c, p_holm, reject, level in _holm_family(claims, "p_equivalence", alpha):
         outside = c["eq_low"] >= c["margin"] or c["eq_high"] <= -c["margin"]
         if math.isnan(c["p_equivalence"]):
             verdict = "not measured"
