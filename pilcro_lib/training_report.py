@@ -3,8 +3,9 @@ and the errors of a confusion matrix.
 
 A *ladder* is a set of runs of one recipe that differ only in length (``epochs -> record``, each
 a :class:`pilcro_lib.runs.records.Record` whose metrics hold the per-epoch ``history`` and the
-``test`` metrics). :func:`ladder_frame` makes it one table, :func:`plateau_gaps` applies chapter
-0's plateau rule, :func:`ladder_display` shows the table in the book's style and
+``test`` metrics). :func:`ladder_frame` makes it one table, :func:`plateau_rows` applies the
+book's one plateau rule (:func:`pilcro_lib.protocol.plateau_verdict`) to each run,
+:func:`ladder_display` shows the table in the book's style and
 :func:`ladder_figure` draws it. :func:`confusion_errors`, :func:`error_share` and
 :func:`confusion_figure` read a confusion matrix ``[K, K]`` (rows: true class, columns:
 predicted class).
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from pilcro_lib.plotting import heatmap, new_figure
+from pilcro_lib.protocol import plateau_verdict
 from pilcro_lib.results import VERDICT_COLOURS, StyledTable, format_number, table_style
-from pilcro_lib.utils import check_number
+from pilcro_lib.utils import check_positive_int
 
 __all__ = [
     "LADDER_HEADERS",
@@ -32,7 +34,7 @@ __all__ = [
     "ladder_display",
     "ladder_figure",
     "ladder_frame",
-    "plateau_gaps",
+    "plateau_rows",
     "plateau_run",
 ]
 
@@ -43,7 +45,7 @@ def _points(value: Any, sign: str = "") -> str:
     return "–" if value is None or math.isnan(value) else f"{100 * value:{sign}.1f}"
 
 
-LADDER_HEADERS = {  # column of ladder_frame / plateau_gaps -> (header, how a cell is written)
+LADDER_HEADERS = {  # column of ladder_frame / plateau_rows -> (header, how a cell is written)
     "training time (s)": ("training time (s)", lambda v: format_number(v, "seconds")),
     "s per epoch": ("median epoch (s)", lambda v: format_number(v, "seconds")),
     "threads": ("threads", lambda v: f"{int(v)}"),
@@ -51,7 +53,8 @@ LADDER_HEADERS = {  # column of ladder_frame / plateau_gaps -> (header, how a ce
     "gain": ("gain (points)", lambda v: _points(v, "+")),
     "test accuracy": ("test accuracy (%)", _points),
     "test loss": ("test loss", lambda v: format_number(v, digits=3)),
-    "gap": ("gap to the 2x and 4x runs (points)", _points),
+    "gain to 2x": ("validation gain of the 2x run (points)", lambda v: _points(v, "+")),
+    "standard error": ("standard error (points)", _points),
     "plateau": ("plateau", str),
 }
 
@@ -87,34 +90,33 @@ def ladder_frame(records: Mapping[int, Any]):
     return frame
 
 
-def plateau_gaps(accuracies: Mapping[int, float], *, tolerance: float = 0.005):
-    """Chapter 0's plateau rule: a run of ``B`` epochs is at the plateau when the runs of ``2B``
-    and ``4B`` epochs both end within ``tolerance`` (a fraction: 0.005 is half a point) of its
-    accuracy.
+def plateau_rows(frame, *, n_val: int):
+    """The book's plateau rule (:func:`pilcro_lib.protocol.plateau_verdict`) applied to each run
+    of a ladder: a run of ``B`` epochs is at the plateau when the run of ``2B`` epochs gains less
+    validation accuracy than one standard error of ``B``'s, ``sqrt(a (1 - a) / n_val)``.
 
-    accuracies: epochs -> accuracy (a fraction). Returns one row per length (index ``epochs``,
-    increasing): ``gap``, the larger of ``|acc(2B) - acc(B)|`` and ``|acc(4B) - acc(B)|`` (NaN
-    where the ladder lacks ``2B`` or ``4B``), and ``plateau``, :data:`PLATEAU_WORDS` or "–".
+    frame: a :func:`ladder_frame` (its ``validation accuracy``); n_val: validation images. Returns
+    one row per run (index ``epochs``): ``gain to 2x`` (NaN where the ladder lacks ``2B``),
+    ``standard error`` and ``plateau`` (:data:`PLATEAU_WORDS`, or "–" without a ``2B`` run).
     """
     import pandas as pd
 
-    check_number("tolerance", tolerance, minimum=0, strict=True)
-    if not isinstance(accuracies, Mapping) or not accuracies:
-        raise ValueError(
-            f"accuracies must be a non-empty mapping epochs -> accuracy, got {accuracies!r}"
-        )
+    n_val = check_positive_int("n_val", n_val)
     rows = {}
-    for b in sorted(accuracies):
-        if 2 * b in accuracies and 4 * b in accuracies:
-            gap = max(abs(accuracies[k * b] - accuracies[b]) for k in (2, 4))
-            rows[b] = {"gap": float(gap), "plateau": PLATEAU_WORDS[bool(gap < tolerance)]}
+    for b in frame.index:
+        accuracy = float(frame.loc[b, "validation accuracy"])
+        row = {"standard error": math.sqrt(accuracy * (1 - accuracy) / n_val)}
+        if 2 * b in frame.index:
+            flat, _ = plateau_verdict(frame, int(b), n_val)
+            gain = float(frame.loc[2 * b, "validation accuracy"]) - accuracy
+            rows[b] = {"gain to 2x": gain, **row, "plateau": PLATEAU_WORDS[flat]}
         else:
-            rows[b] = {"gap": math.nan, "plateau": "–"}
+            rows[b] = {"gain to 2x": math.nan, **row, "plateau": "–"}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("epochs")
 
 
 def plateau_run(gaps) -> int | None:
-    """The shortest run of :func:`plateau_gaps` at the plateau, or ``None`` if there is none."""
+    """The shortest run of :func:`plateau_rows` at the plateau, or ``None`` if there is none."""
     at = gaps.index[gaps["plateau"] == PLATEAU_WORDS[True]]
     return int(at[0]) if len(at) else None
 
@@ -122,7 +124,7 @@ def plateau_run(gaps) -> int | None:
 def ladder_display(
     frame, *, columns: Sequence[str] | None = None, caption: str | None = None
 ) -> StyledTable:
-    """A ladder table (:func:`ladder_frame`, optionally joined with :func:`plateau_gaps`) in the
+    """A ladder table (:func:`ladder_frame`, optionally joined with :func:`plateau_rows`) in the
     book's table style: a first column ``run (epochs)``, whole seconds, accuracies in percent
     and gains in points with one decimal, the plateau in words on its colour.
 
@@ -149,11 +151,12 @@ def ladder_display(
     return table_style(shown, caption=caption, colours=colours)
 
 
-def ladder_figure(records: Mapping[int, Any], *, tolerance: float = 0.005):
+def ladder_figure(records: Mapping[int, Any], *, n_val: int):
     """Two panels, 7.8 inches wide: each run's validation accuracy (%) per epoch against its
-    cumulative training time (min), and where each run's test accuracy (%) ends against its
-    length (epochs, log scale), with a band ``tolerance`` (a fraction) below the best run."""
-    frame = ladder_frame(records)
+    cumulative training time (min), and where each run's validation accuracy ends against its
+    length (epochs, log scale) with one standard error on ``n_val`` images either side: the
+    plateau rule's yardstick (:func:`plateau_rows`)."""
+    frame = ladder_frame(records).join(plateau_rows(ladder_frame(records), n_val=n_val))
     fig, axes = new_figure(1, 2, width=3.9, height=3.2, layout="constrained")
     left, right = axes[0]
     for epochs, record in sorted(records.items()):
@@ -163,19 +166,21 @@ def ladder_figure(records: Mapping[int, Any], *, tolerance: float = 0.005):
         left.plot(minutes, accuracy, marker=".", ms=3, lw=1, label=f"{epochs} epochs")
     left.set(xlabel="training time (min)", ylabel="validation accuracy (%)", title="Each run")
     left.legend(fontsize=8)
-    best = 100 * frame["test accuracy"].max()
-    right.axhspan(
-        best - 100 * tolerance,
-        best,
-        color="tab:green",
-        alpha=0.2,
-        label=f"within {100 * tolerance:.1f} points of the best",
+    right.errorbar(
+        frame.index,
+        100 * frame["validation accuracy"],
+        yerr=100 * frame["standard error"],
+        marker="o",
+        color="black",
+        capsize=3,
+        label="± one standard error",
     )
-    right.plot(frame.index, 100 * frame["test accuracy"], marker="o", color="black")
     right.set_xscale("log", base=2)
     right.set_xticks(list(frame.index), [str(e) for e in frame.index])
     right.minorticks_off()
-    right.set(xlabel="run length (epochs)", ylabel="test accuracy (%)", title="Where runs end")
+    right.set(
+        xlabel="run length (epochs)", ylabel="validation accuracy (%)", title="Where runs end"
+    )
     right.legend(fontsize=8, loc="lower right")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
