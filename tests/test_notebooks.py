@@ -149,3 +149,54 @@ def test_set_up_cells_are_collapsed_and_tables_are_html(name):
         )
     printed = [c["id"] for c in code if ".to_string(" in _source(c)]
     assert not printed, f"tables printed as text in cells {printed}: display the DataFrame"
+
+
+def _chapters():
+    """Chapter number -> its pages in order (``06``, ``06b``, ... are one chapter)."""
+    chapters: dict[str, list[Path]] = {}
+    for path in NOTEBOOKS:
+        number = path.name[:2]
+        if number != "99":  # the results page is not a chapter
+            chapters.setdefault(number, []).append(path)
+    return chapters
+
+
+def _exercise_cells(path):
+    """The cells from a page's "## Exercises" heading to its next level-2 heading."""
+    cells, inside = [], False
+    for cell in _cells(path):
+        text = _source(cell)
+        if cell["cell_type"] == "markdown" and re.search(r"^## ", text, re.M):
+            heading = re.findall(r"^## (.*)$", text, re.M)
+            if "Exercises" in heading:
+                inside = True
+                cells.append(cell)
+                continue
+            if inside:
+                break
+        if inside:
+            cells.append(cell)
+    return cells
+
+
+@pytest.mark.parametrize("number", sorted(_chapters()))
+def test_every_chapter_teaches_with_takeaways_exercises_and_notation(number):
+    """Each chapter opens with a key-takeaways box, links the notation page on every page, and
+    ends its pages with three to six exercises, each solved in a dropdown, at least one solution
+    a collapsed cell that the smoke tests run."""
+    pages = _chapters()[number]
+    assert "```{admonition} Key takeaways" in _source(_cells(pages[0])[0])
+    for path in pages:
+        markdown = " ".join(_source(c) for c in _cells(path) if c["cell_type"] == "markdown")
+        assert "../book/notation.md" in markdown, f"{path.name} does not link the notation page"
+    section = [c for path in pages for c in _exercise_cells(path)]
+    text = "\n".join(_source(c) for c in section if c["cell_type"] == "markdown")
+    exercises = re.findall(r"^\s*\d+\. \*\*", text, re.M)
+    assert 3 <= len(exercises) <= 6, f"chapter {number} has {len(exercises)} exercises"
+    assert text.count("{dropdown} Solution") >= len(exercises)
+    solutions = [
+        c
+        for c in section
+        if c["cell_type"] == "code" and "hide-cell" in c["metadata"].get("tags", [])
+    ]
+    assert solutions, f"chapter {number} has no runnable solution"
