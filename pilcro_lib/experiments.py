@@ -27,6 +27,7 @@ from pilcro_lib.objective import (
     Regularizer,
 )
 from pilcro_lib.utils import (
+    check_bool,
     check_choice,
     check_image_batch,
     check_labels,
@@ -260,6 +261,7 @@ def run_arm(
     corruptions: Mapping[str, tuple[str, float]] | None = None,
     probe_size: int = 256,
     position_sets: list | None = None,
+    eval_landscape: bool = False,
     device=None,
     progress: bool = False,
     **arm_kwargs,
@@ -281,7 +283,9 @@ def run_arm(
     non-finite returns only ``diverged`` (fit's message), an empty ``history``, NaN
     ``val_acc`` and ``test_acc`` and NaN ``flatness`` figures. A run whose initial or final
     landscape cannot be measured (:func:`degenerate_landscape`) has NaN figures for it, a NaN
-    ``spearman_init_final`` and ``degenerate`` (which landscape, and why).
+    ``spearman_init_final`` and ``degenerate`` (which landscape, and why). With
+    ``eval_landscape``, the final landscape of the deployed network (eval mode: BatchNorm with its
+    running statistics) is stored too, as ``landscape_eval`` and ``flatness_eval``.
     """
     from pilcro_lib.corruptions import corrupted
     from pilcro_lib.train import evaluate, fit, get_recipe
@@ -291,6 +295,7 @@ def run_arm(
         check_type(name, data, ImageDataset)
     epochs = check_positive_int("epochs", epochs)
     probe_size = check_positive_int("probe_size", probe_size)
+    check_bool("eval_landscape", eval_landscape)
     batch_size = get_recipe(recipe).batch_size
     corruptions = dict(corruptions or {})
     for name, entry in corruptions.items():
@@ -362,6 +367,13 @@ def run_arm(
         metrics["spearman_init_final"] = spearman(lands[0], lands[epochs])
     if position_sets is not None:
         metrics["position_acc"] = [evaluate(model, data)["accuracy"] for _, data in position_sets]
+    if eval_landscape:  # the network as deployed, beside the one a training step sees
+        deployed = importance_landscape(
+            model, probe.float_images(), probe.labels, batch_size=len(probe), normalize=False,
+            mode="eval",
+        )  # fmt: skip
+        metrics["landscape_eval"] = deployed.tolist()
+        metrics["flatness_eval"] = flatness_or_nan(deployed)
     return metrics
 
 

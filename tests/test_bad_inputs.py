@@ -1820,6 +1820,12 @@ CASES = [
         r"probe_size must be an integer >= 1, got 0",
     ),
     (
+        "run_arm eval_landscape",
+        lambda: run_arm(eval_landscape="yes"),
+        T,
+        r"eval_landscape must be True or False, got 'yes'",
+    ),
+    (
         "run_arm position_sets",
         lambda: run_arm(position_sets=[dataset()]),
         V,

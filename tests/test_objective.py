@@ -413,6 +413,29 @@ def test_run_arm_metrics():
         run_arm("plain", data, data, data, epochs=1, width=4, corruptions={"x": "blur"})
 
 
+def test_run_arm_can_store_the_deployed_networks_landscape(monkeypatch):
+    from pilcro_lib import experiments
+    from pilcro_lib.landscape import flatness_or_nan, importance_landscape
+
+    built = []
+    make_arm = experiments.make_arm
+    monkeypatch.setattr(
+        experiments, "make_arm", lambda *a, **k: built.append(make_arm(*a, **k)) or built[-1]
+    )
+    data = tiny_dataset(32, 12)
+    m = run_arm("plain", data, data, data, epochs=1, width=4, probe_size=8, eval_landscape=True)
+    model, _ = built[0]  # the trained network
+    probe = data.subset(torch.arange(8))
+    deployed = importance_landscape(
+        model, probe.float_images(), probe.labels, batch_size=8, normalize=False, mode="eval"
+    )
+    assert torch.tensor(m["landscape_eval"], dtype=torch.float64).equal(deployed)
+    assert m["flatness_eval"] == flatness_or_nan(deployed)
+    assert m["landscape_eval"] != m["landscapes"]["1"]  # batch statistics give another map
+    plain = run_arm("plain", data, data, data, epochs=1, width=4, probe_size=8)
+    assert "landscape_eval" not in plain and "flatness_eval" not in plain
+
+
 def test_run_arm_reports_a_diverged_run(monkeypatch):
     import pilcro_lib.train
 
