@@ -39,18 +39,21 @@ from pilcro_lib.data import DATASETS, NORMALIZATION, load_dataset, train_val_spl
 from pilcro_lib.landscape import FLATNESS_FIGURES, normalize
 from pilcro_lib.protocol import (
     GATE_MISSED,
+    Choice,
     GatedSeeds,
     choose_on_validation,
     gated_seeds,
     ladder_epochs,
     ladder_table,
     log_grid,
+    strongest_within_one_se,
 )
 from pilcro_lib.results import StyledTable, format_number, table_style
 from pilcro_lib.runs.records import Record, cached_run, provenance_note
 from pilcro_lib.stats import VERDICTS
 from pilcro_lib.train import get_recipe
 from pilcro_lib.utils import (
+    check_bool,
     check_choice,
     check_number,
     check_positive_int,
@@ -59,6 +62,8 @@ from pilcro_lib.utils import (
 
 __all__ = [
     "ARM_NAMES",
+    "BUDGET_SHARES",
+    "MANIPULATION_CUT",
     "CORRUPTIONS",
     "FLATNESS_COLUMNS",
     "MAIN_ARMS",
@@ -83,6 +88,7 @@ __all__ = [
     "ladder_display",
     "ladder_figure",
     "landscape_figure",
+    "manipulation_check",
     "per_seed_display",
     "position_heatmap",
     "robustness_figure",
@@ -115,6 +121,8 @@ PARAMETERS = (
     "pos_train",
     "pos_test",
     "pos_width",
+    "n_tuning",
+    "eval_landscape",
 )
 PROFILES: dict[str, dict[str, Any]] = {
     # smoke: the shipped sample, tiny networks, two seeds (seconds, for CI)
@@ -142,6 +150,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         canvas=32,
         grid=2,
         spares=2,
+        n_tuning=1,
+        eval_landscape=True,
     ),
     # book: a Fashion-MNIST subset, a narrow fast CNN and CIFAR ResNet-18 (2 CPU cores)
     "book": dict(
@@ -168,6 +178,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         canvas=36,
         grid=4,
         spares=2,
+        n_tuning=1,
+        eval_landscape=False,
     ),
     # paper: CIFAR-10, ResNet-18 at full width, the fast CNN beside it (a GPU)
     "paper": dict(
@@ -194,6 +206,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         canvas=48,
         grid=5,
         spares=3,
+        n_tuning=3,
+        eval_landscape=True,
     ),
 }
 # (kind, severity) of pilcro_lib.corruptions; one noise draw for every run
@@ -212,6 +226,7 @@ ARM_NAMES = {
     "input_gradient": "input-gradient penalty",
     "p_gradient": "P-objective, gradient energy",
     "p_cv": "P-objective, cv²",
+    "p_objective_strong": "P-objective, strong λ",
 }
 OTHER_MEASURES = ("gradient", "cv")  # the ablation's measures besides the curvature
 MAIN_ARMS = ("plain", "p_objective", "input_gradient", "circular")
@@ -226,6 +241,8 @@ FIGURE_WORDS = {  # a flatness figure's name in the run table
     "checkerboard": "checkerboard",
 }
 SPEED_LEVELS = (0.9, 0.95, 0.99)  # fractions of the speed target
+BUDGET_SHARES = (8, 4, 2)  # the budget ladder: runs of epochs / 8, / 4 and / 2, each its own
+MANIPULATION_CUT = 0.3  # a penalty "acts" when it cuts its measure by at least this share
 POSITION_SCALE = (60.0, 100.0)  # the accuracy map's fixed colour scale, in points
 FLATNESS_COLUMNS = (  # the run table's flatness figures that the pages show
     "curvature (init)",
@@ -241,12 +258,17 @@ FLATNESS_COLUMNS = (  # the run table's flatness figures that the pages show
 
 @dataclass(frozen=True)
 class Stage1:
-    """Stage 1's runs (tuning seed) and choices. ``ladder``: epochs -> metrics of the plain
-    arm; ``p_grid``, ``ig_grid``: weight -> metrics; ``measure_grids``: measure -> weight ->
-    metrics; the weights chosen on validation; ``plateau``: the plain arm's validation accuracy
-    at the chosen length, and ``targets``: level (``"95%"``) -> that fraction of it."""
+    """Stage 1's runs (tuning seeds) and choices. ``ladder``: epochs -> metrics of the plain
+    arm (first tuning seed); ``tuning``: grid (``"p_objective"``, ``"input_gradient"`` or a
+    measure of :data:`OTHER_MEASURES`) -> weight -> metrics of each tuning seed; ``choices``:
+    grid -> :class:`pilcro_lib.protocol.Choice` (mean validation accuracy over the tuning seeds;
+    ties: the weaker weight); ``p_grid``, ``ig_grid``, ``measure_grids``: the first tuning seed's
+    runs (weight -> metrics); the weights chosen; ``plateau``: the plain arm's validation
+    accuracy at the chosen length, and ``targets``: level (``"95%"``) -> that fraction of it."""
 
     ladder: dict[int, dict]
+    tuning: dict[str, dict[float, list[dict]]]
+    choices: dict[str, Choice]
     p_grid: dict[float, dict]
     ig_grid: dict[float, dict]
     measure_grids: dict[str, dict[float, dict]]
@@ -278,7 +300,8 @@ class Position:
 @dataclass(frozen=True)
 class Second:
     """The second architecture: its ``ladder`` (plain, tuning seed), its weight grid
-    (``grid``: weight -> metrics) and choice ``lam``, its speed target (95% of
+    (``grid``: weight -> metrics of the first tuning seed) and ``lam``, chosen on the mean over
+    the tuning seeds, its speed target (95% of
     ``plateau``), the gated ``groups`` and ``runs`` (one row per run)."""
 
     ladder: dict[int, dict]
@@ -357,7 +380,13 @@ class Study:
         self.seeds = list(range(self.seed, self.seed + self.n_seeds))
         first_spare = self.seed + self.n_seeds
         self.spares = list(range(first_spare, first_spare + defaults["spares"]))
-        self.tuning_seed = self.seed + 1000  # the runs that choose; never one of the final seeds
+        self.n_tuning = check_positive_int("n_tuning", _pick(defaults, "n_tuning", p["n_tuning"]))
+        # the runs that choose; never one of the final seeds
+        self.tuning_seeds = [self.seed + 1000 + i for i in range(self.n_tuning)]
+        self.tuning_seed = self.tuning_seeds[0]  # the run-length ladder's seed
+        self.eval_landscape = check_bool(
+            "eval_landscape", _pick(defaults, "eval_landscape", p["eval_landscape"])
+        )
         self.device = get_device(device)
         subset = None if self.n_train is None else self.n_train + self.n_val
         pool = load_dataset(self.dataset, "train", subset=subset, seed=0)
@@ -386,6 +415,8 @@ class Study:
         (default the study's); ``kw`` go to ``run_arm`` (``lam``, ``corruptions``, ...)."""
         tr, va, te = data or (self.train_set, self.val_set, self.test_set)
         kw.setdefault("corruptions", CORRUPTIONS)
+        if self.eval_landscape:  # only then: the key of a run without it stays as it was
+            kw.setdefault("eval_landscape", True)
         record = cached_run(
             experiments.run_arm,
             name=RECORD_NAME,
@@ -464,31 +495,90 @@ class Study:
 
     @cached_property
     def stage1(self) -> Stage1:
-        """Run length and weights, chosen on validation with the tuning seed."""
+        """Run length and weights, chosen on validation over the tuning seeds: each weight's
+        mean final validation accuracy, the best chosen (ties: the weaker weight)."""
+
+        def grid(arm: str, weights: Sequence[float], weight: str, **kw: Any) -> dict:
+            return {
+                lam: [self.train(arm, s, **{weight: lam}, **kw) for s in self.tuning_seeds]
+                for lam in weights
+            }
+
         with self._stage("stage1"):
             ladder = self.ladder(self.epochs)
-            seed = self.tuning_seed
-            p_grid = {lam: self.train("p_objective", seed, lam=lam) for lam in self.lam_grid}
-            ig = {lam: self.train("input_gradient", seed, ig_lam=lam) for lam in self.ig_grid}
-            measures = {
-                m: {
-                    lam: self.train("p_objective", seed, lam=lam, measure=m)
-                    for lam in self.measure_grid
-                }
-                for m in OTHER_MEASURES
+            tuning = {
+                "p_objective": grid("p_objective", self.lam_grid, "lam"),
+                "input_gradient": grid("input_gradient", self.ig_grid, "ig_lam"),
+                **{
+                    m: grid("p_objective", self.measure_grid, "lam", measure=m)
+                    for m in OTHER_MEASURES
+                },
             }
+        choices = {name: _choice(runs) for name, runs in tuning.items()}
+        first = {name: {lam: ms[0] for lam, ms in runs.items()} for name, runs in tuning.items()}
         plateau = ladder[self.epochs]["val_acc"]
         return Stage1(
             ladder=ladder,
-            p_grid=p_grid,
-            ig_grid=ig,
-            measure_grids=measures,
-            lam_p=_best(p_grid),
-            lam_ig=_best(ig),
-            lam_measures={m: _best(runs) for m, runs in measures.items()},
+            tuning=tuning,
+            choices=choices,
+            p_grid=first["p_objective"],
+            ig_grid=first["input_gradient"],
+            measure_grids={m: first[m] for m in OTHER_MEASURES},
+            lam_p=choices["p_objective"].best,
+            lam_ig=choices["input_gradient"].best,
+            lam_measures={m: choices[m].best for m in OTHER_MEASURES},
             plateau=plateau,
             targets={f"{round(100 * f)}%": f * plateau for f in SPEED_LEVELS},
         )
+
+    @cached_property
+    def lam_strong(self) -> float:
+        """The pre-stated strong P-objective weight: the largest whose mean validation accuracy
+        over the tuning seeds is within one standard error of the best's
+        (:func:`pilcro_lib.protocol.strongest_within_one_se`)."""
+        return strongest_within_one_se(self.stage1.choices["p_objective"], len(self.val_set))
+
+    @cached_property
+    def strong(self) -> GatedSeeds:
+        """The strong P-objective (:attr:`lam_strong`) on the final seeds, behind the gate."""
+        with self._stage("strong"):
+            arms = {"p_objective_strong": {"arm": "p_objective", "lam": self.lam_strong}}
+            return self.gated(arms)["p_objective_strong"]
+
+    @cached_property
+    def penalised_ladder(self) -> dict[int, dict]:
+        """The P-objective at its chosen weight on the first tuning seed for half, once and
+        twice ``epochs`` (epochs -> metrics): the penalised arm's own plateau check."""
+        with self._stage("stage1"):
+            return {
+                e: self.train("p_objective", self.tuning_seed, n_epochs=e, lam=self.stage1.lam_p)
+                for e in ladder_epochs(self.epochs)
+            }
+
+    @cached_property
+    def budgets(self) -> dict[int, dict[str, GatedSeeds]]:
+        """The budget ladder: plain training and the P-objective (chosen weight) on the final
+        seeds, each budget a run of its own full schedule (epochs -> arm -> GatedSeeds): the
+        budgets of :data:`BUDGET_SHARES` and, from :attr:`final`, ``epochs`` itself."""
+        arms = {arm: self.arm_settings[arm] for arm in ("plain", "p_objective")}
+        lengths = sorted({max(1, self.epochs // k) for k in BUDGET_SHARES} - {self.epochs})
+        with self._stage("budgets"):
+            ladder = {b: self.gated(arms, n_epochs=b) for b in lengths}
+        return ladder | {self.epochs: {arm: self.final[arm] for arm in arms}}
+
+    def budget_verdicts(self):
+        """ "Faster" as accuracy at equal budget: at each budget of :attr:`budgets`, the
+        P-objective's test accuracy against plain training's (Welch), Holm over the budgets."""
+        from pilcro_lib.stats import compare, verdicts
+
+        family = {}
+        for b, groups in self.budgets.items():
+            p, plain = (
+                [m["test_acc"] for m in groups[arm].learnt.values()]
+                for arm in ("p_objective", "plain")
+            )
+            family[f"more accurate after {b} epochs: test accuracy"] = compare(p, plain)
+        return verdicts(family)
 
     @cached_property
     def arm_settings(self) -> dict[str, dict]:
@@ -590,11 +680,12 @@ class Study:
         net = dict(net=self.second_model, net_width=self.second_width)
         with self._stage("second"):
             ladder = self.ladder(self.epochs, **net)
-            grid = {
-                lam: self.train("p_objective", self.tuning_seed, lam=lam, **net)
+            tuning = {
+                lam: [self.train("p_objective", s, lam=lam, **net) for s in self.tuning_seeds]
                 for lam in self.second_grid
             }
-            lam = _best(grid)
+            grid = {lam: runs[0] for lam, runs in tuning.items()}  # the first tuning seed's
+            lam = _choice(tuning).best
             groups = self.gated({"plain": {}, "p_objective": {"lam": lam}}, **net)
         plateau = ladder[self.epochs]["val_acc"]
         rows = [
@@ -680,7 +771,8 @@ class Study:
             ),
             "seeds": (
                 f"{', '.join(map(str, self.seeds))} (spares {', '.join(map(str, self.spares))};"
-                f" tuning seed {self.tuning_seed})"
+                f" tuning {'seed' if self.n_tuning == 1 else 'seeds'} "
+                f"{', '.join(map(str, self.tuning_seeds))})"
             ),
             "gate: validation accuracy": f"at least {self.gate:g}",
             "λ grid, P-objective": ", ".join(f"{v:g}" for v in self.lam_grid),
@@ -690,9 +782,26 @@ class Study:
         }
 
 
+def _choice(runs: Mapping[float, Sequence[Mapping]]) -> Choice:
+    """The weight of best mean validation accuracy over its runs (weight -> metrics of each
+    tuning seed; ties: the first, i.e. the weaker weight of an increasing grid)."""
+    return choose_on_validation({lam: [m["val_acc"] for m in ms] for lam, ms in runs.items()})
+
+
 def _best(runs: Mapping[float, Mapping]) -> float:
-    """The weight of best validation accuracy (ties: the first, i.e. the weaker one)."""
-    return choose_on_validation({lam: [m["val_acc"]] for lam, m in runs.items()}).best
+    """The weight of best validation accuracy, one run a weight (ties: the weaker one)."""
+    return _choice({lam: [m] for lam, m in runs.items()}).best
+
+
+def manipulation_check(
+    runs, arm: str, *, control: str = "plain", column: str = "curvature (final)"
+) -> dict[str, Any]:
+    """Did the penalty act? ``arm``'s mean ``column`` over ``control``'s (a run table: one row
+    per run, ``arm`` in words), and ``passed``: the ratio is at most ``1 - MANIPULATION_CUT``, so a
+    downstream claim is tested on a network the penalty changed."""
+    means = runs.groupby("arm")[column].mean()
+    ratio = float(means[ARM_NAMES[arm]] / means[ARM_NAMES[control]])
+    return {"ratio": ratio, "passed": ratio <= 1 - MANIPULATION_CUT}
 
 
 def run_row(arm: str, seed: int, metrics: Mapping, targets: Mapping[str, float]) -> dict:
@@ -701,7 +810,8 @@ def run_row(arm: str, seed: int, metrics: Mapping, targets: Mapping[str, float])
     ``border distance (final)`` = ``|log border ratio|``; ``Spearman, init vs final``;
     ``steps to <level>`` and ``time to <level> (s)`` for each speed target (a run that never
     reaches it counts as one epoch after its end); ``drop: <corruption>`` = ``1 - acc_corrupted
-    / acc_clean``."""
+    / acc_clean``; and, for a run that measured the deployed network (``flatness_eval``), each
+    flatness figure of its final eval-mode landscape (``"curvature (final, eval)"``)."""
     n_epochs, spe = len(metrics["history"]), metrics["steps_per_epoch"]
     row = {"arm": ARM_NAMES[arm], "seed": seed, "test accuracy": metrics["test_acc"]}
     for when, key in (("init", "0"), ("epoch 1", "1"), ("final", str(n_epochs))):
@@ -717,6 +827,8 @@ def run_row(arm: str, seed: int, metrics: Mapping, targets: Mapping[str, float])
         row[f"steps to {level}"], row[f"time to {level} (s)"] = steps, secs
     for name, acc in metrics["corrupt_acc"].items():
         row[f"drop: {name}"] = 1 - acc / metrics["test_acc"]
+    for figure, value in metrics.get("flatness_eval", {}).items():
+        row[f"{FIGURE_WORDS[figure]} (final, eval)"] = value
     return row
 
 

@@ -63,6 +63,8 @@ def fake_metrics(inputs: dict) -> dict:
     }
     if "position_sets" in inputs:
         metrics["position_acc"] = rng.uniform(0.6, 0.9, len(inputs["position_sets"])).tolist()
+    if inputs.get("eval_landscape"):
+        metrics["flatness_eval"] = {f: float(rng.uniform(0.5, 1.5)) for f in FLATNESS_FIGURES}
     return metrics
 
 
@@ -134,12 +136,65 @@ def test_stage1_chooses_on_validation_and_a_tie_goes_to_the_weaker_weight(asked)
     assert {c["seed"] for c in asked} == {1000}  # the tuning seed only
 
 
+def test_weights_are_chosen_on_the_mean_over_tuning_seeds_with_a_strong_weight(asked):
+    study = small_study(n_tuning=3, eval_landscape=False)
+    stage1 = study.stage1
+    assert study.tuning_seeds == [1000, 1001, 1002]
+    tuning = [c for c in asked if c["arm"] == "p_objective" and "measure" not in c]
+    assert len(tuning) == 4 * 3 and {c["seed"] for c in tuning} == {1000, 1001, 1002}
+    assert all("eval_landscape" not in c for c in asked)  # off: the keys stay as they were
+    runs = stage1.tuning["p_objective"]
+    means = {lam: np.mean([m["val_acc"] for m in ms]) for lam, ms in runs.items()}
+    assert stage1.lam_p == max(means, key=means.get) == 0.1  # the tie goes to the weaker
+    assert stage1.p_grid == {lam: ms[0] for lam, ms in runs.items()}  # the first seed's
+    se = math.sqrt(means[0.1] * (1 - means[0.1]) / len(study.val_set))
+    assert study.lam_strong == max(lam for lam, m in means.items() if m >= means[0.1] - se)
+    assert study.lam_strong == 10.0  # 64 validation images: a wide standard error
+    strong = study.strong
+    assert {c["lam"] for c in asked[-3:]} == {10.0} and list(strong.learnt) == [0, 1, 2]
+    ladder = study.penalised_ladder
+    assert sorted(ladder) == [1, 3, 6] and asked[-1]["lam"] == 0.1 and asked[-1]["seed"] == 1000
+
+
+def test_the_deployed_landscape_is_asked_for_and_tabled_when_the_profile_says(asked):
+    study = small_study()  # the smoke profile measures the deployed network too
+    study.train("plain", 0)
+    assert asked[-1]["eval_landscape"] is True
+    row = pos.run_row("plain", 0, fake_metrics(asked[-1]), {})
+    assert row["curvature (final, eval)"] == fake_metrics(asked[-1])["flatness_eval"]["curvature"]
+    assert "curvature (final, eval)" not in pos.run_row(
+        "plain", 0, fake_metrics({**asked[-1], "eval_landscape": False}), {}
+    )
+
+
+def test_budget_ladder_and_manipulation_check(asked):
+    study = small_study(epochs=16, eval_landscape=False)
+    ladder = study.budgets
+    assert sorted(ladder) == [2, 4, 8, 16] and set(ladder[2]) == {"plain", "p_objective"}
+    assert {c["epochs"] for c in asked if c["seed"] < 1000} >= {2, 4, 8, 16}
+    table = study.budget_verdicts()
+    p, plain = (
+        [m["test_acc"] for m in ladder[4][arm].learnt.values()] for arm in ("p_objective", "plain")
+    )
+    row = table.loc["more accurate after 4 epochs: test accuracy"]
+    assert row["p"] == pytest.approx(sps.ttest_ind(p, plain, equal_var=False).pvalue)
+    assert len(table) == 4  # Holm over the four budgets
+    runs = pd.DataFrame(
+        {"arm": ["plain", "plain", "P-objective", "P-objective"], "curvature (final)": [1, 3, 1, 1]}
+    )
+    check = pos.manipulation_check(runs, "p_objective")
+    assert check == {"ratio": 0.5, "passed": True}
+    runs["curvature (final)"] = [1.0, 3.0, 1.5, 1.5]  # cut by a quarter only
+    assert pos.manipulation_check(runs, "p_objective") == {"ratio": 0.75, "passed": False}
+
+
 def test_a_seed_that_fails_the_gate_is_replaced_by_a_spare(asked):
     study = small_study()
     final = study.final
     assert list(final["circular"].failed) == [0] and list(final["circular"].learnt) == [1, 2, 3]
     assert all(list(g.learnt) == [0, 1, 2] for a, g in final.items() if a != "circular")
-    assert set(study.complete) == set(pos.ARM_NAMES) and study.shown == list(pos.MAIN_ARMS)
+    final_arms = set(pos.ARM_NAMES) - {"p_objective_strong"}  # the strong arm runs on demand
+    assert set(study.complete) == final_arms and study.shown == list(pos.MAIN_ARMS)
     table, failed = pos.gate_table(final)
     assert failed == ["circular padding seed 0 (did not pass the gate)"]
     assert "20.0" in table.text and "seed 3" in table.text
