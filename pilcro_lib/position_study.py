@@ -118,6 +118,7 @@ PARAMETERS = (
     "canvas",
     "jitter",
     "border_shift",
+    "n_tuning",
 )
 # book: a Fashion-MNIST subset and the fast CNN of chapter 6 (2 CPU cores)
 BOOK_DEFAULTS: dict[str, Any] = dict(
@@ -141,6 +142,7 @@ BOOK_DEFAULTS: dict[str, Any] = dict(
     jitter=9,
     border_shift=3,
     spares=2,
+    n_tuning=1,
 )
 DEFAULTS: dict[str, dict[str, Any]] = {
     # smoke: the shipped sample, tiny networks, two seeds (seconds, for CI)
@@ -154,9 +156,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     | dict(dataset="cifar10", epochs=30, batch_size=256, n_train=None, n_val=5000)
     | dict(width=64, lam_grid=(0.01, 10.0, 4), gate=0.3, quad_epochs=30)
     | dict(quad_train=10000, quad_val=2000, quad_test=5000, item_factor=2, canvas=48)
-    | dict(jitter=8, border_shift=4, spares=3),
+    | dict(jitter=8, border_shift=4, spares=3, n_tuning=3),
 }
-TUNING_OFFSET = 1000  # the tuning seed is seed + 1000: never one of the final seeds
+TUNING_OFFSET = 1000  # the tuning seeds are seed + 1000, + 1001, ...: never a final seed
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ class Settings:
     jitter: int
     border_shift: int
     n_spares: int
+    n_tuning: int = 1
 
     @property
     def seeds(self) -> list[int]:
@@ -198,9 +201,14 @@ class Settings:
         return list(range(first, first + self.n_spares))
 
     @property
+    def tuning_seeds(self) -> list[int]:
+        """The seeds of the runs that choose on validation (``n_tuning`` of them)."""
+        return [self.seed + TUNING_OFFSET + i for i in range(self.n_tuning)]
+
+    @property
     def tuning_seed(self) -> int:
-        """The seed of the runs that choose on validation."""
-        return self.seed + TUNING_OFFSET
+        """The first tuning seed: the run-length ladders'."""
+        return self.tuning_seeds[0]
 
     @property
     def recipe(self):
@@ -237,6 +245,7 @@ def configure(profile: str, **parameters: Any) -> Settings:
             "item_factor",
             "canvas",
             "border_shift",
+            "n_tuning",
         )
     }
     n_train = pick("n_train")
@@ -357,13 +366,18 @@ class PositionStudy:
         }
 
     def choices(self) -> Choices:
-        """The P-objective's weight and the LRLC rank of best validation accuracy on the tuning
-        seed (ties go to the smaller value)."""
+        """The P-objective's weight and the LRLC rank of best mean validation accuracy over the
+        tuning seeds (ties go to the smaller value); every run is asked for before any is
+        read."""
         s = self.settings
-        lam_runs = {lam: self.train(s.tuning_seed, lam=lam) for lam in s.lam_grid}
-        rank_runs = {r: self.train(s.tuning_seed, first="lrlc", rank=r) for r in s.rank_grid}
-        lam = choose_on_validation({v: [m["val_acc"]] for v, m in lam_runs.items()})
-        rank = choose_on_validation({v: [m["val_acc"]] for v, m in rank_runs.items()})
+        lam_runs = {lam: [self.train(t, lam=lam) for t in s.tuning_seeds] for lam in s.lam_grid}
+        rank_runs = {
+            r: [self.train(t, first="lrlc", rank=r) for t in s.tuning_seeds] for r in s.rank_grid
+        }
+        lam, rank = (
+            choose_on_validation({v: [m["val_acc"] for m in ms] for v, ms in runs.items()})
+            for runs in (lam_runs, rank_runs)
+        )
         return Choices(lam.best, rank.best, lam.table, rank.table)
 
     def mark(self) -> int:
@@ -408,7 +422,8 @@ def setup_table(study: PositionStudy) -> StyledTable:
         ),
         "seeds": (
             f"{', '.join(map(str, s.seeds))} (spares {', '.join(map(str, s.spares))}; "
-            f"tuning seed {s.tuning_seed})"
+            f"tuning {'seed' if s.n_tuning == 1 else 'seeds'} "
+            f"{', '.join(map(str, s.tuning_seeds))})"
         ),
         "gate": f"validation accuracy at least {format_number(s.gate, 'accuracy')} points",
         "λ grid, P-objective": ", ".join(f"{v:g}" for v in s.lam_grid),
@@ -450,7 +465,8 @@ def choice_table(table: Any, name: str) -> StyledTable:
             "chosen": ["yes" if c else "" for c in table["chosen"]],
         }
     )
-    return table_style(frame, caption=f"{name}, chosen on validation (tuning seed)")
+    tuning = "tuning seed" if table["n"].max() == 1 else f"mean of {table['n'].max()} tuning seeds"
+    return table_style(frame, caption=f"{name}, chosen on validation ({tuning})")
 
 
 def gate_table(groups: Mapping[str, GatedSeeds], gate: float) -> StyledTable:

@@ -107,6 +107,29 @@ def test_choices_take_the_best_validation_accuracy_and_the_smaller_of_a_tie(monk
     assert "yes" in ps.choice_table(choices.rank_table, "LRLC rank").html
 
 
+def test_choices_average_over_the_tuning_seeds(monkeypatch):
+    asked = []
+
+    def fake(run_fn, /, *, name, **inputs):
+        asked.append(inputs)
+        seed, value = inputs["seed"], inputs.get("rank", inputs.get("lam"))
+        # 0.1 wins on seed 1000 alone, 1.0 on the mean over three seeds
+        val = {0.1: [0.9, 0.5, 0.5], 1.0: [0.8, 0.8, 0.8]}.get(value, [0.7] * 3)[seed - 1000]
+        return SimpleNamespace(key=str(len(asked)), metrics={"val_acc": val})
+
+    monkeypatch.setattr(ps, "cached_run", fake)
+    settings = ps.configure("smoke", n_tuning=3)
+    assert settings.tuning_seeds == [1000, 1001, 1002] and settings.tuning_seed == 1000
+    choices = ps.PositionStudy(settings, device="cpu").choices()
+    assert choices.lam == 1.0 and choices.lam_table.loc[0.1, "n"] == 3
+    assert {a["seed"] for a in asked} == {1000, 1001, 1002}
+    assert "mean of 3 tuning seeds" in ps.choice_table(choices.lam_table, "λ").html
+    one = ps.PositionStudy(ps.configure("smoke"), device="cpu").choices()
+    assert one.lam == 0.1  # one tuning seed, as the book's stored runs were chosen
+    with pytest.raises(ValueError, match="n_tuning must be an integer >= 1"):
+        ps.configure("smoke", n_tuning=0)
+
+
 def test_quadrant_frame_counts_steps_to_the_first_epoch_at_95():
     runs = {
         "zero padding": {
