@@ -402,13 +402,20 @@ def per_seed(frame, columns: str | list[str], *, by: str = "arm", digits: int | 
     return table
 
 
-def claim_verdicts(frame, claims: Mapping[str, tuple[str, str, str, bool]], *, by: str = "arm"):
+def claim_verdicts(
+    frame,
+    claims: Mapping[str, tuple[str, str, str, bool]],
+    *,
+    by: str = "arm",
+    primary: list[str] | None = None,
+):
     """The verdict table of one family of claims, each a comparison of two arms.
 
     frame: a pandas DataFrame, one row per run, with a column ``by`` naming the arm; claims:
     claim -> ``(treated, control, column, higher_is_better)``. Each claim is
     :func:`pilcro_lib.stats.compare` of the two arms' per-seed values of ``column`` (NaN = not
-    measured); :func:`pilcro_lib.stats.verdicts` applies Holm's correction over the family.
+    measured); :func:`pilcro_lib.stats.verdicts` applies Holm's correction over the family (over
+    the ``primary`` claims and over the others apart, when the protocol names primaries).
     """
     import pandas as pd
 
@@ -438,4 +445,4 @@ def claim_verdicts(frame, claims: Mapping[str, tuple[str, str, str, bool]], *, b
             frame.loc[frame[by] == control, column],
             higher_is_better=higher,
         )
-    return verdicts(family)
+    return verdicts(family, primary=primary)

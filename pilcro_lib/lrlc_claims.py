@@ -276,17 +276,25 @@ def lrlc_claims(rank: int) -> dict[str, tuple[Spec, Spec]]:
     }
 
 
-def lrlc_verdicts(claims: Mapping[str, tuple[Spec, Spec]], groups: Mapping[Spec, GatedSeeds]):
+def lrlc_verdicts(
+    claims: Mapping[str, tuple[Spec, Spec]],
+    groups: Mapping[Spec, GatedSeeds],
+    *,
+    primary: Sequence[str] | None = None,
+):
     """The verdicts of one Holm family: each claim (name -> (treated, control) specs) is
     :func:`pilcro_lib.stats.compare` of the two specs' learnt test accuracies (percent).
-    Returns a DataFrame indexed by claim with :data:`VERDICT_COLUMNS`."""
+    With ``primary`` (claims the protocol names primary), Holm runs over those and over the
+    others apart (:func:`pilcro_lib.stats.verdicts`), and a ``role`` column leads. Returns a
+    DataFrame indexed by claim with :data:`VERDICT_COLUMNS`."""
     tests = {
         name: compare(
             list(accuracies(groups, treated).values()), list(accuracies(groups, control).values())
         )
         for name, (treated, control) in claims.items()
     }
-    return verdicts(tests)[VERDICT_COLUMNS]
+    roles = [] if primary is None else ["role"]
+    return verdicts(tests, primary=primary)[[*roles, *VERDICT_COLUMNS]]
 
 
 def verdict_changes(before, after, *, names: tuple[str, str] = ("before", "after")):

@@ -222,7 +222,12 @@ def _holm_family(claims: Mapping[str, dict[str, Any]], p_key: str, alpha: float)
         yield name, dict(claims[name]), p_holm, reject, level
 
 
-def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
+def verdicts(
+    claims: Mapping[str, dict[str, Any]],
+    *,
+    alpha: float = ALPHA,
+    primary: Sequence[str] | None = None,
+):
     """The verdict table of one family of claims (:func:`compare` results keyed by claim).
 
     Adds ``p_holm`` and ``verdict``: ``supported`` / ``contradicted`` when Holm rejects "no
@@ -231,10 +236,24 @@ def verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float = ALPHA):
     ``detectable`` is recomputed at the level Holm's procedure tested the claim at
     (:func:`holm_levels`; from the claim's ``std_error`` and ``df``): the smallest difference that
     the corrected test could have found with the stated power.
-    Returns a pandas DataFrame, one row per claim.
+    ``primary``: the claims named in the protocol as primary endpoints (one per claim of a
+    paper); Holm's correction then runs over them alone, and separately over the others, and a
+    ``role`` column says ``primary`` or ``secondary``.
+    Returns a pandas DataFrame, one row per claim, in the order of ``claims``.
     """
     import pandas as pd
 
+    if primary is not None:
+        unknown = [name for name in primary if name not in claims]
+        if unknown or isinstance(primary, str):
+            raise ValueError(f"primary must name claims of the family, got {primary!r}")
+        tables = []
+        for role in ("primary", "secondary"):
+            family = {n: c for n, c in claims.items() if (n in primary) == (role == "primary")}
+            if family:
+                tables.append(verdicts(family, alpha=alpha))
+                tables[-1].insert(0, "role", role)
+        return pd.concat(tables).loc[list(claims)]
     rows = []
     for name, c, p_holm, reject, level in _holm_family(claims, "p", alpha):
         if math.isnan(c["p"]):

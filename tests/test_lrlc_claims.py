@@ -159,6 +159,9 @@ def test_the_claims_are_the_ledgers_and_their_verdicts_follow_welch_and_holm():
     assert first["p_holm"] == pytest.approx(min(1, 2 * min(welch.pvalue, p_other)))
     assert first["verdict"] == "supported"
     assert table.loc["real: LRLC beats LC", "verdict"] == "not resolved"
+    roles = study.lrlc_verdicts(two, groups, primary=["real: LRLC beats conv"])
+    assert roles["role"].tolist() == ["primary", "secondary"]
+    assert roles.loc["real: LRLC beats conv", "p_holm"] == pytest.approx(welch.pvalue)  # alone
     after = table.assign(verdict=["supported", "supported"])
     changes = study.verdict_changes(table, after, names=("at 24", "kept"))
     assert changes["changed"].tolist() == [False, True]

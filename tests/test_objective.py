@@ -563,6 +563,9 @@ def test_per_seed_and_claim_verdicts():
     assert verdict.loc["more accurate", "p_holm"] == pytest.approx(min(1, 2 * ref["p"]))
     assert verdict.loc["more accurate", "verdict"] == "supported"
     assert verdict.loc["lower loss", "verdict"] == "not resolved"
+    primary = claim_verdicts(frame, claims, primary=["more accurate"])
+    assert primary.loc["more accurate", "p_holm"] == pytest.approx(ref["p"])  # its own family
+    assert primary["role"].tolist() == ["primary", "secondary"]
     with pytest.raises(ValueError, match="names arm 'c'"):
         claim_verdicts(frame, {"x": ("c", "b", "acc", True)})
     with pytest.raises(ValueError, match="names column 'nope'"):

@@ -162,6 +162,28 @@ def test_equivalence_verdicts_follow_holm_and_the_interval():
     assert math.isnan(table.loc["short", "detectable"])
 
 
+def test_primary_endpoints_get_their_own_holm_family():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    claims = {
+        f"claim {i}": compare(rng.normal(shift, 1, 5), rng.normal(0, 1, 5))
+        for i, shift in enumerate([2.0, 0.5, 1.5, 0.0, 3.0])
+    }
+    primary = ["claim 0", "claim 2"]
+    table = verdicts(claims, primary=primary)
+    assert list(table.index) == list(claims)  # the family's order is kept
+    assert table["role"].tolist() == ["primary", "secondary", "primary", "secondary", "secondary"]
+    for names in (primary, ["claim 1", "claim 3", "claim 4"]):  # each role its own family
+        expected = multipletests([claims[n]["p"] for n in names], method="holm")[1]
+        assert table.loc[names, "p_holm"].tolist() == pytest.approx(list(expected))
+    alone = verdicts({n: claims[n] for n in primary})
+    assert table.loc[primary, "detectable"].tolist() == pytest.approx(alone["detectable"].tolist())
+    assert verdicts(claims, primary=list(claims))["role"].eq("primary").all()
+    with pytest.raises(ValueError, match="primary must name claims"):
+        verdicts(claims, primary=["claim 9"])
+
+
 def test_holm_matches_statsmodels():
     from statsmodels.stats.multitest import multipletests
 
