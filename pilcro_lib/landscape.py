@@ -162,6 +162,23 @@ def asymmetry(lam: Tensor, dim: int = -1) -> Tensor:
     return (lam - lam.flip(dim)).abs().sum(dim=(-2, -1)) / lam.abs().sum(dim=(-2, -1))
 
 
+def border_balance(lam: Tensor, dim: int = -1, period: int = 2) -> Tensor:
+    """How much more the first border is used than the last, free of the stride's phase:
+    ``log(mean of the first period columns / mean of the last period columns)`` along ``dim``
+    (-1: left over right, -2: top over bottom). A band of one whole ``period`` averages a
+    period-``period`` pattern to the same value whatever its phase, so a map that only
+    alternates with the stride scores 0 and a map with an under-used last border scores > 0.
+    ``[..., H, W]`` -> ``[...]``."""
+    h, w = check_map("lam", lam).shape[-2:]
+    if isinstance(dim, bool) or dim not in (-1, -2):
+        raise ValueError(f"dim must be -1 (left/right) or -2 (top/bottom), got {dim!r}")
+    period = _check_stride("period", period, h, w)
+    lines = lam if dim == -1 else lam.transpose(-1, -2)
+    first = lines[..., :period].mean(dim=(-2, -1))
+    last = lines[..., -period:].mean(dim=(-2, -1))
+    return torch.log(first / last)
+
+
 def checkerboard(lam: Tensor, stride: int = 2) -> Tensor:
     """Share of the landscape's non-constant power at the stride frequencies.
 

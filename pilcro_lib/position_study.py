@@ -29,7 +29,7 @@ from pilcro_lib.data import (
     load_dataset,
     train_val_split,
 )
-from pilcro_lib.landscape import asymmetry, flatness, pearson
+from pilcro_lib.landscape import asymmetry, border_balance, flatness, pearson
 from pilcro_lib.lrlc_experiments import downsample
 from pilcro_lib.paths import path_count
 from pilcro_lib.position import position_net, quadrant_task, run_position_arm
@@ -44,7 +44,7 @@ from pilcro_lib.protocol import (
 )
 from pilcro_lib.results import StyledTable, format_number, table_style
 from pilcro_lib.runs.records import cached_run, provenance_note
-from pilcro_lib.stats import VERDICTS
+from pilcro_lib.stats import VERDICTS, mean_interval
 from pilcro_lib.train import get_recipe
 from pilcro_lib.utils import (
     check_choice,
@@ -81,6 +81,7 @@ __all__ = [
     "path_count_correlations",
     "path_count_table",
     "period_two_asymmetry",
+    "border_balance_table",
     "quadrant_arms",
     "quadrant_data",
     "quadrant_figure",
@@ -829,8 +830,13 @@ def stride_counts(sizes: Sequence[int]) -> dict[str, torch.Tensor]:
     }
 
 
+STRIDE_PERIOD = 4  # two stride-2 blocks: the strided network's pattern repeats every 4 px
+
+
 def path_count_table(counts: Mapping[str, torch.Tensor]) -> StyledTable:
-    """Mirror asymmetry (left/right, top/bottom) and first / last column of each path count."""
+    """Mirror asymmetry (left/right, top/bottom), first / last column and the left/right border
+    balance (:func:`pilcro_lib.landscape.border_balance` over :data:`STRIDE_PERIOD` columns:
+    0 when only the stride's phase differs) of each path count."""
     frame = pd.DataFrame(
         [
             {
@@ -838,6 +844,7 @@ def path_count_table(counts: Mapping[str, torch.Tensor]) -> StyledTable:
                 "left/right asymmetry": float(asymmetry(c, -1)),
                 "top/bottom asymmetry": float(asymmetry(c, -2)),
                 "first / last column": float(c.sum(0)[0] / c.sum(0)[-1]),
+                "left/right border balance": float(border_balance(c, -1, STRIDE_PERIOD)),
             }
             for label, c in counts.items()
         ]
@@ -877,10 +884,30 @@ def maps_figure(maps: Mapping[str, Any], *, title: str | None = None) -> Figure:
     return fig
 
 
+def _balance(landscape: torch.Tensor) -> float:
+    return float(border_balance(landscape, -1, STRIDE_PERIOD))
+
+
+def border_balance_table(frame: pd.DataFrame) -> StyledTable:
+    """Each arm's mean left/right border balance (:func:`stride_frame`) at initialisation and
+    at the end, with its 95% t-interval over the seeds (> 0: the left border used more)."""
+    rows = []
+    for arm, runs in frame.groupby("arm", sort=False):
+        row = {"arm": arm}
+        for when in ("init", "final"):
+            m = mean_interval(runs[f"left/right border balance ({when})"])
+            row[f"{when}: mean"] = f"{m['mean']:.3f}"
+            row[f"{when}: 95% CI"] = f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+        rows.append(row)
+    caption = "Left/right border balance, log(left band / right band), one period a side"
+    return table_style(pd.DataFrame(rows), caption=caption)
+
+
 def stride_frame(groups: Mapping[str, GatedSeeds]) -> pd.DataFrame:
     """One row per learnt strided run: ``arm``, ``seed``, ``test accuracy``, the landscape's
-    mirror asymmetry (left/right at initialisation and at the end, top/bottom at the end) and
-    the accuracy for items moved towards each border (left - right, up - down)."""
+    mirror asymmetry (left/right at initialisation and at the end, top/bottom at the end), the
+    accuracy for items moved towards each border (left - right, up - down) and the left/right
+    border balance at initialisation and at the end (:data:`STRIDE_PERIOD` columns a side)."""
     rows = []
     for arm, g in groups.items():
         for seed, m in g.learnt.items():
@@ -896,6 +923,8 @@ def stride_frame(groups: Mapping[str, GatedSeeds]) -> pd.DataFrame:
                     "top/bottom asymmetry (final)": float(asymmetry(end, -2)),
                     "accuracy left - right": moved["left"] - moved["right"],
                     "accuracy up - down": moved["up"] - moved["down"],
+                    "left/right border balance (init)": _balance(init),
+                    "left/right border balance (final)": _balance(end),
                 }
             )
     return pd.DataFrame(rows)

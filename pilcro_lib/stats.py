@@ -306,6 +306,19 @@ def equivalence_verdicts(claims: Mapping[str, dict[str, Any]], *, alpha: float =
     return pd.DataFrame(rows).set_index("claim")
 
 
+def mean_interval(values: Iterable[float], *, alpha: float = ALPHA) -> dict[str, float]:
+    """The mean of per-seed ``values`` with its ``1 - alpha`` t-interval (``mean``, ``ci_low``,
+    ``ci_high``, ``n``; NaN interval with fewer than 2 values): for a figure read on its own,
+    whether its interval excludes a reference value such as 0."""
+    alpha = _check_level("alpha", alpha)
+    v = _values("values", values)
+    mean = float(v.mean()) if len(v) else math.nan
+    if len(v) < 2:
+        return {"mean": mean, "ci_low": math.nan, "ci_high": math.nan, "n": len(v)}
+    half = float(sps.t.ppf(1 - alpha / 2, len(v) - 1)) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(v)}
+
+
 def seeds_that_learnt(
     values: Mapping[int, float], *, threshold: float
 ) -> tuple[list[int], list[int]]:

@@ -1,6 +1,8 @@
 """Landscapes against Captum's Saliency, naive per-sample loops and closed forms; state and
 errors."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -233,6 +235,23 @@ def test_asymmetry():
     )  # (|1-3| + |2-0| + |1-3|) twice, over 10
     with pytest.raises(ValueError, match="dim"):
         landscape.asymmetry(sym, dim=0)
+
+
+def test_border_balance_ignores_the_strides_phase_and_sees_an_underused_border():
+    for size, phase in ((28, 0), (28, 1), (29, 0), (30, 3)):
+        columns = [2.0 if (j + phase) % 4 == 0 else 1.0 for j in range(size)]  # period 4
+        pattern = torch.tensor(columns, dtype=torch.float64).expand(size, size)
+        assert landscape.border_balance(pattern, period=4).item() == pytest.approx(0, abs=1e-12)
+        assert landscape.asymmetry(pattern).item() > 0 or size % 4 == 1  # mirror sees the phase
+    ramp = torch.linspace(2.0, 1.0, 12, dtype=torch.float64).expand(12, 12)  # right under-used
+    by_hand = math.log(ramp[0, :3].mean() / ramp[0, -3:].mean())
+    assert landscape.border_balance(ramp, period=3).item() == pytest.approx(by_hand)
+    assert landscape.border_balance(ramp.T, dim=-2, period=3).item() == pytest.approx(by_hand)
+    assert landscape.border_balance(ramp, dim=-2, period=3).item() == pytest.approx(0)
+    with pytest.raises(ValueError, match="period=13 is larger than the 12x12 map"):
+        landscape.border_balance(ramp, period=13)
+    with pytest.raises(ValueError, match="dim must be"):
+        landscape.border_balance(ramp, dim=1)
 
 
 @pytest.mark.parametrize("kind", ["lc", "lrlc", "coordconv"])

@@ -204,14 +204,18 @@ def test_classification_frame_measures_the_first_and_last_landscapes():
 
 
 def test_stride_frame_reads_the_moved_accuracies_and_asymmetries():
-    lam = torch.tensor([[1.0, 3.0], [1.0, 3.0]])
+    lam = torch.tensor([1.0] * 4 + [3.0] * 4).expand(8, 8)  # the right half three times
     moved = {"left": 0.9, "right": 0.8, "up": 0.7, "down": 0.75}
     row = ps.stride_frame({"28 px": _gated([lam, lam], shift_acc=moved)}).iloc[0]
     assert row["accuracy left - right"] == pytest.approx(0.1)
     assert row["accuracy up - down"] == pytest.approx(-0.05)
-    # |1 - 3| at each of the 4 pixels, over a total of 8
-    assert row["left/right asymmetry (final)"] == pytest.approx(8 / 8)
+    # |1 - 3| at each of the 64 pixels, over a total of 128
+    assert row["left/right asymmetry (final)"] == pytest.approx(128 / 128)
     assert row["top/bottom asymmetry (final)"] == 0
+    # one period (4 columns) a side: log(1 / 3), the left border used less
+    assert row["left/right border balance (final)"] == pytest.approx(-math.log(3))
+    shown = ps.border_balance_table(ps.stride_frame({"28 px": _gated([lam, lam], shift_acc=moved)}))
+    assert "-1.099" in shown.html and "[nan, nan]" in shown.html  # one seed: no interval
 
 
 def test_path_count_correlations_are_pearson_r_per_epoch():

@@ -11,6 +11,7 @@ from pilcro_lib.stats import (
     equivalence_verdicts,
     holm,
     holm_levels,
+    mean_interval,
     seeds_that_learnt,
     verdicts,
     welch_df,
@@ -182,6 +183,15 @@ def test_primary_endpoints_get_their_own_holm_family():
     assert verdicts(claims, primary=list(claims))["role"].eq("primary").all()
     with pytest.raises(ValueError, match="primary must name claims"):
         verdicts(claims, primary=["claim 9"])
+
+
+def test_mean_interval_matches_scipys_t_interval():
+    values = [0.12, 0.08, 0.15, 0.11, 0.09]
+    got = mean_interval(values)
+    low, high = sps.t.interval(0.95, 4, loc=np.mean(values), scale=sps.sem(values))
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((low, high))
+    assert got["mean"] == pytest.approx(0.11) and got["n"] == 5
+    assert math.isnan(mean_interval([0.1])["ci_low"]) and mean_interval([0.1])["mean"] == 0.1
 
 
 def test_holm_matches_statsmodels():
