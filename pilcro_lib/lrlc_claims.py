@@ -28,7 +28,9 @@ from pilcro_lib.protocol import (
     GatedSeeds,
     choose_on_validation,
     gated_seeds,
+    ladder_table,
     per_seed_table,
+    plateau_verdict,
 )
 from pilcro_lib.report_tables import two_level
 from pilcro_lib.runs.records import Record, cached_run
@@ -152,6 +154,60 @@ class ArmRuns:
                     group.reasons[s] = why_not(record, arm) or GATE_MISSED
             groups[(task, arm, rank)] = group
         return groups
+
+    def to_plateau(
+        self,
+        specs: Sequence[Spec],
+        seeds: Sequence[int],
+        *,
+        gate: float,
+        n_val: int,
+        head_eps: float | None = None,
+        doublings: int = 2,
+    ):
+        """Each spec run to its plateau by the book's one rule
+        (:func:`pilcro_lib.protocol.plateau_verdict` on the mean validation accuracy of its
+        learnt seeds): runs of ``epochs`` and twice as long, and one doubling more for every
+        spec whose last doubling gained at least one standard error (``n_val`` images), at most
+        ``doublings`` doublings beyond ``epochs``.
+
+        Returns ``(kept, table)``: spec -> the :class:`GatedSeeds` of the shortest length at its
+        plateau (else the longest run), and a DataFrame indexed by (task, arm) with the mean
+        validation accuracy (percent) at each length, ``"epochs kept"`` and ``"at plateau"``.
+        """
+        import pandas as pd
+
+        by_length = {self.epochs: self.gated(specs, seeds, gate=gate, head_eps=head_eps)}
+        kept, rows, pending, length = {}, {}, list(specs), self.epochs
+        for _ in range(doublings):
+            by_length[2 * length] = self.gated(
+                pending, seeds, gate=gate, epochs=2 * length, head_eps=head_eps
+            )
+            still = []
+            for spec in pending:
+                ladder = ladder_table(
+                    {e: np.mean(list(accuracies(g, spec, "val_acc").values())) / 100
+                     for e, g in by_length.items() if spec in g}
+                )  # fmt: skip
+                if plateau_verdict(ladder, length, n_val)[0]:
+                    kept[spec] = by_length[length][spec]
+                else:
+                    still.append(spec)
+            pending, length = still, 2 * length
+            if not pending:
+                break
+        kept |= {spec: by_length[length][spec] for spec in pending}  # still short of it
+        for spec in specs:
+            means = {e: np.mean(list(accuracies(g, spec, "val_acc").values()))
+                     for e, g in by_length.items() if spec in g}  # fmt: skip
+            rows[(spec[0], arm_label(*spec[1:]))] = {
+                **{f"val. % at {e}": means.get(e, math.nan) for e in sorted(by_length)},
+                "epochs kept": next(e for e, g in by_length.items() if g.get(spec) is kept[spec]),
+                "at plateau": spec not in pending,
+            }
+        table = two_level(pd.DataFrame(rows).T, ["task", "arm"])
+        table["epochs kept"] = table["epochs kept"].astype(int)
+        return kept, table
 
     def tune_rates(
         self, specs: Sequence[Spec], rates: Sequence[float], seeds: Sequence[int]

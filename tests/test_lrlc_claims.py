@@ -108,6 +108,34 @@ def test_each_spec_gets_the_rate_its_own_tuning_runs_chose(monkeypatch):
     assert not study.head_active(record(across_examples=0.0049), 0.005)
 
 
+def test_each_spec_runs_to_its_plateau_by_the_books_rule(monkeypatch):
+    asked = []
+    # validation accuracy by (arm, epochs): conv is flat from 4 epochs, LRLC gains 5 points
+    # from 4 to 8 and then nothing, LC keeps gaining
+    curves = {
+        "conv": {4: 0.80, 8: 0.801},
+        "lrlc": {4: 0.80, 8: 0.85, 16: 0.851},
+        "lc": {4: 0.60, 8: 0.65, 16: 0.70},
+    }
+
+    def fake_cached_run(fn, **inputs):
+        asked.append((inputs["arm"], inputs["epochs"]))
+        val = curves[inputs["arm"]][inputs["epochs"]] + 0.0001 * inputs["seed"]
+        return record(val_acc=val, key=str(len(asked)))
+
+    monkeypatch.setattr(study, "cached_run", fake_cached_run)
+    runs = study.ArmRuns({"aligned": ("tr", "va", "te")}, 4, None, 8, 4, lr=0.1)
+    specs = [("aligned", "conv", 1), ("aligned", "lrlc", 8), ("aligned", "lc", 1)]
+    kept, table = runs.to_plateau(specs, [0, 1], gate=0.5, n_val=2000, doublings=2)
+    # SE on 2,000 images is about 0.9 points: conv is flat at 4, LRLC at 8, LC never
+    assert table["epochs kept"].tolist() == [4, 8, 16]
+    assert table["at plateau"].tolist() == [True, True, False]
+    assert ("conv", 16) not in asked and ("lrlc", 16) in asked and ("lc", 16) in asked
+    assert kept[specs[1]].learnt[0].metrics["val_acc"] == pytest.approx(0.85)
+    assert table.loc[("aligned", "LC"), "val. % at 16"] == pytest.approx(70.005)
+    assert np.isnan(table.loc[("aligned", "conv"), "val. % at 16"])
+
+
 def test_seed_tables_and_the_gate_report():
     groups = {("real", "conv", 1): group(0.8, 0.9), ("real", "lc", 1): group(0.7, failed=[5])}
     assert study.accuracies(groups, ("real", "conv", 1)) == pytest.approx({0: 80, 1: 90})
