@@ -89,6 +89,7 @@ __all__ = [
     "ladder_figure",
     "landscape_figure",
     "manipulation_check",
+    "manipulation_table",
     "per_seed_display",
     "position_heatmap",
     "robustness_figure",
@@ -802,6 +803,33 @@ def manipulation_check(
     means = runs.groupby("arm")[column].mean()
     ratio = float(means[ARM_NAMES[arm]] / means[ARM_NAMES[control]])
     return {"ratio": ratio, "passed": ratio <= 1 - MANIPULATION_CUT}
+
+
+OPTIMISED = {  # each penalised arm -> the run-table figure its penalty lowers
+    "p_objective": "curvature (final)",
+    "p_objective_strong": "curvature (final)",
+    "p_gradient": "gradient energy (final)",
+    "p_cv": "cv (final)",
+}
+
+
+def manipulation_table(runs) -> StyledTable:
+    """The manipulation check of every penalised arm in ``runs`` (a run table): the figure its
+    penalty lowers (:data:`OPTIMISED`), its mean over plain training's, and whether the cut
+    reaches :data:`MANIPULATION_CUT` (:func:`manipulation_check`)."""
+    rows = []
+    for arm, column in OPTIMISED.items():
+        if ARM_NAMES[arm] in set(runs["arm"]):
+            check = manipulation_check(runs, arm, column=column)
+            rows.append(
+                {
+                    "arm": ARM_NAMES[arm],
+                    "figure it lowers": column.removesuffix(" (final)"),
+                    "final mean / plain's": f"{check['ratio']:.2f}",
+                    f"cut by {MANIPULATION_CUT:.0%} or more": "yes" if check["passed"] else "no",
+                }
+            )
+    return table_style(pd.DataFrame(rows), caption="Did each penalty move what it penalises?")
 
 
 def run_row(arm: str, seed: int, metrics: Mapping, targets: Mapping[str, float]) -> dict:

@@ -186,6 +186,8 @@ def test_budget_ladder_and_manipulation_check(asked):
     assert check == {"ratio": 0.5, "passed": True}
     runs["curvature (final)"] = [1.0, 3.0, 1.5, 1.5]  # cut by a quarter only
     assert pos.manipulation_check(runs, "p_objective") == {"ratio": 0.75, "passed": False}
+    shown = pos.manipulation_table(runs).frame
+    assert shown.iloc[0].tolist() == ["P-objective", "curvature", "0.75", "no"]
 
 
 def test_a_seed_that_fails_the_gate_is_replaced_by_a_spare(asked):
