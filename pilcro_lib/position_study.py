@@ -120,6 +120,7 @@ PARAMETERS = (
     "jitter",
     "border_shift",
     "n_tuning",
+    "lr_grid",
 )
 # book: a Fashion-MNIST subset and the fast CNN of chapter 6 (2 CPU cores)
 BOOK_DEFAULTS: dict[str, Any] = dict(
@@ -144,6 +145,7 @@ BOOK_DEFAULTS: dict[str, Any] = dict(
     border_shift=3,
     spares=2,
     n_tuning=1,
+    lr_grid=None,
 )
 DEFAULTS: dict[str, dict[str, Any]] = {
     # smoke: the shipped sample, tiny networks, two seeds (seconds, for CI)
@@ -189,6 +191,7 @@ class Settings:
     border_shift: int
     n_spares: int
     n_tuning: int = 1
+    lr_grid: tuple[float, ...] | None = None
 
     @property
     def seeds(self) -> list[int]:
@@ -211,10 +214,17 @@ class Settings:
         """The first tuning seed: the run-length ladders'."""
         return self.tuning_seeds[0]
 
+    def recipe_at(self, lr: float | None = None):
+        """The fast recipe with batches of ``batch_size`` and peak rate ``lr`` (default
+        0.2 x batch / 256)."""
+        return get_recipe(
+            "fast", batch_size=self.batch_size, lr=0.2 * self.batch_size / 256 if lr is None else lr
+        )
+
     @property
     def recipe(self):
         """The fast recipe with batches of ``batch_size``, peak rate 0.2 x batch / 256."""
-        return get_recipe("fast", batch_size=self.batch_size, lr=0.2 * self.batch_size / 256)
+        return self.recipe_at()
 
 
 def configure(profile: str, **parameters: Any) -> Settings:
@@ -254,6 +264,19 @@ def configure(profile: str, **parameters: Any) -> Settings:
     lam_grid = pick("lam_grid")
     if not (isinstance(lam_grid, (list, tuple)) and len(lam_grid) == 3):
         raise ValueError(f"lam_grid must be (lowest, highest, steps), got {lam_grid!r}")
+    lr_grid = pick("lr_grid")
+    if lr_grid is not None:
+        if (
+            isinstance(lr_grid, (str, bytes))
+            or not isinstance(lr_grid, (list, tuple))
+            or not lr_grid
+        ):
+            raise ValueError(
+                f"lr_grid must be a list of peak learning rates or None, got {lr_grid!r}"
+            )
+        lr_grid = tuple(
+            sorted({check_number("lr_grid", r, minimum=0, strict=True) for r in lr_grid})
+        )
     return Settings(
         profile=profile,
         seed=check_positive_int("seed", 0 if seed is None else seed, minimum=0),
@@ -265,6 +288,7 @@ def configure(profile: str, **parameters: Any) -> Settings:
         gate=check_number("gate", pick("gate"), minimum=0, maximum=1),
         jitter=check_positive_int("jitter", pick("jitter"), minimum=0),
         n_spares=defaults["spares"],
+        lr_grid=lr_grid,
         **count,
     )
 
@@ -300,6 +324,7 @@ class PositionStudy:
         self.train_set, self.val_set = train_val_split(pool, s.n_val / len(pool), seed=0)
         self.test_set = load_dataset(s.dataset, "test", subset=s.n_test, seed=0)
         self.records: dict[str, Any] = {}
+        self.rates: dict[str, float] = {}  # arm -> its peak rate, chosen by tune_rates
 
     @property
     def data(self) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
@@ -318,9 +343,11 @@ class PositionStudy:
         read if current, else trained and stored under :data:`RECORD_NAME`).
 
         data: ``(train, val, test)`` (default :attr:`data`); n_epochs: default the settings'
-        ``epochs``; options go to the run: network options, ``lam``, ``border_shift``.
+        ``epochs``; lr: the peak rate (default the recipe's); options go to the run: network
+        options, ``lam``, ``border_shift``.
         """
         s = self.settings
+        lr = options.pop("lr", None)
         train_set, val_set, test_set = data or self.data
         record = cached_run(
             run_position_arm,
@@ -330,7 +357,7 @@ class PositionStudy:
             test_set=test_set,
             epochs=s.epochs if n_epochs is None else n_epochs,
             seed=seed,
-            recipe=s.recipe,
+            recipe=s.recipe_at(lr),
             width=s.width,
             normalization=NORMALIZATION[s.dataset],
             device=self.device,
@@ -345,6 +372,10 @@ class PositionStudy:
         ``arms`` maps a name to the options of :meth:`train`, ``common`` adds options to all.
         Every run on the final seeds is asked for before any is read."""
         s = self.settings
+        arms = {
+            arm: {**options, "lr": self.rates[arm]} if arm in self.rates else options
+            for arm, options in arms.items()
+        }
         for options in arms.values():
             for seed in s.seeds:
                 self.train(seed, **common, **options)
@@ -357,6 +388,28 @@ class PositionStudy:
             )
             for arm, options in arms.items()
         }
+
+    def tune_rates(self, arms: Mapping[str, Mapping[str, Any]], **common: Any) -> dict[str, Any]:
+        """Each arm's peak learning rate, chosen on validation: every rate of the settings'
+        ``lr_grid`` on every tuning seed, the best mean validation accuracy (ties: the lower
+        rate); kept in ``rates``, which :meth:`gated` then uses. Every run is asked for before
+        any is read. Returns arm -> :class:`pilcro_lib.protocol.Choice`."""
+        s = self.settings
+        if s.lr_grid is None:
+            raise ValueError("tune_rates needs the settings' lr_grid (a list of peak rates)")
+        runs = {
+            arm: {
+                lr: [self.train(t, lr=lr, **common, **options) for t in s.tuning_seeds]
+                for lr in s.lr_grid
+            }
+            for arm, options in arms.items()
+        }
+        choices = {
+            arm: choose_on_validation({lr: [m["val_acc"] for m in ms] for lr, ms in by.items()})
+            for arm, by in runs.items()
+        }
+        self.rates |= {arm: choice.best for arm, choice in choices.items()}
+        return choices
 
     def ladder(self, n_epochs: int, **options: Any) -> dict[int, Mapping[str, Any]]:
         """The run-length ladder on the tuning seed: half, once and twice ``n_epochs``

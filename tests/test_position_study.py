@@ -130,6 +130,38 @@ def test_choices_average_over_the_tuning_seeds(monkeypatch):
         ps.configure("smoke", n_tuning=0)
 
 
+def test_every_arm_gets_its_rate_from_one_grid_on_the_same_tuning_seeds(monkeypatch):
+    asked = []
+    best = {"plain": 0.1, "blur": 0.4}  # the rate each arm validates best at
+
+    def fake(run_fn, /, *, name, **inputs):
+        asked.append(inputs)
+        arm = "blur" if inputs.get("downsampling") == "blur" else "plain"
+        val = 0.9 - abs(inputs["recipe"].lr - best[arm]) - 0.001 * (inputs["seed"] % 2)
+        return SimpleNamespace(key=str(len(asked)), metrics={"val_acc": val})
+
+    monkeypatch.setattr(ps, "cached_run", fake)
+    settings = ps.configure("smoke", n_tuning=2, lr_grid=[0.4, 0.1, 0.2])
+    assert settings.lr_grid == (0.1, 0.2, 0.4)
+    study = ps.PositionStudy(settings, device="cpu")
+    arms = {"plain": {}, "blur": {"downsampling": "blur"}}
+    choices = study.tune_rates(arms)
+    assert len(asked) == 2 * 3 * 2 and {a["seed"] for a in asked} == {1000, 1001}
+    assert study.rates == {"plain": 0.1, "blur": 0.4}
+    assert list(choices["blur"].table.index) == [0.1, 0.2, 0.4]
+    asked.clear()
+    study.gated(arms)
+    assert {(a.get("downsampling"), a["recipe"].lr) for a in asked} == {(None, 0.1), ("blur", 0.4)}
+    untuned = ps.PositionStudy(ps.configure("smoke"), device="cpu")
+    with pytest.raises(ValueError, match="tune_rates needs the settings' lr_grid"):
+        untuned.tune_rates(arms)
+    asked.clear()
+    untuned.train(0)  # no lr: the recipe's own rate, as the stored runs were keyed
+    assert asked[0]["recipe"].lr == ps.configure("smoke").recipe.lr
+    with pytest.raises(ValueError, match="lr_grid must be a list of peak learning rates"):
+        ps.configure("smoke", lr_grid="0.1")
+
+
 def test_quadrant_frame_counts_steps_to_the_first_epoch_at_95():
     runs = {
         "zero padding": {
