@@ -248,6 +248,17 @@ def degenerate_landscape(landscape: Tensor) -> str | None:
     return "constant" if bool((landscape == landscape.flatten()[0]).all()) else None
 
 
+def deployed_landscape(model: nn.Module, probe: ImageDataset) -> dict:
+    """The landscape of the deployed network (eval mode: BatchNorm with its running statistics)
+    on ``probe``, not normalised: ``landscape_eval`` (``[H, W]`` list) and ``flatness_eval``
+    (its flatness figures, NaN where it cannot be measured)."""
+    deployed = importance_landscape(
+        model, probe.float_images(), probe.labels, batch_size=len(probe), normalize=False,
+        mode="eval",
+    )  # fmt: skip
+    return {"landscape_eval": deployed.tolist(), "flatness_eval": flatness_or_nan(deployed)}
+
+
 def run_arm(
     arm: str,
     train_set,
@@ -368,12 +379,7 @@ def run_arm(
     if position_sets is not None:
         metrics["position_acc"] = [evaluate(model, data)["accuracy"] for _, data in position_sets]
     if eval_landscape:  # the network as deployed, beside the one a training step sees
-        deployed = importance_landscape(
-            model, probe.float_images(), probe.labels, batch_size=len(probe), normalize=False,
-            mode="eval",
-        )  # fmt: skip
-        metrics["landscape_eval"] = deployed.tolist()
-        metrics["flatness_eval"] = flatness_or_nan(deployed)
+        metrics |= deployed_landscape(model, probe)
     return metrics
 
 

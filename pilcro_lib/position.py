@@ -25,6 +25,7 @@ from pilcro_lib.paths import blur_pool
 from pilcro_lib.synthetic import paste
 from pilcro_lib.utils import (
     MAX_SEED,
+    check_bool,
     check_choice,
     check_image_batch,
     check_number,
@@ -202,6 +203,7 @@ def run_position_arm(
     border_shift: int = 0,
     probe_size: int = 256,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+    eval_landscape: bool = False,
     run_dir: str | Path | None = None,
     device: str | torch.device | None = None,
     **net_kwargs: Any,
@@ -214,9 +216,10 @@ def run_position_arm(
     ``landscapes`` (epoch -> ``[H, W]`` list: the landscape of the first ``probe_size`` test
     images, batch statistics) and ``train_time_s``; with ``border_shift > 0`` also ``shift_acc``
     (direction of :data:`DIRECTIONS` -> test accuracy with the images shifted that way by
-    ``border_shift`` pixels).
+    ``border_shift`` pixels); with ``eval_landscape``, the deployed network's final landscape too
+    (:func:`pilcro_lib.experiments.deployed_landscape`).
     """
-    from pilcro_lib.experiments import LandscapeRecorder
+    from pilcro_lib.experiments import LandscapeRecorder, deployed_landscape
     from pilcro_lib.objective import PObjective
     from pilcro_lib.train import evaluate, fit, get_recipe
     from pilcro_lib.utils import seed_everything
@@ -227,6 +230,7 @@ def run_position_arm(
     lam = check_number("lam", lam, minimum=0)
     border_shift = check_positive_int("border_shift", border_shift, minimum=0)
     probe_size = check_positive_int("probe_size", probe_size)
+    check_bool("eval_landscape", eval_landscape)
     seed_everything(seed)
     c, h, _ = train_set.image_shape
     model = position_net(c, train_set.num_classes, h, normalization=normalization, **net_kwargs)
@@ -264,4 +268,6 @@ def run_position_arm(
             ]
             for name, (dy, dx) in DIRECTIONS.items()
         }
+    if eval_landscape:
+        metrics |= deployed_landscape(model, probe)
     return metrics

@@ -47,6 +47,7 @@ from pilcro_lib.runs.records import cached_run, provenance_note
 from pilcro_lib.stats import VERDICTS, mean_interval
 from pilcro_lib.train import get_recipe
 from pilcro_lib.utils import (
+    check_bool,
     check_choice,
     check_number,
     check_positive_int,
@@ -121,6 +122,7 @@ PARAMETERS = (
     "border_shift",
     "n_tuning",
     "lr_grid",
+    "eval_landscape",
 )
 # book: a Fashion-MNIST subset and the fast CNN of chapter 6 (2 CPU cores)
 BOOK_DEFAULTS: dict[str, Any] = dict(
@@ -146,6 +148,7 @@ BOOK_DEFAULTS: dict[str, Any] = dict(
     spares=2,
     n_tuning=1,
     lr_grid=None,
+    eval_landscape=False,
 )
 DEFAULTS: dict[str, dict[str, Any]] = {
     # smoke: the shipped sample, tiny networks, two seeds (seconds, for CI)
@@ -159,7 +162,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     | dict(dataset="cifar10", epochs=30, batch_size=256, n_train=None, n_val=5000)
     | dict(width=64, lam_grid=(0.01, 10.0, 4), gate=0.3, quad_epochs=30)
     | dict(quad_train=10000, quad_val=2000, quad_test=5000, item_factor=2, canvas=48)
-    | dict(jitter=8, border_shift=4, spares=3, n_tuning=3),
+    | dict(jitter=8, border_shift=4, spares=3, n_tuning=3, eval_landscape=True),
 }
 TUNING_OFFSET = 1000  # the tuning seeds are seed + 1000, + 1001, ...: never a final seed
 
@@ -192,6 +195,7 @@ class Settings:
     n_spares: int
     n_tuning: int = 1
     lr_grid: tuple[float, ...] | None = None
+    eval_landscape: bool = False
 
     @property
     def seeds(self) -> list[int]:
@@ -289,6 +293,7 @@ def configure(profile: str, **parameters: Any) -> Settings:
         jitter=check_positive_int("jitter", pick("jitter"), minimum=0),
         n_spares=defaults["spares"],
         lr_grid=lr_grid,
+        eval_landscape=check_bool("eval_landscape", pick("eval_landscape")),
         **count,
     )
 
@@ -348,6 +353,8 @@ class PositionStudy:
         """
         s = self.settings
         lr = options.pop("lr", None)
+        if s.eval_landscape:  # only then: the key of a run without it stays as it was
+            options.setdefault("eval_landscape", True)
         train_set, val_set, test_set = data or self.data
         record = cached_run(
             run_position_arm,

@@ -158,7 +158,15 @@ def test_run_position_arm_measures_everything(tmp_path):
     assert len(m["history"]) == 2 and sorted(m["landscapes"]) == ["0", "1", "2"]
     assert set(m["shift_acc"]) == set(DIRECTIONS) and 0 <= m["consistency"] <= 1
     assert m["steps_per_epoch"] == 1 and 0 <= m["test_acc"] <= 1
-    assert "shift_acc" not in run_position_arm(tr, va, te, epochs=1, width=2, recipe="classic")
+    plain = run_position_arm(tr, va, te, epochs=1, width=2, recipe="classic")
+    assert "shift_acc" not in plain and "landscape_eval" not in plain
+    deployed = run_position_arm(
+        tr, va, te, epochs=1, width=2, recipe="classic", probe_size=4, eval_landscape=True
+    )
+    assert len(deployed["landscape_eval"]) == 12 and "curvature" in deployed["flatness_eval"]
+    assert deployed["landscape_eval"] != deployed["landscapes"]["1"]  # running statistics
+    with pytest.raises(TypeError, match="eval_landscape must be True or False"):
+        run_position_arm(tr, va, te, epochs=1, eval_landscape=1)
     with pytest.raises(ValueError, match="lam"):
         run_position_arm(tr, va, te, epochs=1, lam=-1.0)
     with pytest.raises(TypeError, match="val_set"):

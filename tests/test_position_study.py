@@ -160,6 +160,10 @@ def test_every_arm_gets_its_rate_from_one_grid_on_the_same_tuning_seeds(monkeypa
     assert asked[0]["recipe"].lr == ps.configure("smoke").recipe.lr
     with pytest.raises(ValueError, match="lr_grid must be a list of peak learning rates"):
         ps.configure("smoke", lr_grid="0.1")
+    assert "eval_landscape" not in asked[0]  # off in the smoke and book profiles
+    asked.clear()
+    ps.PositionStudy(ps.configure("smoke", eval_landscape=True), device="cpu").train(0)
+    assert asked[0]["eval_landscape"] is True
 
 
 def test_quadrant_frame_counts_steps_to_the_first_epoch_at_95():
