@@ -864,21 +864,32 @@ def stride_sizes(size: int) -> dict[str, int]:
     return {"even": size + size % 2, "odd": size + 1 - size % 2}
 
 
-def grown(data: ImageDataset, target: int) -> ImageDataset:
-    """``data`` with black rows and columns added at the bottom and right, to ``target``
-    pixels: ``[N, C, H, W]`` -> ``[N, C, target, target]`` (float in [0, 1])."""
-    extra = target - data.image_shape[-1]
-    if extra < 0:
-        raise ValueError(f"target={target} is smaller than the {data.image_shape[-1]}-px images")
-    images = F.pad(data.float_images(), (0, extra, 0, extra))
-    return ImageDataset(images, data.labels, data.classes, f"{data.name}_{target}px")
+GROW_MODES = ("pad", "resample")
 
 
-def stride_data(study: PositionStudy) -> dict[str, tuple[ImageDataset, ...]]:
-    """The study's (train, val, test) grown to the even and the odd size: ``"28 px"`` ->
-    the three data sets (see :func:`stride_sizes` and :func:`grown`)."""
+def grown(data: ImageDataset, target: int, how: str = "pad") -> ImageDataset:
+    """``data`` at ``target`` pixels: ``[N, C, H, W]`` -> ``[N, C, target, target]`` (float in
+    [0, 1]). ``how``: ``pad`` adds black rows and columns at the bottom and right (one-sided),
+    ``resample`` interpolates bilinearly with the corner pixels kept in the corners, which
+    commutes with mirroring: a symmetric image stays symmetric."""
+    check_choice("how", how, GROW_MODES)
+    size = data.image_shape[-1]
+    if target < size:
+        raise ValueError(f"target={target} is smaller than the {size}-px images")
+    images = data.float_images()
+    if how == "pad":
+        images = F.pad(images, (0, target - size, 0, target - size))
+    elif target != size:
+        images = F.interpolate(images, size=(target, target), mode="bilinear", align_corners=True)
+    suffix = "px" if how == "pad" else "px_resampled"
+    return ImageDataset(images, data.labels, data.classes, f"{data.name}_{target}{suffix}")
+
+
+def stride_data(study: PositionStudy, how: str = "pad") -> dict[str, tuple[ImageDataset, ...]]:
+    """The study's (train, val, test) grown to the even and the odd size, by ``how`` (see
+    :func:`grown`): ``"28 px"`` -> the three data sets (see :func:`stride_sizes`)."""
     sizes = stride_sizes(study.train_set.image_shape[-1])
-    return {f"{n} px": tuple(grown(d, n) for d in study.data) for n in sizes.values()}
+    return {f"{n} px": tuple(grown(d, n, how) for d in study.data) for n in sizes.values()}
 
 
 def stride_counts(sizes: Sequence[int]) -> dict[str, torch.Tensor]:

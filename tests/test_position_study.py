@@ -207,6 +207,21 @@ def test_grown_adds_black_rows_and_columns_at_the_bottom_and_right():
     assert ps.stride_sizes(28) == {"even": 28, "odd": 29} and ps.stride_sizes(29)["even"] == 30
 
 
+def test_resampled_inputs_stay_mirror_symmetric():
+    images = torch.rand(3, 1, 28, 28)
+    data = ImageDataset(images, torch.tensor([0, 1, 0]), ["a", "b"], "toy")
+    flipped = ImageDataset(images.flip(-1), data.labels, data.classes, "toy")
+    odd, odd_flipped = ps.grown(data, 29, "resample"), ps.grown(flipped, 29, "resample")
+    assert odd.image_shape == (1, 29, 29) and odd.name == "toy_29px_resampled"
+    # resampling commutes with mirroring: no side of the 29-px image is favoured
+    torch.testing.assert_close(odd_flipped.float_images(), odd.float_images().flip(-1))
+    corners = odd.float_images()[:, :, [0, 0, -1, -1], [0, -1, 0, -1]]
+    torch.testing.assert_close(corners, images[:, :, [0, 0, -1, -1], [0, -1, 0, -1]])
+    torch.testing.assert_close(ps.grown(data, 28, "resample").float_images(), images)
+    with pytest.raises(ValueError, match="how='crop' is not allowed"):
+        ps.grown(data, 29, "crop")
+
+
 def test_a_pure_period_two_pattern_is_mirror_asymmetric_only_on_an_even_width():
     for low, high in ((1.0, 2.0), (1.0, 5.0)):
         assert ps.period_two_asymmetry(28, low, high) == pytest.approx(
