@@ -6,7 +6,9 @@ layer (convolution, CoordConv, LRLC). :func:`quadrant_task` is a task whose only
 *where* an item lies. :func:`shift_images` translates with zero fill, and
 :func:`shift_consistency` measures how often a prediction survives a one-pixel shift.
 :func:`run_position_arm` trains one network (optionally with the P-objective) and measures
-all of it, for :func:`pilcro_lib.runs.records.cached_run`.
+all of it, for :func:`pilcro_lib.runs.records.cached_run`. :func:`position_probe` asks how well
+a linear read-out of a network's frozen features recovers where an item lies (as Islam et al.
+2020 probe absolute position), a measure that does not saturate as a four-way task does.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pilcro_lib.utils import (
     check_image_batch,
     check_number,
     check_positive_int,
+    check_tensor,
     check_type,
 )
 
@@ -168,6 +171,56 @@ def shifted(dataset: ImageDataset, dy: int, dx: int) -> ImageDataset:
     return ImageDataset(images, dataset.labels, dataset.classes, f"{dataset.name}_shift_{dy}_{dx}")
 
 
+def penultimate_features(model: nn.Sequential, images: Tensor, batch_size: int = 256) -> Tensor:
+    """The input of ``model``'s final linear layer for each image, in eval mode and without
+    gradients: ``[N, C, H, W]`` -> ``[N, D]`` (float64, on the CPU)."""
+    check_type("model", model, nn.Sequential, "an nn.Sequential ending in a linear layer")
+    if not isinstance(model[-1], nn.Linear):
+        raise ValueError(f"model must end in a linear layer, got {type(model[-1]).__name__}")
+    check_image_batch("images", images)
+    body = model[:-1]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        features = [body(chunk).double().cpu() for chunk in images.split(batch_size)]
+    model.train(was_training)
+    return torch.cat(features)
+
+
+def position_probe(features: Tensor, offsets: Tensor, *, ridge: float = 1e-3) -> dict[str, float]:
+    """How well a linear read-out of ``features`` ``[N, D]`` recovers the item positions
+    ``offsets`` ``[N, 2]`` (row, column in pixels): ridge regression (weight ``ridge`` on the
+    standardised features, centred targets) fitted on the first half of the items and scored on
+    the second. Returns ``r2_row``, ``r2_col`` (1: exact; 0: no better than the mean position)
+    and ``mae_px``, the mean absolute error of the two coordinates in pixels."""
+    check_tensor("features", features, nonempty=True, finite=True)
+    check_tensor("offsets", offsets, nonempty=True, finite=True)
+    check_number("ridge", ridge, minimum=0)
+    if features.ndim != 2 or offsets.shape != (len(features), 2):
+        raise ValueError(
+            "features must be [N, D] and offsets [N, 2] for the same N items, got "
+            f"{tuple(features.shape)} and {tuple(offsets.shape)}"
+        )
+    if len(features) < 4:
+        raise ValueError(f"position_probe needs at least 4 items, got {len(features)}")
+    x, y = features.double(), offsets.double()
+    half = len(x) // 2
+    mean, std = x[:half].mean(0), x[:half].std(0).clamp_min(1e-12)
+    x = (x - mean) / std
+    centre = y[:half].mean(0)
+    gram = x[:half].T @ x[:half] + ridge * torch.eye(x.shape[1], dtype=torch.float64)
+    weights = torch.linalg.solve(gram, x[:half].T @ (y[:half] - centre))
+    predicted = x[half:] @ weights + centre
+    residual = ((y[half:] - predicted) ** 2).sum(0)
+    total = ((y[half:] - y[half:].mean(0)) ** 2).sum(0)
+    r2 = 1 - residual / total
+    return {
+        "r2_row": float(r2[0]),
+        "r2_col": float(r2[1]),
+        "mae_px": float((y[half:] - predicted).abs().mean()),
+    }
+
+
 def shift_consistency(model: nn.Module, dataset: ImageDataset, *, distance: int = 1) -> float:
     """The share of (image, shift) pairs whose predicted class is the same as the unshifted
     image's, over the 8 zero-filled shifts by ``distance`` pixels (the 4 axis and 4 diagonal
@@ -204,6 +257,7 @@ def run_position_arm(
     probe_size: int = 256,
     normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     eval_landscape: bool = False,
+    position_probe_set: tuple[ImageDataset, Tensor] | None = None,
     run_dir: str | Path | None = None,
     device: str | torch.device | None = None,
     **net_kwargs: Any,
@@ -217,7 +271,10 @@ def run_position_arm(
     images, batch statistics) and ``train_time_s``; with ``border_shift > 0`` also ``shift_acc``
     (direction of :data:`DIRECTIONS` -> test accuracy with the images shifted that way by
     ``border_shift`` pixels); with ``eval_landscape``, the deployed network's final landscape too
-    (:func:`pilcro_lib.experiments.deployed_landscape`).
+    (:func:`pilcro_lib.experiments.deployed_landscape`); with ``position_probe_set`` (items
+    pasted on canvases of the network's input size, and their ``[N, 2]`` offsets),
+    ``position_probe`` and ``position_probe_init``: :func:`position_probe` of the trained and of
+    the initial network's frozen features.
     """
     from pilcro_lib.experiments import LandscapeRecorder, deployed_landscape
     from pilcro_lib.objective import PObjective
@@ -239,6 +296,9 @@ def run_position_arm(
         probe.float_images(), probe.labels, PObjective(lam) if lam > 0 else None
     )
     recorder.record(model, 0)
+    if position_probe_set is not None:
+        canvases, offsets = _check_probe_set(position_probe_set, h)
+        probe_init = position_probe(penultimate_features(model, canvases), offsets)
     history = fit(
         model,
         train_set,
@@ -270,4 +330,21 @@ def run_position_arm(
         }
     if eval_landscape:
         metrics |= deployed_landscape(model, probe)
+    if position_probe_set is not None:
+        metrics["position_probe_init"] = probe_init
+        metrics["position_probe"] = position_probe(penultimate_features(model, canvases), offsets)
     return metrics
+
+
+def _check_probe_set(probe_set: Any, size: int) -> tuple[Tensor, Tensor]:
+    """The canvases ``[N, C, size, size]`` (float) and offsets ``[N, 2]`` of a probe set."""
+    if not (isinstance(probe_set, (list, tuple)) and len(probe_set) == 2):
+        raise ValueError("position_probe_set must be (ImageDataset of canvases, offsets [N, 2])")
+    canvases, offsets = probe_set
+    check_type("position_probe_set[0]", canvases, ImageDataset)
+    if canvases.image_shape[-1] != size:
+        raise ValueError(
+            f"position_probe_set's canvases must be {size} px like the training images, got "
+            f"{canvases.image_shape[-1]}"
+        )
+    return canvases.float_images(), torch.as_tensor(offsets)

@@ -45,6 +45,7 @@ from pilcro_lib.protocol import (
 from pilcro_lib.results import StyledTable, format_number, table_style
 from pilcro_lib.runs.records import cached_run, provenance_note
 from pilcro_lib.stats import VERDICTS, mean_interval
+from pilcro_lib.synthetic import paste, random_offsets
 from pilcro_lib.train import get_recipe
 from pilcro_lib.utils import (
     check_bool,
@@ -83,6 +84,7 @@ __all__ = [
     "path_count_table",
     "period_two_asymmetry",
     "border_balance_table",
+    "probe_set",
     "quadrant_arms",
     "quadrant_data",
     "quadrant_figure",
@@ -693,6 +695,17 @@ def quadrant_data(settings: Settings) -> tuple[ImageDataset, ImageDataset, Image
         quadrant_task(d, s.canvas, jitter=s.jitter, seed=i)
         for i, d in enumerate((train, val, items["test"]))
     )
+
+
+def probe_set(settings: Settings, *, seed: int = 2) -> tuple[ImageDataset, torch.Tensor]:
+    """The position probe's items: the quadrant task's test items (downsampled by
+    ``item_factor``) pasted at uniform random positions of the ``canvas``, for
+    :func:`pilcro_lib.position.position_probe`: ``(canvases [N, C, canvas, canvas], offsets
+    [N, 2])``."""
+    s = settings
+    items = downsample(load_dataset(s.dataset, "test", subset=s.quad_test, seed=1), s.item_factor)
+    offsets = random_offsets(len(items), items.image_shape[-1], s.canvas, seed=seed)
+    return paste(items, s.canvas, offsets), offsets
 
 
 def _first_epoch(history: Sequence[Mapping[str, Any]], target: float) -> int | None:

@@ -9,7 +9,9 @@ from pilcro_lib.paths import path_count
 from pilcro_lib.position import (
     DIRECTIONS,
     QUADRANTS,
+    penultimate_features,
     position_net,
+    position_probe,
     quadrant_task,
     run_position_arm,
     shift_consistency,
@@ -171,3 +173,61 @@ def test_run_position_arm_measures_everything(tmp_path):
         run_position_arm(tr, va, te, epochs=1, lam=-1.0)
     with pytest.raises(TypeError, match="val_set"):
         run_position_arm(tr, None, te, epochs=1)
+
+
+def _ridge_by_lstsq(x, y, ridge):
+    """Ridge regression as least squares on the stacked system [X; sqrt(ridge) I] w = [y; 0]."""
+    stacked = torch.cat([x, ridge**0.5 * torch.eye(x.shape[1], dtype=x.dtype)])
+    target = torch.cat([y, torch.zeros(x.shape[1], y.shape[1], dtype=y.dtype)])
+    return torch.linalg.lstsq(stacked, target).solution
+
+
+def test_position_probe_is_ridge_regression_scored_on_held_out_items():
+    g = torch.Generator().manual_seed(0)
+    features = torch.rand(40, 6, generator=g, dtype=torch.float64)
+    offsets = torch.rand(40, 2, generator=g, dtype=torch.float64) * 10
+    got = position_probe(features, offsets, ridge=0.5)
+    x = (features - features[:20].mean(0)) / features[:20].std(0)
+    w = _ridge_by_lstsq(x[:20], offsets[:20] - offsets[:20].mean(0), 0.5)
+    predicted = x[20:] @ w + offsets[:20].mean(0)
+    total = ((offsets[20:] - offsets[20:].mean(0)) ** 2).sum(0)
+    r2 = 1 - ((offsets[20:] - predicted) ** 2).sum(0) / total
+    assert (got["r2_row"], got["r2_col"]) == pytest.approx((float(r2[0]), float(r2[1])))
+    assert got["mae_px"] == pytest.approx(float((offsets[20:] - predicted).abs().mean()))
+    # features that hold the position linearly give it back; noise does not
+    exact = position_probe(torch.cat([offsets, features], 1), offsets, ridge=1e-9)
+    assert exact["r2_row"] > 0.999 and exact["mae_px"] < 0.01
+    assert got["r2_row"] < 0.5
+    with pytest.raises(ValueError, match=r"offsets \[N, 2\]"):
+        position_probe(features, offsets[:, :1])
+
+
+def test_penultimate_features_are_the_last_layers_input_in_eval_mode():
+    net = position_net(1, 4, 12, width=2)
+    net.train()
+    images = torch.rand(5, 1, 12, 12)
+    got = penultimate_features(net, images, batch_size=2)
+    net.eval()
+    with torch.no_grad():
+        expected = net[:-1](images).double()
+    torch.testing.assert_close(got, expected)
+    net.train()
+    penultimate_features(net, images)
+    assert net.training  # the model's mode is given back
+    with pytest.raises(ValueError, match="must end in a linear layer"):
+        penultimate_features(net[:-1], images)
+
+
+def test_run_position_arm_probes_position_before_and_after_training():
+    tr, va, te = _toy(24, 12, 2, 0), _toy(8, 12, 2, 1), _toy(8, 12, 2, 2)
+    canvases, offsets = _toy(16, 12, 2, 3), torch.rand(16, 2) * 4
+    m = run_position_arm(
+        tr, va, te, epochs=1, width=2, recipe="classic", position_probe_set=(canvases, offsets)
+    )
+    assert (
+        set(m["position_probe"]) == set(m["position_probe_init"]) == {"r2_row", "r2_col", "mae_px"}
+    )
+    with pytest.raises(ValueError, match="must be 12 px like the training images"):
+        run_position_arm(
+            tr, va, te, epochs=1, width=2, position_probe_set=(_toy(16, 10, 2, 3), offsets)
+        )

@@ -432,3 +432,15 @@ def test_training_hours_add_the_records_wall_times(study):
         k: SimpleNamespace(provenance={"wall_time_s": t}) for k, t in (("a", 1800), ("b", 5400))
     }
     assert study.training_hours() == 2.0 and study.training_hours(1) == 1.5
+
+
+def test_the_probe_set_pastes_test_items_where_its_offsets_say():
+    settings = ps.configure("smoke")
+    canvases, offsets = ps.probe_set(settings)
+    images = canvases.float_images()
+    assert images.shape[-1] == settings.canvas and offsets.shape == (settings.quad_test, 2)
+    size = 28 // settings.item_factor
+    r, c = offsets[0].tolist()
+    item = images[0, :, r : r + size, c : c + size]
+    assert item.sum() > 0 and images[0].sum() == pytest.approx(item.sum().item())
+    assert len({tuple(o) for o in offsets.tolist()}) > 1  # positions vary
